@@ -1,0 +1,41 @@
+"""SQL tables of ``live``: hosts, rooms, viewers. Times are epoch milliseconds (UTC)."""
+
+from __future__ import annotations
+
+from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from livecart.db import Base
+
+
+class Host(Base):
+    __tablename__ = "hosts"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    created_ms: Mapped[int]
+
+
+class Room(Base):
+    __tablename__ = "rooms"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16))
+    invite_token: Mapped[str] = mapped_column(String(64), unique=True)
+    scheduled_ms: Mapped[int | None]
+    started_ms: Mapped[int | None]
+    ended_ms: Mapped[int | None]
+    created_ms: Mapped[int]
+
+
+class Viewer(Base):
+    __tablename__ = "viewers"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    share_code: Mapped[str] = mapped_column(String(32), unique=True)
+    #: The promoter (another viewer of the same room) whose link brought this viewer: first touch, one level.
+    referrer_id: Mapped[str | None] = mapped_column(ForeignKey("viewers.id"))
+    created_ms: Mapped[int]
+
+    __table_args__ = (Index("ix_viewers_room_referrer", "room_id", "referrer_id"),)

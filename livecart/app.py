@@ -1,0 +1,177 @@
+"""Builds the Starlette app from one Settings object. ``create_app()`` is the factory uvicorn runs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from redis.asyncio import Redis
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+import live.api
+import shop.api
+from live.access import TokenSigner
+from livecart import __version__, db, openapi
+from livecart.clock import Clock, SystemClock
+from livecart.embedded_redis import EmbeddedRedis
+from livecart.errors import exception_handlers
+from livecart.http import state
+from livecart.logs import RequestIdMiddleware
+from livecart.metrics import Metrics
+from livecart.settings import Settings
+from livecart.state import AppState
+from shop.cards import Catalog
+from shop.inventory.store import SENTINEL, Inventory
+from shop.orders.service import OrderService
+from shop.orders.writer import OrderWriter
+from shop.payments.service import PaymentService
+from shop.reconcile import Reconciler
+from shop.sweeper import Sweeper
+
+log = logging.getLogger("livecart.app")
+
+
+async def healthz(request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    st = state(request)
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(st.redis.ping(), timeout=2)
+        checks["redis"] = "ok"
+    except Exception as exc:
+        checks["redis"] = f"error: {type(exc).__name__}"
+    try:
+        async with st.engine.connect() as conn:
+            await asyncio.wait_for(conn.execute(text("SELECT 1")), timeout=2)
+        checks["sql"] = "ok"
+    except Exception as exc:
+        checks["sql"] = f"error: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ready" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503
+    )
+
+
+async def metrics(request: Request) -> Response:
+    return Response(state(request).metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+async def openapi_json(request: Request) -> JSONResponse:
+    return JSONResponse(request.app.state.openapi)
+
+
+async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> AppState:
+    metrics_ = Metrics()
+    engine = db.create_engine(settings.database_url)
+    if settings.migrations_on_start:
+        await db.migrate(engine)
+    sessions = db.sessionmaker(engine)
+    redis = Redis.from_url(
+        redis_url,
+        socket_timeout=settings.commit_timeout_seconds,
+        socket_connect_timeout=settings.commit_timeout_seconds,
+        health_check_interval=30,
+    )
+    inventory = Inventory(redis)
+    grace_ms = int(settings.orphan_grace_seconds * 1000)
+    reconciler = Reconciler(
+        sessions=sessions, inventory=inventory, clock=clock, metrics=metrics_, grace_ms=grace_ms
+    )
+
+    async def committed(rows: list[dict[str, object]]) -> None:
+        metrics_.order_batches.inc()
+        await inventory.mark_committed([(str(r["card_id"]), str(r["id"])) for r in rows])
+
+    writer = OrderWriter(sessions, dialect=engine.dialect.name, on_committed=committed)
+    return AppState(
+        settings=settings,
+        clock=clock,
+        metrics=metrics_,
+        signer=TokenSigner(settings.signing_keys),
+        engine=engine,
+        sessions=sessions,
+        redis=redis,
+        inventory=inventory,
+        writer=writer,
+        reconciler=reconciler,
+        catalog=Catalog(sessions=sessions, inventory=inventory, reconciler=reconciler, clock=clock),
+        orders=OrderService(
+            settings=settings,
+            sessions=sessions,
+            inventory=inventory,
+            writer=writer,
+            reconciler=reconciler,
+            clock=clock,
+            metrics=metrics_,
+        ),
+        payments=PaymentService(
+            settings=settings, sessions=sessions, inventory=inventory, clock=clock, metrics=metrics_
+        ),
+        sweeper=Sweeper(
+            sessions=sessions,
+            inventory=inventory,
+            reconciler=reconciler,
+            clock=clock,
+            metrics=metrics_,
+            interval=settings.sweep_interval_seconds,
+            grace_ms=grace_ms,
+        ),
+    )
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, sweeper: bool = True
+) -> Starlette:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, AppState]]:
+        embedded: EmbeddedRedis | None = None
+        redis_url = settings.redis_url
+        if redis_url is None:
+            embedded = EmbeddedRedis(settings.data_dir)
+            redis_url = embedded.start()
+        st = await build_state(settings, redis_url, clock=clock or SystemClock())
+        try:
+            if not await st.redis.exists(SENTINEL):
+                # A fresh or wiped Redis: rebuild every sale that SQL knows before serving a single buy.
+                await st.reconciler.reconcile_all(trigger="startup")
+            st.writer.start()
+            app.state.livecart_state = st  # for operators' tooling and tests; endpoints use request state
+            if sweeper:
+                st.sweeper.start()
+            yield {"livecart": st}
+        finally:
+            await st.sweeper.stop()
+            await st.writer.stop()
+            await st.redis.aclose()
+            await st.engine.dispose()
+            if embedded is not None:
+                embedded.stop()
+
+    routes = [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
+        *live.api.routes,
+        *shop.api.routes,
+    ]
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(RequestIdMiddleware)],
+        exception_handlers=exception_handlers,
+        lifespan=lifespan,
+    )
+    app.state.openapi = openapi.build(routes, title="LiveCart API", version=__version__)
+    return app

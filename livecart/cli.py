@@ -1,0 +1,153 @@
+"""The ``livecart`` command: ``serve``, ``migrate``, ``reconcile``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+
+from livecart import db, logs
+from livecart.clock import SystemClock
+from livecart.embedded_redis import EmbeddedRedis
+from livecart.settings import Settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings()
+    logs.configure(settings.log_level, as_json=settings.log_json)
+    embedded: EmbeddedRedis | None = None
+    if settings.redis_url is None and args.workers > 1:
+        # Workers must share one Redis: the parent owns it and hands its address down.
+        embedded = EmbeddedRedis(settings.data_dir)
+        os.environ["LIVECART_REDIS_URL"] = embedded.start()
+    if args.workers > 1:
+        if settings.migrations_on_start:
+            asyncio.run(_migrate(settings))
+            os.environ["LIVECART_MIGRATE_ON_START"] = "false"
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="livecart-metrics-"))
+    try:
+        uvicorn.run(
+            "livecart.app:create_app",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_config=None,
+            access_log=False,
+            proxy_headers=True,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+async def _migrate(settings: Settings) -> None:
+    engine = db.create_engine(settings.database_url)
+    try:
+        await db.migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+async def _reconcile(settings: Settings) -> list[dict[str, object]]:
+    from redis.asyncio import Redis
+
+    from livecart.metrics import Metrics
+    from shop.inventory.store import Inventory
+    from shop.reconcile import Reconciler
+
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis_url
+    if url is None:
+        embedded = EmbeddedRedis(settings.data_dir)
+        url = embedded.start()
+    engine = db.create_engine(settings.database_url)
+    redis = Redis.from_url(url)
+    try:
+        reconciler = Reconciler(
+            sessions=db.sessionmaker(engine),
+            inventory=Inventory(redis),
+            clock=SystemClock(),
+            metrics=Metrics(),
+            grace_ms=int(settings.orphan_grace_seconds * 1000),
+        )
+        reports = await reconciler.reconcile_all(trigger="cli")
+        return [
+            {
+                "card_id": r.card_id,
+                "stock_left_before": r.stock_left_before,
+                "stock_left_after": r.stock_left_after,
+                "drift": r.drift,
+                "kept_in_flight": r.kept_in_flight,
+                "dropped_orphans": r.dropped_orphans,
+                "oversold": r.oversold,
+            }
+            for r in reports
+        ]
+    finally:
+        await redis.aclose()
+        await engine.dispose()
+        if embedded is not None:
+            embedded.stop()
+
+
+async def _create_host(settings: Settings, name: str) -> dict[str, str]:
+    from live.access import TokenSigner
+    from live.models import Host
+    from livecart.ids import new_id
+
+    engine = db.create_engine(settings.database_url)
+    try:
+        if settings.migrations_on_start:
+            await db.migrate(engine)
+        host = Host(id=new_id("hst"), name=name, created_ms=SystemClock().now_ms())
+        async with db.sessionmaker(engine)() as session, session.begin():
+            session.add(host)
+    finally:
+        await engine.dispose()
+    return {"id": host.id, "name": host.name, "token": TokenSigner(settings.signing_keys).host_token(host.id)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="livecart", description="LiveCart live-commerce backend")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    sub.add_parser("migrate", help="apply database migrations")
+    sub.add_parser("reconcile", help="rebuild every live sale's Redis state from SQL (idempotent)")
+    create_host = sub.add_parser(
+        "create-host", help="add a host account and print its token (sign-up closed)"
+    )
+    create_host.add_argument("name")
+    args = parser.parse_args(argv)
+
+    if args.command == "serve":
+        return _serve(args)
+    settings = Settings()
+    logs.configure(settings.log_level, as_json=settings.log_json)
+    if args.command == "migrate":
+        asyncio.run(_migrate(settings))
+        print("migrations applied")
+        return 0
+    if args.command == "create-host":
+        name = args.name.strip()
+        if not 1 <= len(name) <= 100:
+            parser.error("the host name must be 1-100 characters")
+        print(json.dumps(asyncio.run(_create_host(settings, name))))
+        return 0
+    reports = asyncio.run(_reconcile(settings))
+    print(json.dumps({"cards": reports, "oversold": any(r["oversold"] for r in reports)}, indent=2))
+    return 1 if any(r["oversold"] for r in reports) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,72 @@
+"""Request parsing at the edge: size-capped JSON bodies validated by pydantic models, typed app state."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, TypeVar, cast
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import HTTPConnection, Request
+
+from livecart.errors import BadRequest, PayloadTooLarge, Unprocessable
+
+if TYPE_CHECKING:
+    from livecart.state import AppState
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def state(conn: HTTPConnection) -> AppState:
+    return cast("AppState", conn.state.livecart)
+
+
+async def read_body(request: Request, *, max_bytes: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise BadRequest("Content-Length is not a number.", code="invalid_request")
+        if int(length) > max_bytes:
+            raise PayloadTooLarge(f"The request body is larger than {max_bytes} bytes.")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"The request body is larger than {max_bytes} bytes.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False)[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+async def read_json(
+    request: Request, model: type[M], *, codes: dict[str, str] | None = None, empty_ok: bool = False
+) -> M:
+    """Parse the body as ``model``. ``codes`` maps a field name to the error code used when it is invalid."""
+    body = await read_body(request, max_bytes=state(request).settings.max_body_bytes)
+    if not body.strip():
+        if not empty_ok:
+            raise BadRequest("A JSON body is required.", code="invalid_json")
+        data: object = {}
+    else:
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"The body is not valid JSON: {exc}", code="invalid_json") from None
+    if not isinstance(data, dict):
+        raise Unprocessable("The body must be a JSON object.")
+    try:
+        return model.model_validate(data, strict=True)
+    except ValidationError as exc:
+        code = "invalid_request"
+        for err in exc.errors(include_url=False):
+            if err["loc"] and str(err["loc"][0]) in (codes or {}):
+                code = (codes or {})[str(err["loc"][0])]
+                break
+        raise Unprocessable(describe(exc), code=code) from None

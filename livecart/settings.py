@@ -1,0 +1,93 @@
+"""The one Settings object, read from ``LIVECART_*`` environment variables (SPEC §7).
+
+Built once by the entry point (``livecart serve``, the app factory) and passed down; tests build their own.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET_KEY = "dev-insecure-secret-change-me"  # noqa: S105 - refused outside dev
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIVECART_", extra="ignore", frozen=True)
+
+    env: Literal["dev", "prod"] = "dev"
+    database_url: str = "sqlite+aiosqlite:///./livecart.db"
+    #: ``None`` means: start a private, embedded redis-server in ``data_dir`` and stop it on shutdown.
+    redis_url: str | None = None
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    #: Older keys still accepted when verifying tokens, newest first (key rotation).
+    previous_secret_keys: list[SecretStr] = Field(default_factory=list)
+    base_url: str = "http://127.0.0.1:8000"
+    currency: str = "CNY"
+    data_dir: Path = Path(".livecart")
+
+    #: ``None``: on in dev, off in prod.
+    open_signup: bool | None = None
+    #: The built-in dev payment provider's simulator. ``None``: on in dev, off in prod.
+    dev_payments: bool | None = None
+    #: HMAC secret of the payment webhook; derived from ``secret_key`` when unset.
+    payment_webhook_secret: SecretStr | None = None
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
+    #: One-level commission paid to the referring promoter, in basis points of the order amount.
+    commission_rate_bps: int = Field(default=1000, ge=0, le=10_000)
+
+    #: ``None``: on in dev, off in prod (run ``alembic upgrade head`` yourself there).
+    migrate_on_start: bool | None = None
+    sweep_interval_seconds: float = Field(default=1.0, gt=0)
+    #: A reservation in Redis with no SQL row is returned to the sale after this long.
+    orphan_grace_seconds: float = Field(default=30.0, gt=0)
+    #: How long a buy waits for its order row to commit before it gives up and releases the stock.
+    commit_timeout_seconds: float = Field(default=5.0, gt=0)
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_order_quantity: int = Field(default=100, ge=1)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.env == "prod" and self.secret_key.get_secret_value() == DEV_SECRET_KEY:
+            raise ValueError("LIVECART_SECRET_KEY must be set to a private value when LIVECART_ENV=prod")
+        if self.commit_timeout_seconds * 2 >= self.orphan_grace_seconds:
+            # The orphan sweeper may only release a reservation whose SQL write can no longer land.
+            raise ValueError(
+                "LIVECART_ORPHAN_GRACE_SECONDS must exceed twice LIVECART_COMMIT_TIMEOUT_SECONDS"
+            )
+        return self
+
+    @property
+    def is_dev(self) -> bool:
+        return self.env == "dev"
+
+    @property
+    def signup_open(self) -> bool:
+        return self.is_dev if self.open_signup is None else self.open_signup
+
+    @property
+    def dev_payments_enabled(self) -> bool:
+        return self.is_dev if self.dev_payments is None else self.dev_payments
+
+    @property
+    def migrations_on_start(self) -> bool:
+        return self.is_dev if self.migrate_on_start is None else self.migrate_on_start
+
+    @property
+    def signing_keys(self) -> list[str]:
+        """Token signing keys, newest first: the first signs, all verify."""
+        return [
+            self.secret_key.get_secret_value(),
+            *(k.get_secret_value() for k in self.previous_secret_keys),
+        ]
+
+    @property
+    def webhook_secret(self) -> bytes:
+        if self.payment_webhook_secret is not None:
+            return self.payment_webhook_secret.get_secret_value().encode()
+        return hashlib.sha256(b"livecart-webhook:" + self.secret_key.get_secret_value().encode()).digest()

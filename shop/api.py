@@ -1,0 +1,300 @@
+"""HTTP endpoints of ``shop`` (SPEC §4): products, cards, orders, payments, room orders and stats."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from live.access import HostIdentity, identify, require_host, require_viewer
+from live.models import Room
+from livecart.errors import BadRequest, Forbidden
+from livecart.http import read_body, read_json, state
+from livecart.openapi import doc
+from shop.errors import UnknownResource
+from shop.orders.repo import room_orders
+from shop.payments.signing import HEADER as SIGNATURE_HEADER
+from shop.schemas import (
+    CardIn,
+    CardOpenIn,
+    CardOut,
+    CardPatchIn,
+    DevCompleteIn,
+    OrderIn,
+    OrderOut,
+    PaymentOut,
+    PayOut,
+    ProductIn,
+    ProductOut,
+    RefundIn,
+    RoomStats,
+    ShipIn,
+)
+from shop.stats import room_stats
+from shop.views import order_json
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+@doc(body=ProductIn, responses={201: ProductOut}, summary="Create a product")
+async def create_product(request: Request) -> JSONResponse:
+    st = state(request)
+    host = require_host(request, st.signer)
+    body = await read_json(request, ProductIn)
+    return JSONResponse(await st.catalog.create_product(host, body), status_code=201)
+
+
+@doc(responses={200: [ProductOut]}, summary="List your products")
+async def list_products(request: Request) -> JSONResponse:
+    st = state(request)
+    return JSONResponse(await st.catalog.list_products(require_host(request, st.signer)))
+
+
+@doc(body=CardIn, responses={201: CardOut}, errors=[409], summary="Pin a product card in a room")
+async def create_card(request: Request) -> JSONResponse:
+    st = state(request)
+    host = require_host(request, st.signer)
+    body = await read_json(request, CardIn)
+    return JSONResponse(
+        await st.catalog.create_card(host, request.path_params["room"], body), status_code=201
+    )
+
+
+@doc(body=CardOpenIn, responses={200: CardOut}, errors=[409], summary="Open the flash sale of a card")
+async def open_card(request: Request) -> JSONResponse:
+    st = state(request)
+    host = require_host(request, st.signer)
+    body = await read_json(request, CardOpenIn, empty_ok=True)
+    return JSONResponse(await st.catalog.open_card(host, request.path_params["card"], body))
+
+
+@doc(responses={200: CardOut}, summary="Close the sale of a card")
+async def close_card(request: Request) -> JSONResponse:
+    st = state(request)
+    host = require_host(request, st.signer)
+    return JSONResponse(await st.catalog.close_card(host, request.path_params["card"]))
+
+
+@doc(body=CardPatchIn, responses={200: CardOut}, summary="Cut the price (new reservations) or add stock")
+async def patch_card(request: Request) -> JSONResponse:
+    st = state(request)
+    host = require_host(request, st.signer)
+    body = await read_json(request, CardPatchIn)
+    return JSONResponse(await st.catalog.patch_card(host, request.path_params["card"], body))
+
+
+@doc(responses={200: CardOut}, summary="Get a card with its live stock")
+async def get_card(request: Request) -> JSONResponse:
+    st = state(request)
+    return JSONResponse(await st.catalog.view(identify(request, st.signer), request.path_params["card"]))
+
+
+def _idempotency_key(request: Request) -> str:
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None or not key.strip():
+        raise BadRequest(
+            "Send an Idempotency-Key header (a fresh random value per purchase attempt).",
+            code="missing_idempotency_key",
+        )
+    if len(key) > 255 or not key.isprintable() or not key.isascii():
+        raise BadRequest(
+            "The Idempotency-Key must be 1-255 printable ASCII characters.", code="invalid_idempotency_key"
+        )
+    return key
+
+
+@doc(
+    body=OrderIn,
+    responses={201: OrderOut, 200: OrderOut},
+    headers={
+        IDEMPOTENCY_HEADER: "A fresh value per purchase attempt; a retry with it returns the same order"
+    },
+    errors=[409, 503],
+    summary="Buy: reserve units of a card (pay within the reservation window)",
+)
+async def place_order(request: Request) -> JSONResponse:
+    st = state(request)
+    viewer = require_viewer(request, st.signer)
+    key = _idempotency_key(request)
+    body = await read_json(request, OrderIn, codes={"quantity": "invalid_quantity"})
+    order, created = await st.orders.place(
+        viewer, request.path_params["card"], quantity=body.quantity, idempotency_key=key
+    )
+    return JSONResponse(order, status_code=201 if created else 200)
+
+
+@doc(responses={200: OrderOut}, summary="Get an order (its buyer, or the host)")
+async def get_order(request: Request) -> JSONResponse:
+    st = state(request)
+    return JSONResponse(await st.orders.get(identify(request, st.signer), request.path_params["order"]))
+
+
+@doc(responses={200: PayOut}, errors=[409], summary="Start paying a reserved order")
+async def pay_order(request: Request) -> JSONResponse:
+    st = state(request)
+    viewer = require_viewer(request, st.signer)
+    return JSONResponse(await st.payments.start_checkout(viewer, request.path_params["order"]))
+
+
+@doc(responses={200: OrderOut}, errors=[409], summary="Cancel a reserved order (stock is released)")
+async def cancel_order(request: Request) -> JSONResponse:
+    st = state(request)
+    viewer = require_viewer(request, st.signer)
+    return JSONResponse(await st.orders.cancel(viewer, request.path_params["order"]))
+
+
+@doc(body=RefundIn, responses={200: OrderOut}, errors=[409], summary="Refund a paid order")
+async def refund_order(request: Request) -> JSONResponse:
+    st = state(request)
+    host = require_host(request, st.signer)
+    body = await read_json(request, RefundIn, empty_ok=True)
+    return JSONResponse(await st.orders.refund(host, request.path_params["order"], restock=body.restock))
+
+
+@doc(body=ShipIn, responses={200: OrderOut}, errors=[409], summary="Mark a paid order shipped")
+async def ship_order(request: Request) -> JSONResponse:
+    st = state(request)
+    host = require_host(request, st.signer)
+    body = await read_json(request, ShipIn)
+    return JSONResponse(await st.orders.ship(host, request.path_params["order"], body.tracking_number))
+
+
+def _require_dev_payments(request: Request) -> None:
+    if not state(request).settings.dev_payments_enabled:
+        raise UnknownResource("The dev payment provider is disabled on this server.")
+
+
+@doc(responses={200: PaymentOut}, auth=False, summary="Dev provider: the checkout (payment status)")
+async def dev_checkout(request: Request) -> JSONResponse:
+    _require_dev_payments(request)
+    return JSONResponse(await state(request).payments.get_payment(request.path_params["payment"]))
+
+
+@doc(
+    body=DevCompleteIn,
+    responses={200: "The payment, the event sent and the order after it"},
+    auth=False,
+    errors=[409],
+    summary="Dev provider: simulate the customer paying (or failing)",
+)
+async def dev_complete(request: Request) -> JSONResponse:
+    _require_dev_payments(request)
+    body = await read_json(request, DevCompleteIn)
+    return JSONResponse(
+        await state(request).payments.dev_complete(request.path_params["payment"], body.outcome)
+    )
+
+
+@doc(
+    responses={200: "Event accepted (or recognised as a redelivery)"},
+    auth=False,
+    errors=[400],
+    headers={SIGNATURE_HEADER: "t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.<body>'>"},
+    summary="Payment provider webhook (signed)",
+)
+async def payment_webhook(request: Request) -> JSONResponse:
+    st = state(request)
+    body = await read_body(request, max_bytes=st.settings.max_body_bytes)
+    return JSONResponse(await st.payments.receive_webhook(body, request.headers.get(SIGNATURE_HEADER)))
+
+
+async def _own_room(request: Request) -> tuple[HostIdentity, Room]:
+    st = state(request)
+    host = require_host(request, st.signer)
+    async with st.sessions() as session:
+        room = await session.get(Room, request.path_params["room"])
+    if room is None:
+        raise UnknownResource("No such room.")
+    if room.host_id != host.host_id:
+        raise Forbidden("This room belongs to another host.")
+    return host, room
+
+
+CSV_COLUMNS = [
+    "id",
+    "created_at",
+    "status",
+    "product",
+    "card_id",
+    "buyer_id",
+    "quantity",
+    "unit_price",
+    "amount",
+    "currency",
+    "paid_at",
+    "referrer_id",
+    "tracking_number",
+    "refund_reason",
+]
+
+
+@doc(responses={200: [OrderOut]}, summary="Orders of a room (?format=csv for a CSV export)")
+async def list_room_orders(request: Request) -> Response:
+    st = state(request)
+    _, room = await _own_room(request)
+    async with st.sessions() as session:
+        rows = await room_orders(session, room.id)
+    orders = [(order_json(o, currency=st.settings.currency), p.name) for o, p in rows]
+    if request.query_params.get("format") == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(CSV_COLUMNS)
+        for order, product in orders:
+            writer.writerow(
+                [_csv_safe(product) if c == "product" else _csv_safe(order.get(c)) for c in CSV_COLUMNS]
+            )
+        return Response(
+            out.getvalue(),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="orders-{room.id}.csv"'},
+        )
+    return JSONResponse([order for order, _ in orders])
+
+
+def _csv_safe(value: object) -> str:
+    """Text as a spreadsheet should show it: a leading = + - @ would otherwise run as a formula."""
+    text = "" if value is None else str(value)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+@doc(responses={200: RoomStats}, summary="Live statistics of a room, derived from SQL")
+async def get_room_stats(request: Request) -> JSONResponse:
+    st = state(request)
+    _, room = await _own_room(request)
+    async with st.sessions() as session:
+        from sqlalchemy import select
+
+        from shop.models import Card
+
+        card_ids = list((await session.execute(select(Card.id).where(Card.room_id == room.id))).scalars())
+        stock = await st.inventory.stock_left_many(card_ids) if card_ids else {}
+        return JSONResponse(
+            await room_stats(
+                session, room.id, stock_left=stock, now_ms=st.clock.now_ms(), currency=st.settings.currency
+            )
+        )
+
+
+routes = [
+    Route("/api/products", create_product, methods=["POST"]),
+    Route("/api/products", list_products, methods=["GET"]),
+    Route("/api/rooms/{room}/cards", create_card, methods=["POST"]),
+    Route("/api/cards/{card}", get_card, methods=["GET"]),
+    Route("/api/cards/{card}", patch_card, methods=["PATCH"]),
+    Route("/api/cards/{card}/open", open_card, methods=["POST"]),
+    Route("/api/cards/{card}/close", close_card, methods=["POST"]),
+    Route("/api/cards/{card}/orders", place_order, methods=["POST"]),
+    Route("/api/orders/{order}", get_order, methods=["GET"]),
+    Route("/api/orders/{order}/pay", pay_order, methods=["POST"]),
+    Route("/api/orders/{order}/cancel", cancel_order, methods=["POST"]),
+    Route("/api/orders/{order}/refund", refund_order, methods=["POST"]),
+    Route("/api/orders/{order}/ship", ship_order, methods=["POST"]),
+    Route("/api/payments/dev/{payment}", dev_checkout, methods=["GET"]),
+    Route("/api/payments/dev/{payment}/complete", dev_complete, methods=["POST"]),
+    Route("/api/payments/webhook", payment_webhook, methods=["POST"]),
+    Route("/api/rooms/{room}/orders", list_room_orders, methods=["GET"]),
+    Route("/api/rooms/{room}/stats", get_room_stats, methods=["GET"]),
+]

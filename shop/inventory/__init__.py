@@ -1,0 +1,1 @@
+"""Flash-sale inventory: pure rules (``rules``) and the Redis adapter running the Lua scripts (``store``)."""

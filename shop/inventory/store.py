@@ -1,0 +1,337 @@
+"""Redis adapter for flash-sale inventory: runs the Lua scripts in ``lua/`` and nothing else.
+
+Every key a script touches is passed in ``KEYS`` and carries the card's hash tag (``{card:ID}``), so each
+sale lives in one Redis Cluster slot. The card index (``livecart:cards:active``) is only used by plain
+commands, never inside a script.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from shop.inventory.rules import key
+
+ACTIVE_CARDS = "livecart:cards:active"
+SENTINEL = "livecart:sentinel"
+SCRIPTS = ("reserve", "release", "rereserve", "refund", "configure", "add_stock", "fence", "load")
+SUFFIXES = ("sale", "orders", "expiry", "pending", "buyers", "idem")
+
+
+def card_keys(card_id: str) -> list[str]:
+    """The six keys of one sale, in the order every script names them."""
+    tag = key(card_id)
+    return [f"{tag}:{suffix}" for suffix in SUFFIXES]
+
+
+def script_source(name: str) -> str:
+    return resources.files("shop.inventory").joinpath(f"lua/{name}.lua").read_text()
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A reservation record as the scripts keep it."""
+
+    order_id: str
+    buyer_id: str
+    quantity: int
+    unit_price: int
+    expires_ms: int
+    idempotency_key: str
+    created_ms: int
+    state: str
+    referrer_id: str | None
+
+    @classmethod
+    def parse(cls, order_id: str, raw: str) -> Reservation:
+        r = json.loads(raw)
+        return cls(
+            order_id=order_id,
+            buyer_id=r["buyer"],
+            quantity=int(r["qty"]),
+            unit_price=int(r["price"]),
+            expires_ms=int(r["expires"]),
+            idempotency_key=r["key"],
+            created_ms=int(r["created"]),
+            state=r["state"],
+            referrer_id=r.get("ref") or None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveResult:
+    outcome: str  # ok | duplicate | idempotency_mismatch | no_sale | wrong_room | busy | sale_not_open
+    #              | limit_exceeded | sold_out
+    order_id: str | None = None
+    reservation: Reservation | None = None
+    stock_left: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SaleState:
+    status: str
+    room_id: str
+    closes_ms: int | None
+    stock_total: int
+    stock_left: int
+    per_user_limit: int
+    price: int
+    reserve_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    stock_left_before: int | None
+    stock_left_after: int
+    kept_in_flight: int
+    dropped_orphans: int
+    unclamped_left: int
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+class Inventory:
+    """Flash-sale stock of every card, in Redis. All methods are single atomic script calls."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(script_source(name)) for name in SCRIPTS
+        }
+
+    async def _run(
+        self, name: str, card_id: str, *args: str | int, keys: list[str] | None = None
+    ) -> list[str]:
+        result = await self._scripts[name](keys=keys or card_keys(card_id), args=list(args))
+        return [_text(v) for v in result]
+
+    async def create_sale(
+        self,
+        card_id: str,
+        *,
+        room_id: str,
+        stock_total: int,
+        per_user_limit: int,
+        price: int,
+        reserve_ms: int,
+        now_ms: int,
+    ) -> None:
+        """Start a fresh sale (a new card: nothing sold, status pinned)."""
+        await self.load(
+            card_id,
+            sale={
+                "status": "pinned",
+                "room_id": room_id,
+                "closes_at": 0,
+                "stock_total": stock_total,
+                "per_user_limit": per_user_limit,
+                "price": price,
+                "reserve_ms": reserve_ms,
+            },
+            live_orders=[],
+            idempotency=[],
+            written_off=0,
+            now_ms=now_ms,
+            grace_ms=0,
+        )
+        await self.redis.sadd(ACTIVE_CARDS, card_id)
+
+    async def reserve(
+        self,
+        card_id: str,
+        *,
+        buyer_id: str,
+        room_id: str,
+        idempotency_key: str,
+        quantity: int,
+        order_id: str,
+        referrer_id: str | None,
+        now_ms: int,
+    ) -> ReserveResult:
+        r = await self._run(
+            "reserve",
+            card_id,
+            buyer_id,
+            idempotency_key,
+            quantity,
+            now_ms,
+            order_id,
+            room_id,
+            referrer_id or "",
+        )
+        outcome = r[0]
+        if outcome == "ok":
+            return ReserveResult(outcome, r[1], Reservation.parse(r[1], r[2]), stock_left=int(r[3]))
+        if outcome == "duplicate":
+            return ReserveResult(outcome, r[1], Reservation.parse(r[1], r[2]) if r[2] else None)
+        if outcome == "idempotency_mismatch":
+            return ReserveResult(outcome, r[1])
+        if outcome == "sold_out":
+            return ReserveResult(outcome, stock_left=int(r[1]))
+        return ReserveResult(outcome)
+
+    async def release(self, card_id: str, order_id: str, *, mode: str, now_ms: int, grace_ms: int = 0) -> str:
+        """Return a reservation's units: ``released``, ``gone``, ``not_reserved`` or ``busy`` (a recent
+        orphan)."""
+        return (await self._run("release", card_id, order_id, mode, now_ms, grace_ms))[0]
+
+    async def rereserve(
+        self,
+        card_id: str,
+        *,
+        order_id: str,
+        buyer_id: str,
+        quantity: int,
+        unit_price: int,
+        idempotency_key: str,
+        referrer_id: str | None,
+        now_ms: int,
+    ) -> str:
+        """Hold an order's units as paid: confirms its reservation if Redis still has it, else takes the units
+        again if stock and the buyer's limit allow. ``paid``, ``already_paid``, ``no_sale``,
+        ``limit_exceeded`` or ``sold_out``."""
+        r = await self._run(
+            "rereserve",
+            card_id,
+            order_id,
+            buyer_id,
+            quantity,
+            unit_price,
+            idempotency_key,
+            now_ms,
+            referrer_id or "",
+        )
+        return r[0]
+
+    async def refund(self, card_id: str, order_id: str, *, restock: bool) -> str:
+        return (await self._run("refund", card_id, order_id, 1 if restock else 0))[0]
+
+    async def configure(self, card_id: str, **fields: int | str) -> bool:
+        args: list[str | int] = []
+        for name, value in fields.items():
+            args += [name, value]
+        result = await self._run("configure", card_id, *args, keys=card_keys(card_id)[:1])
+        if result[0] != "ok":
+            return False
+        await self.redis.sadd(ACTIVE_CARDS, card_id)  # a reopened sale is swept again
+        return True
+
+    async def add_stock(self, card_id: str, units: int) -> tuple[int, int] | None:
+        r = await self._run("add_stock", card_id, units, keys=card_keys(card_id)[:1])
+        if r[0] != "ok":
+            return None
+        return int(r[1]), int(r[2])
+
+    async def fence(self, card_id: str, *, until_ms: int) -> None:
+        await self._run("fence", card_id, until_ms, keys=card_keys(card_id)[:1])
+
+    async def load(
+        self,
+        card_id: str,
+        *,
+        sale: dict[str, object],
+        live_orders: list[dict[str, object]],
+        idempotency: list[tuple[str, str]],
+        written_off: int,
+        now_ms: int,
+        grace_ms: int,
+    ) -> LoadResult:
+        r = await self._run(
+            "load",
+            card_id,
+            now_ms,
+            grace_ms,
+            json.dumps(sale),
+            json.dumps(live_orders) if live_orders else "[]",
+            json.dumps([list(p) for p in idempotency]) if idempotency else "[]",
+            written_off,
+        )
+        return LoadResult(
+            stock_left_before=int(r[0]) if r[0] else None,
+            stock_left_after=int(r[1]),
+            kept_in_flight=int(r[2]),
+            dropped_orphans=int(r[3]),
+            unclamped_left=int(r[4]),
+        )
+
+    async def sale(self, card_id: str) -> SaleState | None:
+        raw = await self.redis.hgetall(card_keys(card_id)[0])
+        if not raw:
+            return None
+        f = {_text(k): _text(v) for k, v in raw.items()}
+        closes = int(f.get("closes_at", "0"))
+        return SaleState(
+            status=f["status"],
+            room_id=f["room_id"],
+            closes_ms=closes or None,
+            stock_total=int(f["stock_total"]),
+            stock_left=int(f["stock_left"]),
+            per_user_limit=int(f["per_user_limit"]),
+            price=int(f["price"]),
+            reserve_ms=int(f["reserve_ms"]),
+        )
+
+    async def stock_left_many(self, card_ids: list[str]) -> dict[str, int | None]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for card_id in card_ids:
+                pipe.hget(card_keys(card_id)[0], "stock_left")
+            values = await pipe.execute()
+        return {c: (int(v) if v is not None else None) for c, v in zip(card_ids, values, strict=True)}
+
+    async def reservations(self, card_id: str) -> dict[str, Reservation]:
+        raw = await self.redis.hgetall(card_keys(card_id)[1])
+        return {_text(k): Reservation.parse(_text(k), _text(v)) for k, v in raw.items()}
+
+    async def reservation(self, card_id: str, order_id: str) -> Reservation | None:
+        raw = await self.redis.hget(card_keys(card_id)[1], order_id)
+        return Reservation.parse(order_id, _text(raw)) if raw is not None else None
+
+    async def stale(
+        self, card_id: str, *, now_ms: int, grace_ms: int, limit: int = 500
+    ) -> tuple[list[str], set[str]]:
+        """Order ids past expiry, and ids still pending their SQL commit for longer than the grace."""
+        keys = card_keys(card_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrangebyscore(keys[2], "-inf", now_ms, start=0, num=limit)
+            pipe.zrangebyscore(keys[3], "-inf", now_ms - grace_ms, start=0, num=limit)
+            expired, pending = await pipe.execute()
+        return [_text(v) for v in expired], {_text(v) for v in pending}
+
+    async def mark_committed(self, pairs: list[tuple[str, str]]) -> None:
+        """Forget the pending marks of orders whose SQL rows are committed: ``(card_id, order_id)`` pairs."""
+        if not pairs:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for card_id, order_id in pairs:
+                pipe.zrem(card_keys(card_id)[3], order_id)
+            await pipe.execute()
+
+    async def active_cards(self) -> list[str]:
+        return sorted(_text(v) for v in await self.redis.smembers(ACTIVE_CARDS))
+
+    async def retire_if_settled(self, card_id: str) -> bool:
+        """Stop sweeping a closed sale that holds no reservation (paid records stay for refunds)."""
+        keys = card_keys(card_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(keys[0], "status")
+            pipe.zcard(keys[2])
+            pipe.zcard(keys[3])
+            status, expiring, pending = await pipe.execute()
+        if status is None or _text(status) != "closed" or expiring or pending:
+            return False
+        await self.redis.srem(ACTIVE_CARDS, card_id)
+        return True
+
+    async def active_reservations(self, card_ids: list[str]) -> int:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for card_id in card_ids:
+                pipe.zcard(card_keys(card_id)[2])
+            counts = await pipe.execute()
+        return sum(int(c) for c in counts)

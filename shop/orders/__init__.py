@@ -1,0 +1,1 @@
+"""Orders in SQL: the repository, the group-commit writer and the service owning the buy path."""

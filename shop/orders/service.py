@@ -1,0 +1,254 @@
+"""The buy path and the order lifecycle after it: reserve in Redis, commit in SQL, cancel, refund, ship.
+
+Ordering rules that keep the invariants:
+- a ``201`` is sent only after the order row is committed (the writer's future resolves after COMMIT);
+- a reservation whose SQL write failed is released only once SQL positively shows no row; otherwise the
+  orphan sweeper returns it after the grace period, and a retry with the same key adopts it meanwhile;
+- status changes are guarded SQL updates first, Redis second: a crash between them leaves Redis holding
+  units that SQL says are free (undersell, healed by the sweeper or reconcile), never the reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any, NoReturn
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from live.access import HostIdentity, Identity, ViewerIdentity
+from livecart.clock import Clock
+from livecart.errors import Forbidden
+from livecart.ids import new_id
+from livecart.metrics import Metrics
+from livecart.settings import Settings
+from shop import commissions
+from shop.errors import (
+    IdempotencyMismatch,
+    InvalidQuantity,
+    InventoryUnavailable,
+    LimitExceeded,
+    OrderStateConflict,
+    SaleNotOpen,
+    SoldOut,
+    UnknownResource,
+)
+from shop.inventory.rules import OrderStatus
+from shop.inventory.store import Inventory, ReserveResult
+from shop.models import Order
+from shop.orders import repo
+from shop.orders.writer import IdempotencyTaken, OrderWriter
+from shop.reconcile import Reconciler
+from shop.views import order_json, order_json_from_row, order_row
+
+log = logging.getLogger("livecart.orders")
+
+MAX_IDEMPOTENCY_KEY = 255
+BUSY_RETRIES = 50  # a fenced sale (reconcile in progress) is retried for up to ~1 s
+
+
+class OrderService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        sessions: async_sessionmaker[AsyncSession],
+        inventory: Inventory,
+        writer: OrderWriter,
+        reconciler: Reconciler,
+        clock: Clock,
+        metrics: Metrics,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.inventory = inventory
+        self.writer = writer
+        self.reconciler = reconciler
+        self.clock = clock
+        self.metrics = metrics
+
+    # -- buy -------------------------------------------------------------------------------------------
+
+    async def place(
+        self, viewer: ViewerIdentity, card_id: str, *, quantity: int, idempotency_key: str
+    ) -> tuple[dict[str, Any], bool]:
+        """Reserve and persist an order. Returns ``(order, created)``; ``created`` is False for a replay."""
+        started = time.perf_counter()
+        result = "error"
+        try:
+            order, created, result = await self._place(viewer, card_id, quantity, idempotency_key)
+            return order, created
+        except Exception as exc:
+            result = getattr(exc, "code", "error")
+            raise
+        finally:
+            self.metrics.buys.labels(result=result).inc()
+            self.metrics.buy_seconds.observe(time.perf_counter() - started)
+
+    async def _place(
+        self, viewer: ViewerIdentity, card_id: str, quantity: int, key: str
+    ) -> tuple[dict[str, Any], bool, str]:
+        if quantity < 1 or quantity > self.settings.max_order_quantity:
+            raise InvalidQuantity(f"quantity must be between 1 and {self.settings.max_order_quantity}.")
+        reloaded = False
+        for _ in range(BUSY_RETRIES):
+            res = await self.inventory.reserve(
+                card_id,
+                buyer_id=viewer.viewer_id,
+                room_id=viewer.room_id,
+                idempotency_key=key,
+                quantity=quantity,
+                order_id=new_id("ord"),
+                referrer_id=viewer.referrer_id,
+                now_ms=self.clock.now_ms(),
+            )
+            if res.outcome == "busy":
+                await asyncio.sleep(0.02)
+                continue
+            if res.outcome == "no_sale" and not reloaded:
+                # Redis lost this sale (restart without persistence, eviction): rebuild it from SQL.
+                reloaded = True
+                if not await self.reconciler.reconcile_card(card_id, trigger="missing"):
+                    raise UnknownResource("No such card.")
+                continue
+            return await self._settle(viewer, card_id, res)
+        raise InventoryUnavailable("The sale is being rebuilt; retry with the same Idempotency-Key.")
+
+    async def _settle(
+        self, viewer: ViewerIdentity, card_id: str, res: ReserveResult
+    ) -> tuple[dict[str, Any], bool, str]:
+        currency = self.settings.currency
+        if res.outcome == "ok":
+            assert res.reservation is not None
+            row = order_row(card_id, viewer.room_id, res.reservation)
+            await self._persist(card_id, row)
+            return order_json_from_row(row, currency=currency), True, "ok"
+        if res.outcome == "duplicate":
+            assert res.order_id is not None
+            async with self.sessions() as session:
+                existing = await repo.order(session, res.order_id)
+            if existing is not None:
+                return order_json(existing, currency=currency), False, "duplicate"
+            if res.reservation is None:
+                raise InventoryUnavailable(
+                    "This order is being settled; retry with the same Idempotency-Key."
+                )
+            # The first attempt reserved but its row never landed (crash, timeout): this retry writes it.
+            row = order_row(card_id, viewer.room_id, res.reservation)
+            await self._persist(card_id, row)
+            return order_json_from_row(row, currency=currency), False, "adopted"
+        if res.outcome == "idempotency_mismatch":
+            raise IdempotencyMismatch("This Idempotency-Key was already used for a different quantity.")
+        if res.outcome == "wrong_room":
+            raise Forbidden("Your viewer token is for another room.")
+        if res.outcome == "no_sale":
+            raise UnknownResource("No such card.")
+        if res.outcome == "sale_not_open":
+            raise SaleNotOpen("This card is not on sale right now.")
+        if res.outcome == "limit_exceeded":
+            raise LimitExceeded("You have reached the per-buyer limit for this card.")
+        if res.outcome == "sold_out":
+            raise SoldOut("Sold out.", extra={"stock_left": res.stock_left or 0})
+        raise InventoryUnavailable(f"unexpected inventory outcome {res.outcome}")
+
+    async def _persist(self, card_id: str, row: dict[str, Any]) -> None:
+        try:
+            await self.writer.insert(row)
+        except IdempotencyTaken:
+            await self.inventory.release(card_id, row["id"], mode="abort", now_ms=self.clock.now_ms())
+            raise IdempotencyMismatch(
+                "This Idempotency-Key already belongs to another order of yours; use a new key."
+            ) from None
+        except Exception as exc:
+            log.warning("order %s not committed: %s", row["id"], exc)
+            await self._release_unwritten(card_id, row["id"])
+            raise InventoryUnavailable(
+                "The order could not be saved; nothing was charged. Retry with the same Idempotency-Key."
+            ) from exc
+
+    async def _release_unwritten(self, card_id: str, order_id: str) -> None:
+        try:
+            async with self.sessions() as session:
+                if await repo.order(session, order_id) is not None:
+                    return
+            await self.inventory.release(card_id, order_id, mode="abort", now_ms=self.clock.now_ms())
+        except Exception as exc:  # SQL or Redis still down: the orphan sweeper releases it after the grace
+            log.warning("reservation %s left to the orphan sweeper: %s", order_id, exc)
+
+    # -- after the buy ---------------------------------------------------------------------------------
+
+    async def get(self, who: Identity, order_id: str) -> dict[str, Any]:
+        async with self.sessions() as session:
+            found = await repo.order_with_room(session, order_id)
+        if found is None:
+            raise UnknownResource("No such order.")
+        order, room = found
+        if isinstance(who, ViewerIdentity) and order.buyer_id != who.viewer_id:
+            raise Forbidden("This is not your order.")
+        if isinstance(who, HostIdentity) and room.host_id != who.host_id:
+            raise Forbidden("This order is in another host's room.")
+        return order_json(order, currency=self.settings.currency)
+
+    async def cancel(self, viewer: ViewerIdentity, order_id: str) -> dict[str, Any]:
+        now = self.clock.now_ms()
+        async with self.sessions() as session, session.begin():
+            changed = await repo.transition(
+                session,
+                order_id,
+                to=OrderStatus.CANCELLED,
+                allowed=[OrderStatus.RESERVED],
+                buyer_id=viewer.viewer_id,
+                closed_ms=now,
+            )
+            if changed is None:
+                self._explain(
+                    await repo.order(session, order_id), viewer, "only a reserved order can be cancelled"
+                )
+        await self.inventory.release(changed.card_id, order_id, mode="cancel", now_ms=now)
+        return order_json(changed, currency=self.settings.currency)
+
+    async def refund(self, host: HostIdentity, order_id: str, *, restock: bool) -> dict[str, Any]:
+        now = self.clock.now_ms()
+        async with self.sessions() as session, session.begin():
+            found = await repo.order_with_room(session, order_id)
+            if found is None:
+                raise UnknownResource("No such order.")
+            if found[1].host_id != host.host_id:
+                raise Forbidden("This order is in another host's room.")
+            changed = await repo.transition(
+                session,
+                order_id,
+                to=OrderStatus.REFUNDED,
+                allowed=[OrderStatus.PAID],
+                closed_ms=now,
+                restocked=restock,
+                refund_reason="host_refund",
+            )
+            if changed is None:
+                raise OrderStateConflict(f"Only a paid order can be refunded; this one is {found[0].status}.")
+            await commissions.claw_back(session, changed, now_ms=now)
+            await repo.refund_payments(session, order_id, now_ms=now)
+        await self.inventory.refund(changed.card_id, order_id, restock=restock)
+        return order_json(changed, currency=self.settings.currency)
+
+    async def ship(self, host: HostIdentity, order_id: str, tracking_number: str) -> dict[str, Any]:
+        async with self.sessions() as session, session.begin():
+            found = await repo.order_with_room(session, order_id)
+            if found is None:
+                raise UnknownResource("No such order.")
+            order, room = found
+            if room.host_id != host.host_id:
+                raise Forbidden("This order is in another host's room.")
+            if order.status != OrderStatus.PAID:
+                raise OrderStateConflict(f"Only a paid order can be shipped; this one is {order.status}.")
+            order.tracking_number = tracking_number
+        return order_json(order, currency=self.settings.currency)
+
+    @staticmethod
+    def _explain(current: Order | None, viewer: ViewerIdentity, rule: str) -> NoReturn:
+        if current is None:
+            raise UnknownResource("No such order.")
+        if current.buyer_id != viewer.viewer_id:
+            raise Forbidden("This is not your order.")
+        raise OrderStateConflict(f"This order is {current.status}; {rule}.")

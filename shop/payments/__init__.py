@@ -1,0 +1,1 @@
+"""Payments: checkout, the signed webhook that confirms them, and the built-in dev provider."""

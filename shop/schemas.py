@@ -1,0 +1,156 @@
+"""Request bodies and response shapes of the shop API (contract v1). Also the source of the OpenAPI schema."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+MAX_PRICE = 100_000_000_00  # 100 million in minor units
+MAX_STOCK = 10_000_000
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class ProductIn(Body):
+    name: Name
+    price: int = Field(ge=0, le=MAX_PRICE)
+    description: Annotated[str, StringConstraints(max_length=5000)] | None = None
+    image_url: Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://")] | None = None
+
+
+class CardIn(Body):
+    product_id: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+    price: int = Field(ge=0, le=MAX_PRICE)
+    stock: int = Field(ge=0, le=MAX_STOCK)
+    per_user_limit: int = Field(default=1, ge=1, le=10_000)
+    reserve_seconds: int = Field(default=300, ge=1, le=86_400)
+
+
+class CardOpenIn(Body):
+    duration_seconds: int | None = Field(default=None, ge=1, le=7 * 86_400)
+
+
+class CardPatchIn(Body):
+    price: int | None = Field(default=None, ge=0, le=MAX_PRICE)
+    add_stock: int | None = Field(default=None, ge=1, le=MAX_STOCK)
+
+
+class OrderIn(Body):
+    quantity: int = Field(ge=1)
+
+
+class RefundIn(Body):
+    restock: bool = False
+
+
+class DevCompleteIn(Body):
+    outcome: Literal["paid", "failed"]
+
+
+class ShipIn(Body):
+    tracking_number: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class ProductOut(BaseModel):
+    id: str
+    name: str
+    price: int
+    description: str | None
+    image_url: str | None
+    created_at: str
+
+
+class CardProductOut(BaseModel):
+    id: str
+    name: str
+    image_url: str | None
+    description: str | None
+
+
+class CardOut(BaseModel):
+    id: str
+    room_id: str
+    product: CardProductOut
+    price: int
+    stock_total: int
+    stock_left: int
+    per_user_limit: int
+    reserve_seconds: int
+    status: Literal["pinned", "open", "closed", "sold_out"]
+    closes_at: str | None
+
+
+class OrderOut(BaseModel):
+    id: str
+    card_id: str
+    room_id: str
+    buyer_id: str
+    quantity: int
+    unit_price: int
+    amount: int
+    currency: str
+    status: Literal["reserved", "paid", "expired", "cancelled", "refunded"]
+    expires_at: str
+    created_at: str
+    paid_at: str | None
+    late_payment: bool
+    refund_reason: str | None
+    restocked: bool
+    tracking_number: str | None
+    referrer_id: str | None
+
+
+class PayOut(BaseModel):
+    payment_id: str
+    checkout_url: str
+
+
+class PaymentOut(BaseModel):
+    id: str
+    order_id: str
+    provider: str
+    status: Literal["pending", "succeeded", "failed", "refunded"]
+    amount: int
+
+
+class CardStats(BaseModel):
+    card_id: str
+    product_name: str
+    price: int
+    stock_total: int
+    stock_left: int
+    reserved: int
+    sold: int
+    sell_through: float
+    gmv: int
+
+
+class PromoterStats(BaseModel):
+    viewer_id: str
+    name: str
+    viewers: int
+    orders_paid: int
+    gmv: int
+    commission: int
+
+
+class RoomStats(BaseModel):
+    viewers_now: int
+    viewers_peak: int
+    viewers_unique: int
+    connections_now: int
+    viewers_joined: int
+    orders_reserved: int
+    orders_paid: int
+    orders_refunded: int
+    buyers_paid: int
+    gmv: int
+    currency: str
+    conversion: float
+    cards: list[CardStats]
+    promoters: list[PromoterStats]

@@ -1,0 +1,154 @@
+"""The sweeper: returns expired and orphaned reservations to the sale, and notices when Redis lost its data.
+
+One process at a time sweeps (a short Redis lease); every step is idempotent, so overlapping or repeated
+passes do no harm. Each pass:
+
+1. if the sentinel key is gone, Redis lost its data: rebuild every sale from SQL (reconcile);
+2. SQL first: reservations past their window become ``expired``; their units go back in Redis;
+3. Redis second, per active card: reservations past expiry or still unconfirmed after the grace period are
+   checked against SQL and released, confirmed or marked committed (``rules.decide_stale``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from livecart.clock import Clock
+from livecart.metrics import Metrics
+from shop.inventory.rules import StaleAction, decide_stale
+from shop.inventory.store import SENTINEL, Inventory
+from shop.orders import repo
+from shop.reconcile import Reconciler
+
+log = logging.getLogger("livecart.sweeper")
+
+LEASE_KEY = "livecart:sweeper:lease"
+
+
+class Sweeper:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        inventory: Inventory,
+        reconciler: Reconciler,
+        clock: Clock,
+        metrics: Metrics,
+        interval: float,
+        grace_ms: int,
+    ) -> None:
+        self.sessions = sessions
+        self.inventory = inventory
+        self.reconciler = reconciler
+        self.clock = clock
+        self.metrics = metrics
+        self.interval = interval
+        self.grace_ms = grace_ms
+        self._owner = f"{os.getpid()}:{id(self)}"
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="sweeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                if await self._lead():
+                    await self.sweep()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a dependency is down: try again next interval
+                log.warning("sweep failed: %s", exc)
+            await asyncio.sleep(self.interval)
+
+    async def _lead(self) -> bool:
+        lease_ms = int(self.interval * 3000) + 1000
+        redis = self.inventory.redis
+        if await redis.set(LEASE_KEY, self._owner, nx=True, px=lease_ms):
+            return True
+        current = await redis.get(LEASE_KEY)
+        if (
+            current is not None
+            and (current.decode() if isinstance(current, bytes) else current) == self._owner
+        ):
+            await redis.pexpire(LEASE_KEY, lease_ms)
+            return True
+        return False
+
+    async def sweep(self) -> dict[str, int]:
+        """One full pass. Returns counts by what was done."""
+        self.metrics.sweeps.inc()
+        counts = {"expired": 0, "released": 0, "orphans": 0, "confirmed": 0, "committed": 0}
+        if not await self.inventory.redis.exists(SENTINEL):
+            log.warning("Redis has no sentinel: it lost its data; rebuilding every sale from SQL")
+            await self.reconciler.reconcile_all(trigger="redis_data_lost")
+        now = self.clock.now_ms()
+        async with self.sessions() as session, session.begin():
+            overdue = await repo.expire_overdue(session, now_ms=now)
+        for card_id, order_id in overdue:
+            if await self.inventory.release(card_id, order_id, mode="expire", now_ms=now) == "released":
+                counts["expired"] += 1
+        self.metrics.swept.labels(reason="expired").inc(counts["expired"])
+
+        cards = await self.inventory.active_cards()
+        for card_id in cards:
+            await self._sweep_card(card_id, now, counts)
+        self.metrics.active_reservations.set(await self.inventory.active_reservations(cards))
+        return counts
+
+    async def _sweep_card(self, card_id: str, now: int, counts: dict[str, int]) -> None:
+        expired, pending = await self.inventory.stale(card_id, now_ms=now, grace_ms=self.grace_ms)
+        ids = sorted(set(expired) | pending)
+        if not ids:
+            await self.inventory.retire_if_settled(card_id)
+            return
+        async with self.sessions() as session:
+            statuses = await repo.statuses(session, ids)
+        committed: list[tuple[str, str]] = []
+        for order_id in ids:
+            action = decide_stale(statuses.get(order_id), pending=order_id in pending)
+            if action is StaleAction.RELEASE:
+                if await self.inventory.release(card_id, order_id, mode="expire", now_ms=now) == "released":
+                    counts["released"] += 1
+                    self.metrics.swept.labels(reason="closed_in_sql").inc()
+            elif action is StaleAction.RELEASE_ORPHAN:
+                outcome = await self.inventory.release(
+                    card_id, order_id, mode="orphan", now_ms=now, grace_ms=self.grace_ms
+                )
+                if outcome == "released":
+                    counts["orphans"] += 1
+                    self.metrics.swept.labels(reason="orphan").inc()
+                    log.warning("card %s: released orphaned reservation %s (no SQL row)", card_id, order_id)
+            elif action is StaleAction.CONFIRM:
+                await self._confirm(card_id, order_id, now)
+                counts["confirmed"] += 1
+            elif action is StaleAction.MARK_COMMITTED:
+                committed.append((card_id, order_id))
+        await self.inventory.mark_committed(committed)
+        counts["committed"] += len(committed)
+
+    async def _confirm(self, card_id: str, order_id: str, now: int) -> None:
+        reservation = await self.inventory.reservation(card_id, order_id)
+        if reservation is None:
+            return
+        await self.inventory.rereserve(
+            card_id,
+            order_id=order_id,
+            buyer_id=reservation.buyer_id,
+            quantity=reservation.quantity,
+            unit_price=reservation.unit_price,
+            idempotency_key=reservation.idempotency_key,
+            referrer_id=reservation.referrer_id,
+            now_ms=now,
+        )
