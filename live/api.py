@@ -204,8 +204,8 @@ async def _returning_viewer(request: Request, session: Any, room_id: str) -> Vie
 routes = [
     Route("/api/hosts", create_host, methods=["POST"]),
     Route("/api/rooms", create_room, methods=["POST"]),
-    Route("/api/rooms/{room}", get_room, methods=["GET"]),
-    Route("/api/rooms/{room}/live", go_live, methods=["POST"]),
-    Route("/api/rooms/{room}/end", end_room, methods=["POST"]),
-    Route("/api/rooms/{room}/join", join_room, methods=["POST"]),
+    Route("/api/rooms/{room:id}", get_room, methods=["GET"]),
+    Route("/api/rooms/{room:id}/live", go_live, methods=["POST"]),
+    Route("/api/rooms/{room:id}/end", end_room, methods=["POST"]),
+    Route("/api/rooms/{room:id}/join", join_room, methods=["POST"]),
 ]

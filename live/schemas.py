@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, StringConstraints
+from pydantic import AwareDatetime, BaseModel, Strict
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Token = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+from livecart.fields import DisplayName, HostName, RequestBody, Title, Token
 
 
-class Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+class HostIn(RequestBody):
+    name: HostName
 
 
-class HostIn(Body):
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+class RoomIn(RequestBody):
+    title: Title
+    #: ISO 8601 with a UTC offset; parsed from its JSON string even though bodies are validated strictly.
+    scheduled_at: Annotated[AwareDatetime, Strict(False)] | None = None
 
 
-class RoomIn(Body):
-    title: Text
-    scheduled_at: AwareDatetime | None = None
-
-
-class JoinIn(Body):
+class JoinIn(RequestBody):
     invite: Token
     name: DisplayName
     ref: Token | None = None
@@ -56,7 +50,3 @@ class JoinOut(BaseModel):
     share_code: str
     share_url: str
     referrer_id: str | None
-
-
-def _unused(_: datetime) -> None:  # keeps the datetime import for pydantic's forward refs
-    return None

@@ -7,7 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -76,12 +76,17 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
     if settings.migrations_on_start:
         await db.migrate(engine)
     sessions = db.sessionmaker(engine)
-    redis = Redis.from_url(
+    # A bounded pool that makes a burst wait for a free connection (within the commit timeout) instead of
+    # failing it: the default pool raises once 100 connections are in use.
+    pool = BlockingConnectionPool.from_url(
         redis_url,
+        max_connections=settings.redis_max_connections,
+        timeout=settings.commit_timeout_seconds,
         socket_timeout=settings.commit_timeout_seconds,
         socket_connect_timeout=settings.commit_timeout_seconds,
         health_check_interval=30,
     )
+    redis = Redis.from_pool(pool)
     inventory = Inventory(redis)
     grace_ms = int(settings.orphan_grace_seconds * 1000)
     reconciler = Reconciler(
@@ -92,7 +97,12 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         metrics_.order_batches.inc()
         await inventory.mark_committed([(str(r["card_id"]), str(r["id"])) for r in rows])
 
-    writer = OrderWriter(sessions, dialect=engine.dialect.name, on_committed=committed)
+    writer = OrderWriter(
+        sessions,
+        dialect=engine.dialect.name,
+        commit_timeout=settings.commit_timeout_seconds,
+        on_committed=committed,
+    )
     return AppState(
         settings=settings,
         clock=clock,
@@ -115,7 +125,12 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
             metrics=metrics_,
         ),
         payments=PaymentService(
-            settings=settings, sessions=sessions, inventory=inventory, clock=clock, metrics=metrics_
+            settings=settings,
+            sessions=sessions,
+            inventory=inventory,
+            reconciler=reconciler,
+            clock=clock,
+            metrics=metrics_,
         ),
         sweeper=Sweeper(
             sessions=sessions,

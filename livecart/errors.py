@@ -10,6 +10,9 @@
     ├── Unprocessable (422)            well-formed but invalid values
     └── ServiceUnavailable (503)       a dependency failed; nothing was acknowledged
 
+Errors of Redis or SQL themselves (``DEPENDENCY_ERRORS``: down, timed out, out of connections) are also
+answered 503; anything else unexpected is a 500 and is logged.
+
 Packages raise these (or their own subclasses) with a specific ``code``.
 """
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 import logging
 from typing import ClassVar
 
+import sqlalchemy.exc
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -101,13 +106,34 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, code, str(exc.detail), **({}))
 
 
+async def _on_dependency_down(request: Request, exc: Exception) -> Response:
+    """Redis or SQL unreachable, timed out or out of connections: nothing was acknowledged, retry later."""
+    log.warning("dependency unavailable: %s: %s", type(exc).__name__, exc)
+    response = error_response(
+        503, "unavailable", "A backing service is unavailable; nothing was changed. Retry shortly."
+    )
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return error_response(500, "internal_error", "An unexpected error occurred; it has been logged.")
 
 
+#: Failures of Redis or SQL themselves (not of a statement LiveCart sent): answered 503.
+DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
+    RedisError,
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    sqlalchemy.exc.TimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
 exception_handlers = {
     LiveCartError: _on_livecart_error,
     HTTPException: _on_http_exception,
+    **dict.fromkeys(DEPENDENCY_ERRORS, _on_dependency_down),
     Exception: _on_unexpected,
 }

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
+from starlette.convertors import Convertor
 from starlette.routing import BaseRoute, Route
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -52,6 +53,10 @@ def _ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
+def _path_schema(convertor: Convertor[Any]) -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{convertor.regex}$"}
+
+
 def build(routes: Iterable[BaseRoute], *, title: str, version: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     components: dict[str, Any] = {"Error": ERROR_SCHEMA}
@@ -64,8 +69,8 @@ def build(routes: Iterable[BaseRoute], *, title: str, version: str) -> dict[str,
         for method in sorted((route.methods or set()) - {"HEAD"}):
             op: dict[str, Any] = {"summary": meta["summary"], "operationId": f"{route.name}_{method.lower()}"}
             params = [
-                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-                for name in route.param_convertors
+                {"name": name, "in": "path", "required": True, "schema": _path_schema(convertor)}
+                for name, convertor in route.param_convertors.items()
             ]
             params += [
                 {
@@ -117,7 +122,7 @@ def build(routes: Iterable[BaseRoute], *, title: str, version: str) -> dict[str,
             op["responses"] = responses
             if meta["auth"]:
                 op["security"] = [{"bearer": []}]
-            paths.setdefault(route.path, {})[method.lower()] = op
+            paths.setdefault(route.path_format, {})[method.lower()] = op
     return {
         "openapi": "3.1.0",
         "info": {"title": title, "version": version},

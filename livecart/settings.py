@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     orphan_grace_seconds: float = Field(default=30.0, gt=0)
     #: How long a buy waits for its order row to commit before it gives up and releases the stock.
     commit_timeout_seconds: float = Field(default=5.0, gt=0)
+    #: Redis connections per process; a request beyond them waits (up to the commit timeout) for one.
+    redis_max_connections: int = Field(default=64, ge=2, le=10_000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_order_quantity: int = Field(default=100, ge=1)
     log_level: str = "INFO"

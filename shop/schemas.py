@@ -2,58 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, Field
+
+from livecart.fields import Description, Identifier, RequestBody, Title, TrackingNumber, Url
 
 MAX_PRICE = 100_000_000_00  # 100 million in minor units
 MAX_STOCK = 10_000_000
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 
-
-class Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-
-class ProductIn(Body):
-    name: Name
+class ProductIn(RequestBody):
+    name: Title
     price: int = Field(ge=0, le=MAX_PRICE)
-    description: Annotated[str, StringConstraints(max_length=5000)] | None = None
-    image_url: Annotated[str, StringConstraints(max_length=2000, pattern=r"^https?://")] | None = None
+    description: Description | None = None
+    image_url: Url | None = None
 
 
-class CardIn(Body):
-    product_id: Annotated[str, StringConstraints(min_length=1, max_length=40)]
+class CardIn(RequestBody):
+    product_id: Identifier
     price: int = Field(ge=0, le=MAX_PRICE)
     stock: int = Field(ge=0, le=MAX_STOCK)
     per_user_limit: int = Field(default=1, ge=1, le=10_000)
     reserve_seconds: int = Field(default=300, ge=1, le=86_400)
 
 
-class CardOpenIn(Body):
+class CardOpenIn(RequestBody):
     duration_seconds: int | None = Field(default=None, ge=1, le=7 * 86_400)
 
 
-class CardPatchIn(Body):
+class CardPatchIn(RequestBody):
     price: int | None = Field(default=None, ge=0, le=MAX_PRICE)
     add_stock: int | None = Field(default=None, ge=1, le=MAX_STOCK)
 
 
-class OrderIn(Body):
+class OrderIn(RequestBody):
     quantity: int = Field(ge=1)
 
 
-class RefundIn(Body):
+class RefundIn(RequestBody):
     restock: bool = False
 
 
-class DevCompleteIn(Body):
+class DevCompleteIn(RequestBody):
     outcome: Literal["paid", "failed"]
 
 
-class ShipIn(Body):
-    tracking_number: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+class ShipIn(RequestBody):
+    tracking_number: TrackingNumber
 
 
 class ProductOut(BaseModel):

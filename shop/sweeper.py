@@ -6,7 +6,8 @@ passes do no harm. Each pass:
 1. if the sentinel key is gone, Redis lost its data: rebuild every sale from SQL (reconcile);
 2. SQL first: reservations past their window become ``expired``; their units go back in Redis;
 3. Redis second, per active card: reservations past expiry or still unconfirmed after the grace period are
-   checked against SQL and released, confirmed or marked committed (``rules.decide_stale``).
+   checked against SQL and released, confirmed or marked committed (``rules.decide_stale``); refunds
+   begun longer than the grace period ago that Redis never applied are applied as SQL says.
 """
 
 from __future__ import annotations
@@ -51,18 +52,28 @@ class Sweeper:
         self.grace_ms = grace_ms
         self._owner = f"{os.getpid()}:{id(self)}"
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="sweeper")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        """Stop at once, whatever the pass is doing (every step is idempotent; the next leader redoes it).
+
+        A cancellation can be swallowed inside a driver's cleanup (a connection being closed while it is
+        cancelled), so it is repeated until the task has ended, and the loop also checks a flag."""
+        self._stopping = True
+        task = self._task
+        if task is None:
+            return
+        while not task.done():
+            task.cancel()
+            await asyncio.wait([task], timeout=0.2)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 if await self._lead():
                     await self.sweep()
@@ -89,7 +100,7 @@ class Sweeper:
     async def sweep(self) -> dict[str, int]:
         """One full pass. Returns counts by what was done."""
         self.metrics.sweeps.inc()
-        counts = {"expired": 0, "released": 0, "orphans": 0, "confirmed": 0, "committed": 0}
+        counts = {"expired": 0, "released": 0, "orphans": 0, "confirmed": 0, "committed": 0, "refunds": 0}
         if not await self.inventory.redis.exists(SENTINEL):
             log.warning("Redis has no sentinel: it lost its data; rebuilding every sale from SQL")
             await self.reconciler.reconcile_all(trigger="redis_data_lost")
@@ -108,13 +119,24 @@ class Sweeper:
         return counts
 
     async def _sweep_card(self, card_id: str, now: int, counts: dict[str, int]) -> None:
-        expired, pending = await self.inventory.stale(card_id, now_ms=now, grace_ms=self.grace_ms)
-        ids = sorted(set(expired) | pending)
-        if not ids:
+        stale = await self.inventory.stale(card_id, now_ms=now, grace_ms=self.grace_ms)
+        pending = stale.pending
+        ids = sorted(set(stale.expired) | pending)
+        if not ids and not stale.refunding:
             await self.inventory.retire_if_settled(card_id)
             return
         async with self.sessions() as session:
             statuses = await repo.statuses(session, ids)
+            refunds = await repo.refund_outcomes(session, stale.refunding)
+        for order_id in stale.refunding:
+            # A refund whose Redis half never ran (a crash or a timeout after its SQL commit).
+            restocked = refunds.get(order_id)
+            if restocked is None:  # not refunded in SQL: its transaction never committed
+                await self.inventory.abandon_refund(card_id, order_id)
+            elif await self.inventory.refund(card_id, order_id, restock=restocked) == "refunded":
+                counts["refunds"] += 1
+                self.metrics.swept.labels(reason="refund").inc()
+                log.warning("card %s: applied refund of %s that Redis had missed", card_id, order_id)
         committed: list[tuple[str, str]] = []
         for order_id in ids:
             action = decide_stale(statuses.get(order_id), pending=order_id in pending)

@@ -97,6 +97,8 @@ class SqlOrder:
     created_ms: int
     restocked: bool
     referrer_id: str | None
+    #: The order was paid at some point (a refunded order that never was held no units).
+    was_paid: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +113,9 @@ class RebuiltSale:
 def rebuild_from_sql(orders: Iterable[SqlOrder], *, now_ms: int) -> RebuiltSale:
     """Derive the live reservations, the idempotency map and written-off units of one card from its orders.
 
-    A reservation past its expiry is not live: the sweeper is about to expire it in SQL. A refund without
-    restock keeps its units out of the sale for good.
+    A reservation is live up to and including the millisecond it expires (as payments and the sweeper see
+    it); past that the sweeper is about to expire it in SQL. A paid order refunded without restock keeps its
+    units out of the sale for good; a late payment refunded because it could not be honoured never held any.
     """
     live: list[dict[str, object]] = []
     idem: list[tuple[str, str]] = []
@@ -120,9 +123,9 @@ def rebuild_from_sql(orders: Iterable[SqlOrder], *, now_ms: int) -> RebuiltSale:
     for o in orders:
         idem.append((f"{o.buyer_id}|{o.idempotency_key}", f"{o.id}|{o.quantity}"))
         state = OrderStatus(o.status)
-        if state is OrderStatus.REFUNDED and not o.restocked:
+        if state is OrderStatus.REFUNDED and o.was_paid and not o.restocked:
             written_off += o.quantity
-        if state is OrderStatus.PAID or (state is OrderStatus.RESERVED and o.expires_ms > now_ms):
+        if state is OrderStatus.PAID or (state is OrderStatus.RESERVED and o.expires_ms >= now_ms):
             live.append(
                 {
                     "id": o.id,

@@ -20,11 +20,11 @@ from shop.inventory.rules import key
 ACTIVE_CARDS = "livecart:cards:active"
 SENTINEL = "livecart:sentinel"
 SCRIPTS = ("reserve", "release", "rereserve", "refund", "configure", "add_stock", "fence", "load")
-SUFFIXES = ("sale", "orders", "expiry", "pending", "buyers", "idem")
+SUFFIXES = ("sale", "orders", "expiry", "pending", "buyers", "idem", "refunding")
 
 
 def card_keys(card_id: str) -> list[str]:
-    """The six keys of one sale, in the order every script names them."""
+    """The seven keys of one sale, in the order every script names them."""
     tag = key(card_id)
     return [f"{tag}:{suffix}" for suffix in SUFFIXES]
 
@@ -70,6 +70,18 @@ class ReserveResult:
     order_id: str | None = None
     reservation: Reservation | None = None
     stock_left: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Stale:
+    """Entries of one sale whose fate SQL decides."""
+
+    #: reservations past their expiry
+    expired: list[str]
+    #: reservations whose SQL commit is unconfirmed for longer than the grace
+    pending: set[str]
+    #: paid orders whose refund began longer than the grace ago and was never applied to Redis
+    refunding: list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +222,20 @@ class Inventory:
         )
         return r[0]
 
+    async def begin_refund(self, card_id: str, order_id: str, *, now_ms: int) -> None:
+        """Note a refund about to be committed in SQL, so that if Redis never hears how it ended (a crash,
+        a timeout) the sweeper settles it from SQL; the card is swept again until then."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(card_keys(card_id)[6], {order_id: now_ms})
+            pipe.sadd(ACTIVE_CARDS, card_id)
+            await pipe.execute()
+
+    async def abandon_refund(self, card_id: str, order_id: str) -> None:
+        """The refund was not committed (the order was not paid after all): forget the note."""
+        await self.redis.zrem(card_keys(card_id)[6], order_id)
+
     async def refund(self, card_id: str, order_id: str, *, restock: bool) -> str:
+        """Apply a committed refund: ``refunded``, ``gone`` or ``not_paid`` (idempotent); clears the note."""
         return (await self._run("refund", card_id, order_id, 1 if restock else 0))[0]
 
     async def configure(self, card_id: str, **fields: int | str) -> bool:
@@ -293,16 +318,19 @@ class Inventory:
         raw = await self.redis.hget(card_keys(card_id)[1], order_id)
         return Reservation.parse(order_id, _text(raw)) if raw is not None else None
 
-    async def stale(
-        self, card_id: str, *, now_ms: int, grace_ms: int, limit: int = 500
-    ) -> tuple[list[str], set[str]]:
-        """Order ids past expiry, and ids still pending their SQL commit for longer than the grace."""
+    async def stale(self, card_id: str, *, now_ms: int, grace_ms: int, limit: int = 500) -> Stale:
+        """What the sweeper must check against SQL for one card."""
         keys = card_keys(card_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zrangebyscore(keys[2], "-inf", now_ms, start=0, num=limit)
             pipe.zrangebyscore(keys[3], "-inf", now_ms - grace_ms, start=0, num=limit)
-            expired, pending = await pipe.execute()
-        return [_text(v) for v in expired], {_text(v) for v in pending}
+            pipe.zrangebyscore(keys[6], "-inf", now_ms - grace_ms, start=0, num=limit)
+            expired, pending, refunding = await pipe.execute()
+        return Stale(
+            expired=[_text(v) for v in expired],
+            pending={_text(v) for v in pending},
+            refunding=[_text(v) for v in refunding],
+        )
 
     async def mark_committed(self, pairs: list[tuple[str, str]]) -> None:
         """Forget the pending marks of orders whose SQL rows are committed: ``(card_id, order_id)`` pairs."""
@@ -323,8 +351,9 @@ class Inventory:
             pipe.hget(keys[0], "status")
             pipe.zcard(keys[2])
             pipe.zcard(keys[3])
-            status, expiring, pending = await pipe.execute()
-        if status is None or _text(status) != "closed" or expiring or pending:
+            pipe.zcard(keys[6])
+            status, expiring, pending, refunding = await pipe.execute()
+        if status is None or _text(status) != "closed" or expiring or pending or refunding:
             return False
         await self.redis.srem(ACTIVE_CARDS, card_id)
         return True

@@ -74,6 +74,18 @@ async def statuses(session: AsyncSession, order_ids: Sequence[str]) -> dict[str,
     return {i: s for i, s in rows.all()}
 
 
+async def refund_outcomes(session: AsyncSession, order_ids: Sequence[str]) -> dict[str, bool]:
+    """Of these orders, the refunded ones, each with whether its units went back on sale."""
+    if not order_ids:
+        return {}
+    rows = await session.execute(
+        select(Order.id, Order.restocked).where(
+            Order.id.in_(order_ids), Order.status == OrderStatus.REFUNDED.value
+        )
+    )
+    return {i: bool(r) for i, r in rows.all()}
+
+
 def as_sql_order(o: Order) -> SqlOrder:
     return SqlOrder(
         id=o.id,
@@ -86,6 +98,7 @@ def as_sql_order(o: Order) -> SqlOrder:
         created_ms=o.created_ms,
         restocked=o.restocked,
         referrer_id=o.referrer_id,
+        was_paid=o.paid_ms is not None,
     )
 
 

@@ -122,8 +122,8 @@ class OrderService:
         if res.outcome == "ok":
             assert res.reservation is not None
             row = order_row(card_id, viewer.room_id, res.reservation)
-            await self._persist(card_id, row)
-            return order_json_from_row(row, currency=currency), True, "ok"
+            wrote = await self._persist(card_id, row)
+            return order_json_from_row(row, currency=currency), wrote, "ok"
         if res.outcome == "duplicate":
             assert res.order_id is not None
             async with self.sessions() as session:
@@ -134,10 +134,12 @@ class OrderService:
                 raise InventoryUnavailable(
                     "This order is being settled; retry with the same Idempotency-Key."
                 )
-            # The first attempt reserved but its row never landed (crash, timeout): this retry writes it.
+            # The first attempt reserved but its row is not known to be committed (a crash, a timeout, or
+            # it is being written right now): this retry writes it too. Whichever write lands first is the
+            # one whose answer is the 201; the other is a replay (200).
             row = order_row(card_id, viewer.room_id, res.reservation)
-            await self._persist(card_id, row)
-            return order_json_from_row(row, currency=currency), False, "adopted"
+            wrote = await self._persist(card_id, row)
+            return order_json_from_row(row, currency=currency), wrote, "adopted" if wrote else "duplicate"
         if res.outcome == "idempotency_mismatch":
             raise IdempotencyMismatch("This Idempotency-Key was already used for a different quantity.")
         if res.outcome == "wrong_room":
@@ -152,9 +154,10 @@ class OrderService:
             raise SoldOut("Sold out.", extra={"stock_left": res.stock_left or 0})
         raise InventoryUnavailable(f"unexpected inventory outcome {res.outcome}")
 
-    async def _persist(self, card_id: str, row: dict[str, Any]) -> None:
+    async def _persist(self, card_id: str, row: dict[str, Any]) -> bool:
+        """Commit the row of a reservation; ``True`` if this call wrote it (see ``OrderWriter.insert``)."""
         try:
-            await self.writer.insert(row)
+            return await self.writer.insert(row)
         except IdempotencyTaken:
             await self.inventory.release(card_id, row["id"], mode="abort", now_ms=self.clock.now_ms())
             raise IdempotencyMismatch(
@@ -209,13 +212,19 @@ class OrderService:
         return order_json(changed, currency=self.settings.currency)
 
     async def refund(self, host: HostIdentity, order_id: str, *, restock: bool) -> dict[str, Any]:
+        """SQL first, Redis second; a note taken in Redis before the commit lets the sweeper finish the
+        Redis half if this process never does (``Inventory.begin_refund``)."""
         now = self.clock.now_ms()
         async with self.sessions() as session, session.begin():
             found = await repo.order_with_room(session, order_id)
             if found is None:
                 raise UnknownResource("No such order.")
-            if found[1].host_id != host.host_id:
+            order, room = found
+            if room.host_id != host.host_id:
                 raise Forbidden("This order is in another host's room.")
+            if order.status != OrderStatus.PAID:
+                raise OrderStateConflict(f"Only a paid order can be refunded; this one is {order.status}.")
+            await self.inventory.begin_refund(order.card_id, order_id, now_ms=now)
             changed = await repo.transition(
                 session,
                 order_id,
@@ -225,8 +234,8 @@ class OrderService:
                 restocked=restock,
                 refund_reason="host_refund",
             )
-            if changed is None:
-                raise OrderStateConflict(f"Only a paid order can be refunded; this one is {found[0].status}.")
+            if changed is None:  # refunded meanwhile by another request (whose note the sweeper settles)
+                raise OrderStateConflict("Only a paid order can be refunded; this one was just refunded.")
             await commissions.claw_back(session, changed, now_ms=now)
             await repo.refund_payments(session, order_id, now_ms=now)
         await self.inventory.refund(changed.card_id, order_id, restock=restock)

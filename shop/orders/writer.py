@@ -5,6 +5,12 @@ writes it in one transaction (``INSERT ... ON CONFLICT DO NOTHING``: a retry ado
 writes the same id harmlessly). The future of a row resolves only after its commit, so a ``201`` always
 follows a durable row. While one commit is in flight the next batch gathers, so batches grow with load and
 a single commit per order never becomes the ceiling.
+
+Every row has a deadline, ``commit_timeout`` after it was queued: a row still queued at its deadline is
+failed without being sent, and a batch's statements run under a lock/statement timeout of the time its
+earliest row has left (PostgreSQL ``statement_timeout``, SQLite ``busy_timeout``). So a row either commits
+within its deadline or never; this is what lets the orphan sweeper release, after its grace period (more
+than twice the timeout), a reservation whose row is not in SQL, without that row landing afterwards.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from livecart.db import insert_ignoring
@@ -24,10 +31,16 @@ from shop.models import Order
 log = logging.getLogger("livecart.orders.writer")
 
 Row = dict[str, Any]
+#: What ``livecart.db`` sets on every SQLite connection; a batch lowers it for itself only.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 class WriterClosed(RuntimeError):
     pass
+
+
+class CommitTimedOut(TimeoutError):
+    """The row could not be committed before its deadline; it was not written and never will be."""
 
 
 class IdempotencyTaken(Exception):
@@ -40,6 +53,7 @@ class OrderWriter:
         sessions: async_sessionmaker[AsyncSession],
         *,
         dialect: str,
+        commit_timeout: float = 5.0,
         max_batch: int = 500,
         flushers: int = 2,
         on_committed: Callable[[list[Row]], Awaitable[None]] | None = None,
@@ -49,8 +63,9 @@ class OrderWriter:
         # SQLite has one writer at a time: a second flusher would only wait on its lock.
         self._flushers = flushers if dialect == "postgresql" else 1
         self._max_batch = max_batch
+        self._commit_timeout = commit_timeout
         self._on_committed = on_committed
-        self._queue: asyncio.Queue[tuple[Row, asyncio.Future[None]]] = asyncio.Queue()
+        self._queue: asyncio.Queue[tuple[Row, asyncio.Future[bool], float]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
         self.batches = 0
@@ -71,13 +86,15 @@ class OrderWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def insert(self, row: Row) -> None:
-        """Return once ``row`` is committed; raise if the commit failed (nothing of it was written)."""
+    async def insert(self, row: Row) -> bool:
+        """Return once ``row`` is committed: ``True`` if this call wrote it, ``False`` if the same order
+        (same id) was already there or written by an earlier call in the same batch. Raise if the commit
+        failed (nothing of it was written) or another order holds its idempotency key."""
         if self._closed:
             raise WriterClosed("the order writer is shutting down")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((row, future))
-        await future
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((row, future, time.monotonic() + self._commit_timeout))
+        return await future
 
     async def _run(self) -> None:
         while True:
@@ -90,23 +107,29 @@ class OrderWriter:
                 for _ in batch:
                     self._queue.task_done()
 
-    async def _flush(self, batch: list[tuple[Row, asyncio.Future[None]]]) -> None:
-        live = [(row, fut) for row, fut in batch if not fut.done()]  # skip rows whose buyer gave up
+    async def _flush(self, batch: list[tuple[Row, asyncio.Future[bool], float]]) -> None:
+        now = time.monotonic()
+        live: list[tuple[Row, asyncio.Future[bool]]] = []
+        earliest = float("inf")
+        for row, fut, deadline in batch:
+            if fut.done():
+                continue
+            if deadline <= now:
+                fut.set_exception(CommitTimedOut(f"order {row['id']} waited past its commit deadline"))
+                continue
+            live.append((row, fut))
+            earliest = min(earliest, deadline)
         if not live:
             return
-        rows = [row for row, _ in live]
+        rows = list({row["id"]: row for row, _ in reversed(live)}.values())  # one per order id
+        budget_ms = max(10, int((earliest - now) * 1000))
         try:
-            async with self._sessions() as session, session.begin():
-                stmt = insert_ignoring(self._dialect, Order).returning(Order.id)
-                written = set((await session.execute(stmt, rows)).scalars())
-                skipped = [row["id"] for row in rows if row["id"] not in written]
-                if skipped:  # same id already there (an adopting retry) is fine; another id is not
-                    present = set(
-                        (await session.execute(select(Order.id).where(Order.id.in_(skipped)))).scalars()
-                    )
-                    taken = {i for i in skipped if i not in present}
-                else:
-                    taken = set()
+            async with (
+                self._sessions() as session,
+                session.begin(),
+                self._waits_bounded(session, budget_ms),
+            ):
+                written, taken = await self._insert(session, rows)
         except Exception as exc:
             log.warning("order batch of %d failed: %s", len(rows), exc)
             for _, fut in live:
@@ -114,16 +137,43 @@ class OrderWriter:
                     fut.set_exception(exc)
             return
         self.batches += 1
-        self.rows += len(rows)
+        self.rows += len(written)
         for row, fut in live:
             if fut.done():
                 continue
             if row["id"] in taken:
                 fut.set_exception(IdempotencyTaken(row["id"]))
             else:
-                fut.set_result(None)
+                fut.set_result(row["id"] in written)
+                written.discard(row["id"])  # a second call for the same order in this batch wrote nothing
         if self._on_committed is not None:
             try:
                 await self._on_committed([row for row in rows if row["id"] not in taken])
             except Exception as exc:  # the sweeper clears pending marks of committed rows too
                 log.warning("could not clear pending marks: %s", exc)
+
+    async def _insert(self, session: AsyncSession, rows: list[Row]) -> tuple[set[str], set[str]]:
+        """Insert ``rows`` (distinct ids). Returns the ids written, and the ids refused because another
+        order holds their idempotency key; the others were already there (a retry adopting its
+        reservation while the first write of it was still going)."""
+        stmt = insert_ignoring(self._dialect, Order).returning(Order.id)
+        written = set((await session.execute(stmt, rows)).scalars())
+        skipped = [row["id"] for row in rows if row["id"] not in written]
+        if not skipped:
+            return written, set()
+        present = set((await session.execute(select(Order.id).where(Order.id.in_(skipped)))).scalars())
+        return written, {i for i in skipped if i not in present}
+
+    @contextlib.asynccontextmanager
+    async def _waits_bounded(self, session: AsyncSession, budget_ms: int) -> AsyncIterator[None]:
+        """No statement inside may wait (for a lock, a slow disk) longer than ``budget_ms``."""
+        if self._dialect == "postgresql":
+            await session.execute(text(f"SET LOCAL statement_timeout = {budget_ms}"))  # ends with the tx
+            yield
+            return
+        # SQLite's busy timeout belongs to the connection: put it back before the connection is released.
+        await session.execute(text(f"PRAGMA busy_timeout = {budget_ms}"))
+        try:
+            yield
+        finally:
+            await session.execute(text(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, StringConstraints, ValidationError
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,6 +22,7 @@ from live.access import ViewerIdentity
 from livecart.clock import Clock
 from livecart.db import insert_ignoring_conflicts
 from livecart.errors import BadRequest, Forbidden
+from livecart.http import describe
 from livecart.ids import new_id
 from livecart.metrics import Metrics
 from livecart.settings import Settings
@@ -31,12 +33,29 @@ from shop.inventory.store import Inventory
 from shop.models import Order, Payment, PaymentEvent
 from shop.orders import repo
 from shop.payments import signing
+from shop.reconcile import Reconciler
 from shop.views import order_json
 
 log = logging.getLogger("livecart.payments")
 
 SUCCEEDED = "payment.succeeded"
 FAILED = "payment.failed"
+
+
+MAX_PAYMENT_ID = 40  # the length of ``payments.id``
+PRINTABLE = r"^[\x21-\x7e]+$"  # provider ids: printable ASCII
+
+
+class EventData(BaseModel):
+    payment_id: Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=PRINTABLE)]
+
+
+class WebhookEvent(BaseModel):
+    """The part of a provider event LiveCart reads. The id is kept to recognise redeliveries."""
+
+    id: Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=PRINTABLE)]
+    type: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    data: EventData
 
 
 class InvalidSignature(BadRequest):
@@ -60,12 +79,14 @@ class PaymentService:
         settings: Settings,
         sessions: async_sessionmaker[AsyncSession],
         inventory: Inventory,
+        reconciler: Reconciler,
         clock: Clock,
         metrics: Metrics,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.inventory = inventory
+        self.reconciler = reconciler
         self.clock = clock
         self.metrics = metrics
 
@@ -121,18 +142,19 @@ class PaymentService:
             self.metrics.payments.labels(outcome="bad_signature").inc()
             raise InvalidSignature(f"Webhook rejected: {exc}.") from None
         try:
-            event = json.loads(body)
-            event_id, kind, payment_id = (
-                str(event["id"]),
-                str(event["type"]),
-                str(event["data"]["payment_id"]),
-            )
-        except (ValueError, KeyError, TypeError):
-            raise BadRequest("The event is not a payment event.", code="invalid_event") from None
-        if kind not in (SUCCEEDED, FAILED):
+            event = WebhookEvent.model_validate_json(body)
+        except ValidationError as exc:
+            raise BadRequest(
+                f"The event is not a payment event: {describe(exc)}", code="invalid_event"
+            ) from None
+        if event.type not in (SUCCEEDED, FAILED):
             self.metrics.payments.labels(outcome="ignored").inc()
             return {"received": True, "outcome": "ignored"}
-        outcome = await self._apply(event_id, kind, payment_id)
+        payment_id = event.data.payment_id
+        if len(payment_id) > MAX_PAYMENT_ID:  # not one of ours: nothing to apply, nothing to retry
+            self.metrics.payments.labels(outcome="unknown_payment").inc()
+            return {"received": True, "outcome": "unknown_payment"}
+        outcome = await self._apply(event.id, event.type, payment_id)
         self.metrics.payments.labels(outcome=outcome).inc()
         return {"received": True, "outcome": outcome}
 
@@ -178,16 +200,12 @@ class PaymentService:
                 session, order.id, to=OrderStatus.EXPIRED, allowed=[OrderStatus.RESERVED], closed_ms=now
             )
             await self.inventory.release(order.card_id, order.id, mode="expire", now_ms=now)
-        held = await self.inventory.rereserve(
-            order.card_id,
-            order_id=order.id,
-            buyer_id=order.buyer_id,
-            quantity=order.quantity,
-            unit_price=order.unit_price,
-            idempotency_key=order.idempotency_key,
-            referrer_id=order.referrer_id,
-            now_ms=now,
-        )
+        held = await self._hold_as_paid(order, now)
+        if held == "no_sale":
+            # Redis lost the sale (restart without persistence): rebuild it from SQL, which still holds
+            # this order's units if it is on time, then decide against that.
+            await self.reconciler.reconcile_card(order.card_id, trigger="missing")
+            held = await self._hold_as_paid(order, now)
         late = decision is PaymentDecision.LATE
         if held in ("paid", "already_paid"):
             paid = await repo.transition(
@@ -213,6 +231,18 @@ class PaymentService:
         )
         await self._refund_payment(session, payment_id, now)
         return "refunded_late"
+
+    async def _hold_as_paid(self, order: Order, now: int) -> str:
+        return await self.inventory.rereserve(
+            order.card_id,
+            order_id=order.id,
+            buyer_id=order.buyer_id,
+            quantity=order.quantity,
+            unit_price=order.unit_price,
+            idempotency_key=order.idempotency_key,
+            referrer_id=order.referrer_id,
+            now_ms=now,
+        )
 
     async def _refund_payment(self, session: AsyncSession, payment_id: str, now: int) -> None:
         await session.execute(

@@ -280,7 +280,13 @@ async def serving(
 ) -> AsyncIterator[LiveServer]:
     """The app under uvicorn. A shutdown that does not finish within ``SHUTDOWN_SECONDS`` is added to
     ``problems`` with where the app's tasks are stuck (instead of hanging until pytest-timeout)."""
-    server = LiveServer(make_settings(database_url, redis_url, tmp_path))
+    # The production default commit timeout (5 s): this client shares the app's event loop and keeps 512
+    # requests in flight, so at the peak of the big run a buy waits over a second (a 1 s timeout would
+    # answer some of them 503, honestly but beside the point of this test).
+    settings = make_settings(
+        database_url, redis_url, tmp_path, commit_timeout_seconds=5.0, orphan_grace_seconds=12.0
+    )
+    server = LiveServer(settings)
     await server.__aenter__()
     try:
         yield server

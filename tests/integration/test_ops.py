@@ -45,7 +45,7 @@ async def test_openapi_documents_every_api_route(client: httpx.AsyncClient, serv
     assert spec["openapi"].startswith("3.")
     documented = {(path, method) for path, ops in spec["paths"].items() for method in ops}
     for route in server.app.routes:
-        path = getattr(route, "path", "")
+        path = getattr(route, "path_format", "")
         if not path.startswith("/api/"):
             continue
         for method in route.methods - {"HEAD"}:  # type: ignore[attr-defined]

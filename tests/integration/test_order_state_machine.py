@@ -80,7 +80,7 @@ from livecart.settings import Settings
 from livecart.state import AppState
 from shop import commissions
 from shop.inventory.rules import OrderStatus, PaymentDecision, commission_amount, decide_payment
-from shop.inventory.store import SENTINEL
+from shop.inventory.store import SENTINEL, card_keys
 from shop.models import Commission, Order, Payment
 from shop.orders import repo
 from shop.payments import signing
@@ -139,6 +139,8 @@ class MOrder:
     redis: str | None
     #: Score in the sale's pending zset (last touched), ``None`` when not pending.
     pending: int | None
+    #: Score in the sale's refunding zset (when a refund began), ``None`` when no refund is unapplied.
+    refunding: int | None = None
     restocked: bool = False
     late: bool = False
     was_paid: bool = False
@@ -208,7 +210,7 @@ class Model:
                 return "idempotency_mismatch", oid
             o = self.orders[oid]
             if o.redis and o.pending is not None:
-                o.pending = now
+                o.pending = max(now, o.pending + 1)  # a touch is always later than the one before
             return "duplicate", oid
         if self.held_by(buyer_id) + qty > self.limit:
             return "limit_exceeded", None
@@ -268,6 +270,7 @@ class Model:
         return "paid"
 
     def refund_redis(self, o: MOrder, restock: bool) -> str:
+        o.refunding = None
         if o.redis is None:
             return "gone"
         if o.redis != "paid":
@@ -287,6 +290,7 @@ class Model:
         }
         in_flight: list[MOrder] = []
         for o in self.orders.values():
+            o.refunding = None  # the rebuild replaces every key of the sale
             if o.id in live:
                 o.redis, o.pending = o.sql, None
             elif o.redis == "reserved" and o.pending is not None and o.pending > now - self.grace_ms:
@@ -311,7 +315,7 @@ class Model:
         self.sentinel = False
         self.idem = {}
         for o in self.orders.values():
-            o.redis, o.pending = None, None
+            o.redis, o.pending, o.refunding = None, None, None
 
     # -- services ---------------------------------------------------------------------------------------
 
@@ -338,8 +342,8 @@ class Model:
                 return "existing", oid
             if o.redis is None:
                 return "error", "unavailable"
-            o.sql, o.pending = "reserved", None  # adopted: this retry writes the row
-            return "existing", oid
+            o.sql, o.pending = "reserved", None  # adopted: this retry writes the row, and says so (201)
+            return "created", oid
         return "error", {
             "idempotency_mismatch": "idempotency_key_reused",
             "no_sale": "not_found",
@@ -371,6 +375,9 @@ class Model:
             return "forbidden"
         return "invalid_order_state"
 
+    def begin_refund(self, o: MOrder, now: int) -> None:
+        o.refunding = now
+
     def refund_sql(self, o: MOrder, restock: bool) -> None:
         o.sql, o.restocked = "refunded", restock
         if o.referrer_id is not None and (o.accrued or 0) > 0:
@@ -379,11 +386,12 @@ class Model:
             if p.order_id == o.id and p.status == "succeeded":
                 p.status = "refunded"
 
-    def refund(self, o: MOrder, restock: bool) -> str:
+    def refund(self, o: MOrder, restock: bool, now: int) -> str:
         if o.sql is None:
             return "not_found"
         if o.sql != "paid":
             return "invalid_order_state"
+        self.begin_refund(o, now)
         self.refund_sql(o, restock)
         self.refund_redis(o, restock)
         return "refunded"
@@ -433,7 +441,7 @@ class Model:
         return "refunded_late"
 
     def sweep(self, now: int) -> dict[str, int]:
-        counts = {"expired": 0, "released": 0, "orphans": 0, "confirmed": 0, "committed": 0}
+        counts = {"expired": 0, "released": 0, "orphans": 0, "confirmed": 0, "committed": 0, "refunds": 0}
         if not self.sentinel:
             self.reconcile_all(now)
         for o in self.orders.values():
@@ -462,6 +470,13 @@ class Model:
                     counts["committed"] += 1
             elif self.release(o, "expire", now) == "released":
                 counts["released"] += 1
+        for o in self.orders.values():  # refunds whose Redis half never ran
+            if o.refunding is None or o.refunding > now - self.grace_ms:
+                continue
+            if o.sql != "refunded":
+                o.refunding = None
+            elif self.refund_redis(o, o.restocked) == "refunded":
+                counts["refunds"] += 1
         return counts
 
 
@@ -477,6 +492,7 @@ class Observed:
     payments: list[Payment]
     commissions: list[Commission]
     sentinel: bool
+    refunding: set[str]  # refunds begun whose Redis half has not run
 
 
 class OrderLifecycle(RuleBasedStateMachine):
@@ -893,7 +909,7 @@ class OrderLifecycle(RuleBasedStateMachine):
         """The host refunds; with ``restock=False`` the units are written off (stay out of the sale)."""
         o = self._choose(pick, lambda o: o.sql == "paid", applicable)
         assert o is not None and self.host is not None
-        expected = self.m.refund(o, restock)
+        expected = self.m.refund(o, restock, self.now)
         try:
             actual = self.run(self.s.orders.refund(self.host, o.id, restock=restock))["status"]
         except LiveCartError as exc:
@@ -997,6 +1013,7 @@ class OrderLifecycle(RuleBasedStateMachine):
             if paid:
                 o = paid[pick % len(paid)]
                 self.run(self._sql_refund(o.id, restock))
+                self.m.begin_refund(o, self.now)
                 self.m.refund_sql(o, restock)
         self._restart()
 
@@ -1076,9 +1093,12 @@ class OrderLifecycle(RuleBasedStateMachine):
             await repo.expire_overdue(session, now_ms=self.now)
 
     async def _sql_refund(self, order_id: str, restock: bool) -> None:
-        """The SQL half of ``OrderService.refund``."""
+        """What ``OrderService.refund`` does before its Redis half: the note in Redis, then SQL."""
         now = self.now
         async with self.s.sessions() as session, session.begin():
+            order = await repo.order(session, order_id)
+            assert order is not None
+            await self.s.inventory.begin_refund(order.card_id, order_id, now_ms=now)
             changed = await repo.transition(
                 session,
                 order_id,
@@ -1136,6 +1156,7 @@ class OrderLifecycle(RuleBasedStateMachine):
             payments=payments,
             commissions=ledger,
             sentinel=bool(await self.s.redis.exists(SENTINEL)),
+            refunding={v.decode() for v in await self.s.redis.zrange(card_keys(self.card_id)[6], 0, -1)},
         )
 
     @staticmethod
@@ -1175,6 +1196,9 @@ class OrderLifecycle(RuleBasedStateMachine):
         assert {i: s for i, (s, _) in seen.records.items()} == {
             o.id: o.redis for o in m.orders.values() if o.redis
         }, "Redis reservation records differ from the model"
+        assert seen.refunding == {o.id for o in m.orders.values() if o.refunding is not None}, (
+            "unapplied refund notes in Redis differ from the model"
+        )
         if seen.stock_left is not None:
             assert seen.stock_total == total
             assert seen.stock_left >= 0, f"Redis stock_left {seen.stock_left} < 0"

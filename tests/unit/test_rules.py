@@ -166,6 +166,7 @@ def order(
     restocked: bool = False,
     referrer: str | None = None,
     price: int = 990,
+    was_paid: bool | None = None,
 ) -> SqlOrder:
     return SqlOrder(
         id=oid,
@@ -178,6 +179,7 @@ def order(
         created_ms=NOW - 1000,
         restocked=restocked,
         referrer_id=referrer,
+        was_paid=status in ("paid", "refunded") if was_paid is None else was_paid,
     )
 
 
@@ -200,7 +202,7 @@ def test_rebuild_keeps_paid_and_unexpired_reservations_only() -> None:
     ]
     rebuilt = rebuild_from_sql(orders, now_ms=NOW)
     live = {o["id"]: o for o in rebuilt.live_orders}
-    assert set(live) == {"o_paid", "o_res"}
+    assert set(live) == {"o_paid", "o_res", "o_res_now"}  # on time up to and including its last ms
     assert live["o_paid"] == {
         "id": "o_paid",
         "buyer": "vw_a",
@@ -219,8 +221,8 @@ def test_rebuild_keeps_paid_and_unexpired_reservations_only() -> None:
     assert sorted(rebuilt.idempotency) == sorted(
         (f"{o.buyer_id}|key-{o.id}", f"{o.id}|{o.quantity}") for o in orders
     )
-    # 30 units: 2 paid + 1 reserved + 7 written off are out of the sale.
-    assert sql_stock_left(30, orders, now_ms=NOW) == 20
+    # 30 units: 2 paid + 2 reserved + 7 written off are out of the sale.
+    assert sql_stock_left(30, orders, now_ms=NOW) == 19
 
 
 def test_rebuild_counts_a_paid_order_even_long_after_its_window() -> None:
@@ -239,8 +241,16 @@ def test_rebuild_written_off_units_add_up() -> None:
 def test_rebuild_expired_reservation_frees_its_units() -> None:
     res = order("o1", "reserved", qty=2, expires_ms=NOW + 1)
     assert sql_stock_left(2, [res], now_ms=NOW) == 0
-    assert sql_stock_left(2, [res], now_ms=NOW + 1) == 2  # expires_ms is no longer in the future
+    assert sql_stock_left(2, [res], now_ms=NOW + 1) == 0  # its last millisecond: still payable
     assert sql_stock_left(2, [res], now_ms=NOW + 2) == 2
+
+
+def test_a_refused_late_payment_wrote_nothing_off() -> None:
+    """Refunded because its late payment could not be honoured: the order never held units after its
+    reservation expired, so none of them are out of the sale."""
+    late = order("o1", "refunded", qty=2, expires_ms=NOW - 10, was_paid=False)
+    assert rebuild_from_sql([late], now_ms=NOW).written_off == 0
+    assert sql_stock_left(2, [late], now_ms=NOW) == 2
 
 
 def test_rebuild_accepts_any_iterable_once() -> None:

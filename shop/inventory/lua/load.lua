@@ -2,7 +2,7 @@
 -- the fence. A reservation in Redis that SQL does not know yet but that was touched within the grace period
 -- is an order still being written: it is kept and its units stay out of stock. Older unknown ones are
 -- orphans and are dropped (their units return).
--- KEYS[1..6] as in reserve.lua: sale, orders, expiry, pending, buyers, idem
+-- KEYS[1..7] as in reserve.lua: sale, orders, expiry, pending, buyers, idem, refunding
 -- ARGV[1] now (ms)  ARGV[2] grace (ms)
 -- ARGV[3] JSON sale: {status, room_id, closes_at, stock_total, per_user_limit, price, reserve_ms}
 -- ARGV[4] JSON array of live orders from SQL: [{id, buyer, qty, price, expires, key, created, state, ref}]
@@ -37,7 +37,7 @@ for i = 1, #current, 2 do
   end
 end
 
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7])
 local held_total = tonumber(ARGV[6])
 local function hold(o, touched)
   local record = {buyer = o.buyer, qty = o.qty, price = o.price, expires = o.expires, key = o.key,

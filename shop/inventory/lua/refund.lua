@@ -1,8 +1,9 @@
 -- A paid order was refunded: the buyer's limit is freed; with restock its units go back on sale.
--- KEYS[1..6] as in reserve.lua: sale, orders, expiry, pending, buyers, idem
+-- KEYS[1..7] as in reserve.lua: sale, orders, expiry, pending, buyers, idem, refunding
 -- ARGV[1] order id  ARGV[2] restock: 1 or 0
 -- Returns {refunded, stock_left} | {gone} | {not_paid}
 local id = ARGV[1]
+redis.call('ZREM', KEYS[7], id)
 local raw = redis.call('HGET', KEYS[2], id)
 if not raw then return {'gone'} end
 local record = cjson.decode(raw)

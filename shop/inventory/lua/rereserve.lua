@@ -1,7 +1,7 @@
 -- Hold an order's units as paid. If its reservation is still here, it is confirmed (no longer expires).
 -- If it was released (a late payment), the units are taken again if the sale still has them and the
 -- buyer's limit allows, atomically. Idempotent per order id.
--- KEYS[1..6] as in reserve.lua: sale, orders, expiry, pending, buyers, idem
+-- KEYS[1..7] as in reserve.lua: sale, orders, expiry, pending, buyers, idem, refunding
 -- ARGV[1] order id  ARGV[2] buyer id  ARGV[3] quantity  ARGV[4] unit price  ARGV[5] idempotency key
 -- ARGV[6] now (ms)  ARGV[7] referrer id ('' for none)
 -- Returns {paid, stock_left} | {already_paid} | {no_sale} | {limit_exceeded} | {sold_out}

@@ -6,6 +6,7 @@
 -- KEYS[4] {card:ID}:pending  zset  order id -> last touched (ms), until its SQL row is known to be committed
 -- KEYS[5] {card:ID}:buyers   hash  buyer id -> units held (reserved + paid)
 -- KEYS[6] {card:ID}:idem     hash  buyer|idempotency key -> order id|quantity
+-- KEYS[7] {card:ID}:refunding zset paid order id -> when its refund began, until Redis has applied it
 -- ARGV[1] buyer id  ARGV[2] idempotency key  ARGV[3] quantity  ARGV[4] now (ms)  ARGV[5] new order id
 -- ARGV[6] room id of the buyer's token  ARGV[7] referrer id ('' for none)
 -- Returns {outcome, ...}: ok id record stock_left | duplicate id record-or-'' | idempotency_mismatch id |
@@ -24,8 +25,10 @@ if seen then
   local id = string.sub(seen, 1, sep - 1)
   if tonumber(string.sub(seen, sep + 1)) ~= qty then return {'idempotency_mismatch', id} end
   local record = redis.call('HGET', KEYS[2], id)
-  -- A retry touches a not-yet-committed reservation so the orphan sweeper leaves it to this retry.
-  if record and redis.call('ZSCORE', KEYS[4], id) then redis.call('ZADD', KEYS[4], now, id) end
+  -- A retry touches a not-yet-committed reservation so the orphan sweeper leaves it to this retry; the
+  -- touch is always later than the one before (release.lua's 'abort' tells the first writer by it).
+  local touched = redis.call('ZSCORE', KEYS[4], id)
+  if record and touched then redis.call('ZADD', KEYS[4], math.max(now, tonumber(touched) + 1), id) end
   return {'duplicate', id, record or ''}
 end
 
