@@ -98,8 +98,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         await inventory.mark_committed([(str(r["card_id"]), str(r["id"])) for r in rows])
 
     writer = OrderWriter(
-        sessions,
-        dialect=engine.dialect.name,
+        engine,
         commit_timeout=settings.commit_timeout_seconds,
         on_committed=committed,
     )

@@ -493,7 +493,24 @@ async def commit_batches(url: str) -> float:
     return 0.0
 
 
+async def create_database_if_missing(url: str) -> None:
+    """The benchmark's own database, created on first use (from the server's ``postgres`` database)."""
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = db.create_engine(
+        parts._replace(path="/postgres").geturl(), pool_size=1, max_overflow=0, isolation_level="AUTOCOMMIT"
+    )
+    try:
+        async with admin.connect() as conn:
+            exists = await conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+            if not exists:
+                await conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        await admin.dispose()
+
+
 async def reset_postgres(url: str) -> None:
+    await create_database_if_missing(url)
     engine = db.create_engine(url, pool_size=1, max_overflow=0)
     try:
         async with engine.begin() as conn:

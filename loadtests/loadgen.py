@@ -398,7 +398,6 @@ async def writer_phase(
     from shop.orders.writer import OrderWriter
 
     engine = db.create_engine(database_url)
-    sessions = db.sessionmaker(engine)
     redis = None
     on_committed = None
     if redis_url:
@@ -419,7 +418,7 @@ async def writer_phase(
         if on_committed is not None:
             await on_committed(rows)
 
-    writer = OrderWriter(sessions, dialect=engine.dialect.name, on_committed=committed)
+    writer = OrderWriter(engine, on_committed=committed)
     writer.start()
     make = _row_factory(card_id, room_id, buyers, key_prefix)
     counts: Counter[str] = Counter()

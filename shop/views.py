@@ -45,25 +45,35 @@ def card_json(
     }
 
 
+_ORDER_FIELDS = (
+    "id", "card_id", "room_id", "buyer_id", "quantity", "unit_price", "amount", "status", "expires_ms",
+    "created_ms", "paid_ms", "late", "refund_reason", "restocked", "tracking_number", "referrer_id",
+)  # fmt: skip
+
+
 def order_json(o: Order, *, currency: str) -> dict[str, Any]:
+    return _order_json({f: getattr(o, f) for f in _ORDER_FIELDS}, currency=currency)
+
+
+def _order_json(o: dict[str, Any], *, currency: str) -> dict[str, Any]:
     return {
-        "id": o.id,
-        "card_id": o.card_id,
-        "room_id": o.room_id,
-        "buyer_id": o.buyer_id,
-        "quantity": o.quantity,
-        "unit_price": o.unit_price,
-        "amount": o.amount,
+        "id": o["id"],
+        "card_id": o["card_id"],
+        "room_id": o["room_id"],
+        "buyer_id": o["buyer_id"],
+        "quantity": o["quantity"],
+        "unit_price": o["unit_price"],
+        "amount": o["amount"],
         "currency": currency,
-        "status": o.status,
-        "expires_at": iso(o.expires_ms),
-        "created_at": iso(o.created_ms),
-        "paid_at": iso(o.paid_ms),
-        "late_payment": o.late,
-        "refund_reason": o.refund_reason,
-        "restocked": o.restocked,
-        "tracking_number": o.tracking_number,
-        "referrer_id": o.referrer_id,
+        "status": o["status"],
+        "expires_at": iso(o["expires_ms"]),
+        "created_at": iso(o["created_ms"]),
+        "paid_at": iso(o["paid_ms"]),
+        "late_payment": o["late"],
+        "refund_reason": o["refund_reason"],
+        "restocked": o["restocked"],
+        "tracking_number": o["tracking_number"],
+        "referrer_id": o["referrer_id"],
     }
 
 
@@ -92,4 +102,5 @@ def order_row(card_id: str, room_id: str, r: Reservation) -> dict[str, Any]:
 
 
 def order_json_from_row(row: dict[str, Any], *, currency: str) -> dict[str, Any]:
-    return order_json(Order(**row), currency=currency)
+    """The order of a row the writer just committed (``order_row``), without building an ORM object."""
+    return _order_json(row, currency=currency)

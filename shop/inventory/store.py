@@ -7,6 +7,7 @@ commands, never inside a script.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
@@ -23,10 +24,11 @@ SCRIPTS = ("reserve", "release", "rereserve", "refund", "configure", "add_stock"
 SUFFIXES = ("sale", "orders", "expiry", "pending", "buyers", "idem", "refunding")
 
 
-def card_keys(card_id: str) -> list[str]:
+@functools.lru_cache(maxsize=4096)
+def card_keys(card_id: str) -> tuple[str, ...]:
     """The seven keys of one sale, in the order every script names them."""
     tag = key(card_id)
-    return [f"{tag}:{suffix}" for suffix in SUFFIXES]
+    return tuple(f"{tag}:{suffix}" for suffix in SUFFIXES)
 
 
 def script_source(name: str) -> str:
@@ -119,9 +121,9 @@ class Inventory:
         }
 
     async def _run(
-        self, name: str, card_id: str, *args: str | int, keys: list[str] | None = None
+        self, name: str, card_id: str, *args: str | int, keys: tuple[str, ...] | None = None
     ) -> list[str]:
-        result = await self._scripts[name](keys=keys or card_keys(card_id), args=list(args))
+        result = await self._scripts[name](keys=keys or card_keys(card_id), args=args)
         return [_text(v) for v in result]
 
     async def create_sale(
@@ -334,11 +336,18 @@ class Inventory:
 
     async def mark_committed(self, pairs: list[tuple[str, str]]) -> None:
         """Forget the pending marks of orders whose SQL rows are committed: ``(card_id, order_id)`` pairs."""
-        if not pairs:
+        by_card: dict[str, list[str]] = {}
+        for card_id, order_id in pairs:
+            by_card.setdefault(card_id, []).append(order_id)
+        if not by_card:
+            return
+        if len(by_card) == 1:  # the usual case, a flash sale: one command
+            ((card_id, ids),) = by_card.items()
+            await self.redis.zrem(card_keys(card_id)[3], *ids)
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for card_id, order_id in pairs:
-                pipe.zrem(card_keys(card_id)[3], order_id)
+            for card_id, ids in by_card.items():
+                pipe.zrem(card_keys(card_id)[3], *ids)
             await pipe.execute()
 
     async def active_cards(self) -> list[str]:

@@ -19,20 +19,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable
 
-from sqlalchemy import select, text
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from livecart.db import insert_ignoring
-from shop.models import Order
+from shop.orders.bulk import BatchInserter, Row, batch_inserter
 
 log = logging.getLogger("livecart.orders.writer")
-
-Row = dict[str, Any]
-#: What ``livecart.db`` sets on every SQLite connection; a batch lowers it for itself only.
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 class WriterClosed(RuntimeError):
@@ -50,18 +43,16 @@ class IdempotencyTaken(Exception):
 class OrderWriter:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        engine: AsyncEngine,
         *,
-        dialect: str,
         commit_timeout: float = 5.0,
         max_batch: int = 500,
         flushers: int = 2,
         on_committed: Callable[[list[Row]], Awaitable[None]] | None = None,
     ) -> None:
-        self._sessions = sessions
-        self._dialect = dialect
+        self._engine = engine
         # SQLite has one writer at a time: a second flusher would only wait on its lock.
-        self._flushers = flushers if dialect == "postgresql" else 1
+        self._flushers = flushers if engine.dialect.name == "postgresql" else 1
         self._max_batch = max_batch
         self._commit_timeout = commit_timeout
         self._on_committed = on_committed
@@ -97,48 +88,53 @@ class OrderWriter:
         return await future
 
     async def _run(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._max_batch and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            try:
-                await self._flush(batch)
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+        inserter = batch_inserter(self._engine)
+        try:
+            while True:
+                batch = [await self._queue.get()]
+                while len(batch) < self._max_batch and not self._queue.empty():
+                    batch.append(self._queue.get_nowait())
+                try:
+                    await self._flush(inserter, batch)
+                finally:
+                    for _ in batch:
+                        self._queue.task_done()
+        finally:
+            await inserter.close()
 
-    async def _flush(self, batch: list[tuple[Row, asyncio.Future[bool], float]]) -> None:
+    @staticmethod
+    def _fail(batch: list[tuple[Row, asyncio.Future[bool], float]], exc: Exception) -> None:
+        log.warning("order batch of %d failed: %s", len(batch), exc)
+        for _, fut, _ in batch:
+            if not fut.done():
+                fut.set_exception(exc)
+
+    async def _flush(
+        self, inserter: BatchInserter, batch: list[tuple[Row, asyncio.Future[bool], float]]
+    ) -> None:
+        """Commit one batch and settle its futures."""
         now = time.monotonic()
-        live: list[tuple[Row, asyncio.Future[bool]]] = []
+        live: list[tuple[Row, asyncio.Future[bool], float]] = []
         earliest = float("inf")
         for row, fut, deadline in batch:
-            if fut.done():
+            if fut.done():  # the buyer gave up (disconnected): the orphan sweeper returns its unit
                 continue
             if deadline <= now:
                 fut.set_exception(CommitTimedOut(f"order {row['id']} waited past its commit deadline"))
                 continue
-            live.append((row, fut))
+            live.append((row, fut, deadline))
             earliest = min(earliest, deadline)
         if not live:
             return
-        rows = list({row["id"]: row for row, _ in reversed(live)}.values())  # one per order id
-        budget_ms = max(10, int((earliest - now) * 1000))
+        rows = list({row["id"]: row for row, _, _ in reversed(live)}.values())  # one per order id
         try:
-            async with (
-                self._sessions() as session,
-                session.begin(),
-                self._waits_bounded(session, budget_ms),
-            ):
-                written, taken = await self._insert(session, rows)
+            written, taken = await inserter.insert(rows, budget_ms=max(10, int((earliest - now) * 1000)))
         except Exception as exc:
-            log.warning("order batch of %d failed: %s", len(rows), exc)
-            for _, fut in live:
-                if not fut.done():
-                    fut.set_exception(exc)
+            self._fail(live, exc)
             return
         self.batches += 1
         self.rows += len(written)
-        for row, fut in live:
+        for row, fut, _ in live:
             if fut.done():
                 continue
             if row["id"] in taken:
@@ -151,29 +147,3 @@ class OrderWriter:
                 await self._on_committed([row for row in rows if row["id"] not in taken])
             except Exception as exc:  # the sweeper clears pending marks of committed rows too
                 log.warning("could not clear pending marks: %s", exc)
-
-    async def _insert(self, session: AsyncSession, rows: list[Row]) -> tuple[set[str], set[str]]:
-        """Insert ``rows`` (distinct ids). Returns the ids written, and the ids refused because another
-        order holds their idempotency key; the others were already there (a retry adopting its
-        reservation while the first write of it was still going)."""
-        stmt = insert_ignoring(self._dialect, Order).returning(Order.id)
-        written = set((await session.execute(stmt, rows)).scalars())
-        skipped = [row["id"] for row in rows if row["id"] not in written]
-        if not skipped:
-            return written, set()
-        present = set((await session.execute(select(Order.id).where(Order.id.in_(skipped)))).scalars())
-        return written, {i for i in skipped if i not in present}
-
-    @contextlib.asynccontextmanager
-    async def _waits_bounded(self, session: AsyncSession, budget_ms: int) -> AsyncIterator[None]:
-        """No statement inside may wait (for a lock, a slow disk) longer than ``budget_ms``."""
-        if self._dialect == "postgresql":
-            await session.execute(text(f"SET LOCAL statement_timeout = {budget_ms}"))  # ends with the tx
-            yield
-            return
-        # SQLite's busy timeout belongs to the connection: put it back before the connection is released.
-        await session.execute(text(f"PRAGMA busy_timeout = {budget_ms}"))
-        try:
-            yield
-        finally:
-            await session.execute(text(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
