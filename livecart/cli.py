@@ -13,6 +13,7 @@ from livecart import db, logs
 from livecart.clock import SystemClock
 from livecart.embedded_redis import EmbeddedRedis
 from livecart.settings import Settings
+from livecart.workers import Supervisor
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -30,18 +31,28 @@ def _serve(args: argparse.Namespace) -> int:
             asyncio.run(_migrate(settings))
             os.environ["LIVECART_MIGRATE_ON_START"] = "false"
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="livecart-metrics-"))
+    config = {
+        "app": "livecart.app:create_app",
+        "factory": True,
+        "host": args.host,
+        "port": args.port,
+        "log_config": None,
+        "access_log": False,
+        "proxy_headers": True,
+        "timeout_graceful_shutdown": 10,
+    }
     try:
-        uvicorn.run(
-            "livecart.app:create_app",
-            factory=True,
-            host=args.host,
-            port=args.port,
-            workers=args.workers,
-            log_config=None,
-            access_log=False,
-            proxy_headers=True,
-            timeout_graceful_shutdown=10,
-        )
+        if args.workers > 1:
+            supervisor = Supervisor(
+                host=args.host,
+                port=args.port,
+                workers=args.workers,
+                config=config,
+                log_level=settings.log_level,
+                log_json=settings.log_json,
+            )
+            return supervisor.run()
+        uvicorn.run(**config)
     finally:
         if embedded is not None:
             embedded.stop()

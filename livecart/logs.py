@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextvars
+import itertools
 import json
 import logging
 import time
@@ -10,7 +11,16 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from livecart.ids import new_id
+from livecart.ids import random_code
+
+#: Request ids made here: a random prefix per process and a counter (unique, and cheap on every request).
+_REQUEST_ID_PREFIX = f"req_{random_code(10)}_"
+_request_numbers = itertools.count(1)
+
+
+def _next_request_id() -> str:
+    return f"{_REQUEST_ID_PREFIX}{next(_request_numbers)}"
+
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 access = logging.getLogger("livecart.access")
@@ -56,7 +66,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
-        rid = incoming if 0 < len(incoming) <= 100 and incoming.isprintable() else new_id("req")
+        rid = incoming if 0 < len(incoming) <= 100 and incoming.isprintable() else _next_request_id()
         token = request_id.set(rid)
         started = time.perf_counter()
         status = 500

@@ -62,6 +62,7 @@ DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test_d"
 SECRET = "bench-secret-key-not-for-production"  # noqa: S105  (a throwaway server)
 GOAL_BUY_OVER_LUA = 0.25
 GOAL_WRITER_OVER_BATCH_PG = 0.5
+GOAL_BUY_P99_MS = 50.0
 BATCH = 500
 
 
@@ -622,6 +623,7 @@ def summarize(
     r_sql_http = sql_rate / batch.rate if batch.rate else 0.0
     rows_per_commit = buy.extra.get("sql_rows", 0) / buy.extra["commits"] if buy.extra.get("commits") else 0.0
     writer_goal = GOAL_WRITER_OVER_BATCH_PG if dialect == "postgresql" else None
+    p99_ms = (buy.pct(0.99) or float("inf")) * 1000
     cost = {k: cpu_cost_us(v) for k, v in m.items()}
 
     def verdict(ratio: float, goal: float | None) -> str:
@@ -645,7 +647,14 @@ def summarize(
         ],
         [f"{d}: buy 201/s vs healthz", _fmt(buy.rate), _fmt(hz.rate), _fmt(r_buy_hz, "x"), "", "info"],
         [f"{d}: buy latency p50", _fmt(buy.pct(0.5), "ms"), "", "", "", "info"],
-        [f"{d}: buy latency p99", _fmt(buy.pct(0.99), "ms"), "", "", "", "info"],
+        [
+            f"{d}: buy latency p99",
+            _fmt(buy.pct(0.99), "ms"),
+            "",
+            "",
+            f"<= {GOAL_BUY_P99_MS:.0f} ms",
+            "PASS" if p99_ms <= GOAL_BUY_P99_MS else "FAIL",
+        ],
         [f"{d}: SQL rows/s in HTTP run", _fmt(sql_rate), _fmt(batch.rate), _fmt(r_sql_http, "x"), "", "info"],
         [f"{d}: rows per group commit (HTTP)", f"{rows_per_commit:.1f}", f"{BATCH}", "", "", "info"],
         [
@@ -689,6 +698,7 @@ def summarize(
         "writer_over_batch": round(r_writer, 3),
         "writer_mean_batch": round(writer.extra.get("rows", 0) / max(1, writer.extra.get("batches", 0)), 1),
         "pass_buy_over_lua": r_buy_lua >= GOAL_BUY_OVER_LUA,
+        "pass_buy_p99": p99_ms <= GOAL_BUY_P99_MS,
         "pass_writer_over_batch": (r_writer >= writer_goal) if writer_goal else None,
         "cpu_us_per_op": {k: (round(v, 1) if v else None) for k, v in cost.items()},
         "cpu_cores": {k: {g: round(v, 2) for g, v in sorted(x.cpu_mean().items())} for k, x in m.items()},
@@ -773,7 +783,10 @@ async def main_async(args: argparse.Namespace) -> int:
     print_table(cost_table, ["metric", "cpu/op", "baseline cpu/op", "ratio"])
     for dialect in dialects:
         print_cpu(dialect, out[dialect], cores)
-    ok = all(s["pass_buy_over_lua"] and s["pass_writer_over_batch"] is not False for s in out.values())
+    ok = all(
+        s["pass_buy_over_lua"] and s["pass_buy_p99"] and s["pass_writer_over_batch"] is not False
+        for s in out.values()
+    )
     record = {
         "bench": "buy_path",
         "seconds": args.seconds,

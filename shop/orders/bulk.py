@@ -7,8 +7,8 @@ connects afresh):
 - PostgreSQL: the asyncpg connection is driven directly, three round trips a batch: ``BEGIN; SET LOCAL
   statement_timeout``, one prepared ``INSERT ... SELECT FROM unnest(arrays)`` whatever the batch size (the
   arrays are encoded by asyncpg in C), ``COMMIT``;
-- SQLite: a multi-row ``INSERT ... RETURNING`` through SQLAlchemy Core (SQLite has no array parameters),
-  under a ``busy_timeout`` of the batch's budget.
+- SQLite: a connection of its own, and the whole batch in one hand-off to a worker thread: a multi-row
+  ``INSERT ... RETURNING`` (SQLite has no array parameters) under a ``busy_timeout`` of the batch's budget.
 
 Both are ``ON CONFLICT DO NOTHING``: a row whose id is already there (a retry adopting its reservation) or
 whose idempotency key another order holds is skipped, and the two are told apart. Only the columns of a
@@ -17,20 +17,17 @@ new reservation are written; the others take their fixed initial values.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import sqlite3
 from typing import Any, Protocol
 
 import asyncpg
-from sqlalchemy import Table, select, text
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shop.models import Order
+from livecart.db import SQLITE_BUSY_TIMEOUT_MS, SQLITE_PRAGMAS
 
 Row = dict[str, Any]
-
-#: What ``livecart.db`` sets on every SQLite connection; a batch lowers it for itself only.
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 _TEXT = ("id", "card_id", "room_id", "buyer_id", "referrer_id", "idempotency_key")
 _INTS = ("quantity", "unit_price", "amount", "expires_ms", "created_ms")
@@ -47,9 +44,8 @@ _PG_INSERT = (
 )
 _PG_PRESENT = "SELECT id FROM orders WHERE id = ANY($1::text[])"
 
-_TABLE = Order.__table__
-assert isinstance(_TABLE, Table)
-_SQLITE_INSERT = sqlite_insert(_TABLE).on_conflict_do_nothing().returning(_TABLE.c.id)
+_SQLITE_INSERT = f"INSERT INTO orders ({_COLUMNS}, status, restocked, late) VALUES"
+_SQLITE_ROW = "(" + ", ".join("?" * (len(_TEXT) + len(_INTS))) + ", 'reserved', 0, 0)"
 
 
 class BatchInserter(Protocol):
@@ -105,36 +101,53 @@ class PostgresInserter:
 
 
 class SqliteInserter:
+    """Its own ``sqlite3`` connection, used from one worker thread at a time: a whole batch (busy timeout,
+    insert, lookup, commit) is one hand-off to that thread, not one per statement."""
+
     def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
-        self._conn: AsyncConnection | None = None
+        database = engine.url.database
+        assert database and database != ":memory:", "the order writer needs a SQLite file"
+        self._path = database
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        for pragma in SQLITE_PRAGMAS:
+            conn.execute(pragma)
+        return conn
 
     async def insert(self, rows: list[Row], *, budget_ms: int) -> tuple[set[str], set[str]]:
+        return await asyncio.to_thread(self._insert, rows, budget_ms)
+
+    def _insert(self, rows: list[Row], budget_ms: int) -> tuple[set[str], set[str]]:
         if self._conn is None:
-            self._conn = await self._engine.connect()
+            self._conn = self._connect()
         conn = self._conn
+        values = ", ".join([_SQLITE_ROW] * len(rows))
+        params = [row[c] for row in rows for c in (*_TEXT, *_INTS)]
         try:
-            async with conn.begin():
-                # The busy timeout belongs to the connection: put it back before it is used otherwise.
-                await conn.execute(text(f"PRAGMA busy_timeout = {int(budget_ms)}"))
-                try:
-                    written = set((await conn.execute(_SQLITE_INSERT, rows)).scalars())
+            conn.execute(f"PRAGMA busy_timeout = {int(budget_ms)}")  # this batch's budget, then back
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                sql = f"{_SQLITE_INSERT} {values} ON CONFLICT DO NOTHING RETURNING id"
+                written = {r[0] for r in conn.execute(sql, params)}
+                present: set[str] = set()
+                if len(written) < len(rows):
                     skipped = [row["id"] for row in rows if row["id"] not in written]
-                    present: set[str] = set()
-                    if skipped:
-                        found = await conn.execute(select(_TABLE.c.id).where(_TABLE.c.id.in_(skipped)))
-                        present = set(found.scalars())
-                finally:
-                    await conn.execute(text(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}"))
+                    marks = ", ".join("?" * len(skipped))
+                    lookup = f"SELECT id FROM orders WHERE id IN ({marks})"  # noqa: S608
+                    present = {r[0] for r in conn.execute(lookup, skipped)}
+                conn.execute("COMMIT")
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         except BaseException:
-            await self.close()
+            self._conn = None
+            with contextlib.suppress(Exception):
+                conn.close()  # an open transaction rolls back
             raise
         return written, _taken(rows, written, present)
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            with contextlib.suppress(Exception):
-                await conn.invalidate()
-            with contextlib.suppress(Exception):
-                await conn.close()
+            await asyncio.to_thread(conn.close)

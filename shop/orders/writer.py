@@ -4,7 +4,9 @@ Each buy awaits ``insert(row)``; a background flusher takes everything queued si
 writes it in one transaction (``INSERT ... ON CONFLICT DO NOTHING``: a retry adopting the same reservation
 writes the same id harmlessly). The future of a row resolves only after its commit, so a ``201`` always
 follows a durable row. While one commit is in flight the next batch gathers, so batches grow with load and
-a single commit per order never becomes the ceiling.
+a single commit per order never becomes the ceiling. On PostgreSQL further flushers commit in parallel, but
+only while a backlog of at least half a batch is waiting: below that, one commit stream keeps up, and
+splitting the rows over several would only make more, smaller commits.
 
 Every row has a deadline, ``commit_timeout`` after it was queued: a row still queued at its deadline is
 failed without being sent, and a batch's statements run under a lock/statement timeout of the time its
@@ -59,12 +61,14 @@ class OrderWriter:
         self._queue: asyncio.Queue[tuple[Row, asyncio.Future[bool], float]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._closed = False
+        self._backlog = asyncio.Event()  # lets the extra flushers in
         self.batches = 0
         self.rows = 0
 
     def start(self) -> None:
         self._tasks = [
-            asyncio.create_task(self._run(), name=f"order-writer-{i}") for i in range(self._flushers)
+            asyncio.create_task(self._run(extra=i > 0), name=f"order-writer-{i}")
+            for i in range(self._flushers)
         ]
 
     async def stop(self) -> None:
@@ -85,15 +89,21 @@ class OrderWriter:
             raise WriterClosed("the order writer is shutting down")
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((row, future, time.monotonic() + self._commit_timeout))
+        if self._queue.qsize() >= self._max_batch // 2:
+            self._backlog.set()
         return await future
 
-    async def _run(self) -> None:
+    async def _run(self, *, extra: bool) -> None:
         inserter = batch_inserter(self._engine)
         try:
             while True:
+                if extra:
+                    await self._backlog.wait()
                 batch = [await self._queue.get()]
                 while len(batch) < self._max_batch and not self._queue.empty():
                     batch.append(self._queue.get_nowait())
+                if self._queue.qsize() < self._max_batch // 2:
+                    self._backlog.clear()
                 try:
                     await self._flush(inserter, batch)
                 finally:
