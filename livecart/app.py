@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import live.api
+import realtime.endpoint
 import shop.api
 from live.access import TokenSigner
 from livecart import __version__, db, openapi
@@ -28,6 +29,7 @@ from livecart.logs import RequestIdMiddleware
 from livecart.metrics import Metrics
 from livecart.settings import Settings
 from livecart.state import AppState
+from realtime.endpoint import Realtime
 from shop.cards import Catalog
 from shop.inventory.store import SENTINEL, Inventory
 from shop.orders.service import OrderService
@@ -98,6 +100,20 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         metrics_.order_batches.inc()
         await inventory.mark_committed([(str(r["card_id"]), str(r["id"])) for r in rows])
 
+    signer = TokenSigner(settings.signing_keys)
+    catalog = Catalog(sessions=sessions, inventory=inventory, reconciler=reconciler, clock=clock)
+    realtime = Realtime(
+        redis=redis,
+        sessions=sessions,
+        signer=signer,
+        clock=clock,
+        snapshot=catalog.room_cards,
+        allowed_origins=settings.origins,
+        history=settings.ws_history,
+        max_backlog_bytes=settings.ws_max_backlog_bytes,
+    )
+    inventory.on_change = realtime.stock_changed
+    catalog.on_card = realtime.publish_card
     writer = OrderWriter(
         engine,
         commit_timeout=settings.commit_timeout_seconds,
@@ -107,14 +123,15 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         settings=settings,
         clock=clock,
         metrics=metrics_,
-        signer=TokenSigner(settings.signing_keys),
+        signer=signer,
         engine=engine,
         sessions=sessions,
         redis=redis,
         inventory=inventory,
         writer=writer,
         reconciler=reconciler,
-        catalog=Catalog(sessions=sessions, inventory=inventory, reconciler=reconciler, clock=clock),
+        catalog=catalog,
+        realtime=realtime,
         orders=OrderService(
             settings=settings,
             sessions=sessions,
@@ -162,6 +179,7 @@ def create_app(
                 # A fresh or wiped Redis: rebuild every sale that SQL knows before serving a single buy.
                 await st.reconciler.reconcile_all(trigger="startup")
             st.writer.start()
+            st.realtime.start()
             app.state.livecart_state = st  # for operators' tooling and tests; endpoints use request state
             if sweeper:
                 st.sweeper.start()
@@ -172,6 +190,7 @@ def create_app(
             yield {"livecart": st}
         finally:
             await st.sweeper.stop()
+            await st.realtime.stop()
             await st.writer.stop()
             await st.redis.aclose()
             await st.engine.dispose()
@@ -185,6 +204,7 @@ def create_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
         *live.api.routes,
+        *realtime.endpoint.routes,
         *shop.api.routes[1:],
     ]
     app = Starlette(

@@ -14,6 +14,7 @@ from livecart.clock import SystemClock
 from livecart.embedded_redis import EmbeddedRedis
 from livecart.settings import Settings
 from livecart.workers import Supervisor
+from realtime.uvicorn_ws import WS_PROTOCOL
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -40,6 +41,11 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": False,
         "proxy_headers": True,
         "timeout_graceful_shutdown": 10,
+        "ws": WS_PROTOCOL,
+        "ws_per_message_deflate": False,  # the hub writes pre-built frames (realtime/uvicorn_ws.py)
+        "ws_max_size": settings.ws_max_frame_bytes,
+        "ws_ping_interval": settings.ws_ping_interval_seconds,
+        "ws_ping_timeout": settings.ws_ping_timeout_seconds,
     }
     try:
         if args.workers > 1:

@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(default=64, ge=2, le=10_000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     max_order_quantity: int = Field(default=100, ge=1)
+    #: Origins allowed to open the room websocket ("*" for any; empty: the origin of ``base_url``).
+    ws_allowed_origins: list[str] = Field(default_factory=list)
+    ws_ping_interval_seconds: float = Field(default=20.0, gt=0)
+    ws_ping_timeout_seconds: float = Field(default=20.0, gt=0)
+    #: Largest frame a client may send (chat); larger ones close the socket with 1009.
+    ws_max_frame_bytes: int = Field(default=4096, ge=256)
+    #: Room events kept for reconnecting viewers (``since``).
+    ws_history: int = Field(default=1000, ge=10)
+    #: Unsent bytes after which a viewer is closed as too slow (4408).
+    ws_max_backlog_bytes: int = Field(default=1 << 20, ge=4096)
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -63,6 +73,15 @@ class Settings(BaseSettings):
                 "LIVECART_ORPHAN_GRACE_SECONDS must exceed twice LIVECART_COMMIT_TIMEOUT_SECONDS"
             )
         return self
+
+    @property
+    def origins(self) -> list[str]:
+        if self.ws_allowed_origins:
+            return self.ws_allowed_origins
+        from urllib.parse import urlsplit
+
+        base = urlsplit(self.base_url)
+        return [f"{base.scheme}://{base.netloc}"]
 
     @property
     def is_dev(self) -> bool:

@@ -11,6 +11,7 @@ from live.access import TokenSigner
 from livecart.clock import Clock
 from livecart.metrics import Metrics
 from livecart.settings import Settings
+from realtime.endpoint import Realtime
 from shop.cards import Catalog
 from shop.inventory.store import Inventory
 from shop.orders.service import OrderService
@@ -36,3 +37,4 @@ class AppState:
     orders: OrderService
     payments: PaymentService
     sweeper: Sweeper
+    realtime: Realtime

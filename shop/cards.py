@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import select, update
@@ -21,6 +23,8 @@ from shop.reconcile import Reconciler
 from shop.schemas import CardIn, CardOpenIn, CardPatchIn, ProductIn
 from shop.views import card_json, product_json
 
+log = logging.getLogger("livecart.cards")
+
 
 class CardStateConflict(OrderStateConflict):
     default_code = "invalid_card_state"
@@ -39,6 +43,8 @@ class Catalog:
         self.inventory = inventory
         self.reconciler = reconciler
         self.clock = clock
+        #: told every card's new state after a change (the realtime hub publishes it to the room)
+        self.on_card: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
 
     # -- products --------------------------------------------------------------------------------------
 
@@ -103,13 +109,15 @@ class Catalog:
             reserve_ms=card.reserve_seconds * 1000,
             now_ms=now,
         )
-        return card_json(
-            card,
-            product,
-            stock_left=card.stock_total,
-            stock_total=card.stock_total,
-            price=card.price,
-            now_ms=now,
+        return await self._announce(
+            card_json(
+                card,
+                product,
+                stock_left=card.stock_total,
+                stock_total=card.stock_total,
+                price=card.price,
+                now_ms=now,
+            )
         )
 
     async def _owned(
@@ -141,14 +149,14 @@ class Catalog:
                 update(Card).where(Card.id == card_id).values(status="open", opened_ms=now, closes_ms=closes)
             )
         await self._sync(card_id, status="open", closes_at=closes or 0)
-        return await self.view(host, card_id)
+        return await self._announce(await self.view(host, card_id))
 
     async def close_card(self, host: HostIdentity, card_id: str) -> dict[str, Any]:
         async with self.sessions() as session, session.begin():
             await self._owned(session, host, card_id)
             await session.execute(update(Card).where(Card.id == card_id).values(status="closed"))
         await self._sync(card_id, status="closed")
-        return await self.view(host, card_id)
+        return await self._announce(await self.view(host, card_id))
 
     async def patch_card(self, host: HostIdentity, card_id: str, body: CardPatchIn) -> dict[str, Any]:
         if body.price is None and body.add_stock is None:
@@ -167,7 +175,40 @@ class Catalog:
             await self._sync(card_id, price=body.price)
         if body.add_stock is not None and await self.inventory.add_stock(card_id, body.add_stock) is None:
             await self.reconciler.reconcile_card(card_id, trigger="missing")
-        return await self.view(host, card_id)
+        return await self._announce(await self.view(host, card_id))
+
+    async def _announce(self, card: dict[str, Any]) -> dict[str, Any]:
+        if self.on_card is not None:
+            try:
+                await self.on_card(card["room_id"], card)
+            except Exception as exc:  # the change is made; viewers catch up from the next snapshot
+                log.warning("card %s: could not publish the change: %s", card["id"], exc)
+        return card
+
+    async def room_cards(self, room_id: str) -> list[dict[str, Any]]:
+        """Every card of a room with its live stock (the snapshot viewers get)."""
+        async with self.sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Card, Product)
+                    .join(Product, Product.id == Card.product_id)
+                    .where(Card.room_id == room_id)
+                    .order_by(Card.created_ms, Card.id)
+                )
+            ).all()
+        stock = await self.inventory.stock_left_many([c.id for c, _ in rows]) if rows else {}
+        now = self.clock.now_ms()
+        return [
+            card_json(
+                card,
+                product,
+                stock_left=_or(stock.get(card.id), card.stock_total),
+                stock_total=card.stock_total,
+                price=card.price,
+                now_ms=now,
+            )
+            for card, product in rows
+        ]
 
     async def _sync(self, card_id: str, **fields: int | str) -> None:
         """Mirror a committed SQL change into the sale; a sale Redis lost is rebuilt from SQL instead."""
@@ -220,3 +261,7 @@ class Catalog:
             )
         for card_id in ids:
             await self._sync(card_id, status="closed")
+
+
+def _or(value: int | None, default: int) -> int:
+    return default if value is None else value

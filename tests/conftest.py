@@ -26,6 +26,7 @@ from livecart.app import create_app
 from livecart.clock import Clock
 from livecart.db import create_engine
 from livecart.settings import Settings
+from realtime.uvicorn_ws import WS_PROTOCOL
 
 REDIS_URL = os.environ.get("LIVECART_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PG_URL = os.environ.get("LIVECART_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -111,7 +112,11 @@ class LiveServer:
             log_config=None,
             access_log=False,
             lifespan="on",
-            ws="none",
+            ws=WS_PROTOCOL,
+            ws_per_message_deflate=False,
+            ws_max_size=settings.ws_max_frame_bytes,
+            ws_ping_interval=settings.ws_ping_interval_seconds,
+            ws_ping_timeout=settings.ws_ping_timeout_seconds,
         )
         self.server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None

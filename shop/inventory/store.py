@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -29,6 +30,17 @@ def card_keys(card_id: str) -> tuple[str, ...]:
     """The seven keys of one sale, in the order every script names them."""
     tag = key(card_id)
     return tuple(f"{tag}:{suffix}" for suffix in SUFFIXES)
+
+
+#: Script outcomes after which a card's stock_left may differ.
+_CHANGES_STOCK: dict[str, set[str] | None] = {  # None: any outcome
+    "reserve": {"ok"},
+    "release": {"released"},
+    "rereserve": {"paid"},
+    "refund": {"refunded"},
+    "add_stock": {"ok"},
+    "load": None,
+}
 
 
 def script_source(name: str) -> str:
@@ -116,6 +128,8 @@ class Inventory:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        #: told the card id whenever a script may have changed its stock (the realtime stock counters)
+        self.on_change: Callable[[str], None] = lambda card_id: None
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(script_source(name)) for name in SCRIPTS
         }
@@ -123,8 +137,11 @@ class Inventory:
     async def _run(
         self, name: str, card_id: str, *args: str | int, keys: tuple[str, ...] | None = None
     ) -> list[str]:
-        result = await self._scripts[name](keys=keys or card_keys(card_id), args=args)
-        return [_text(v) for v in result]
+        result = [_text(v) for v in await self._scripts[name](keys=keys or card_keys(card_id), args=args)]
+        outcomes = _CHANGES_STOCK.get(name, set())
+        if outcomes is None or result[0] in outcomes:
+            self.on_change(card_id)
+        return result
 
     async def create_sale(
         self,

@@ -1,0 +1,162 @@
+"""Room events across processes, in Redis: one stream per room, ordered by a per-room ``seq``.
+
+Every process publishes with ``publish.lua`` (next seq and append, in one script); every process with
+viewers of a room reads its stream and fans the frames out to its own sockets. The stream, trimmed to
+about ``history`` entries, is the replay buffer of reconnecting viewers. Personal frames (a buyer's order)
+go to a second stream per room and are not part of the room's sequence.
+
+All keys of a room carry its hash tag (``{room:ID}``); the reader's ``XREAD`` over several rooms is the only
+multi-slot command (on Redis Cluster it would be issued per slot).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+from collections.abc import Callable
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+
+log = logging.getLogger("livecart.realtime.broker")
+
+#: (room id, seq, frame JSON bytes); seq 0 marks a personal frame, whose viewer is in ``to``
+Handler = Callable[[str, int, bytes, str | None], None]
+
+
+def room_keys(room_id: str) -> tuple[str, str, str, str, str]:
+    tag = "{room:" + room_id + "}"
+    return (f"{tag}:seq", f"{tag}:events", f"{tag}:epoch", f"{tag}:gate", f"{tag}:personal")
+
+
+def dumps(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def _text(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+class RedisBroker:
+    def __init__(self, redis: Redis, *, history: int = 1000, block_ms: int = 200) -> None:
+        self.redis = redis
+        self.history = history
+        self.block_ms = block_ms
+        self._publish = redis.register_script(
+            resources.files("realtime").joinpath("lua/publish.lua").read_text()
+        )
+        #: rooms read by this process: room id -> (last seq read, last personal id read)
+        self._watched: dict[str, tuple[int, str]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._handler: Handler | None = None
+
+    # -- writing ---------------------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        room_id: str,
+        kind: str,
+        body: dict[str, Any],
+        *,
+        now_ms: int,
+        gate: str = "",
+        min_interval_ms: int = 0,
+        value: str = "",
+    ) -> int | None:
+        """Append an event; its seq, or ``None`` when the gate held it back (too soon, or the same value)."""
+        keys = room_keys(room_id)[:4]
+        args: list[str | int] = [
+            kind, dumps(body), self.history, now_ms, gate, min_interval_ms, value, secrets.token_hex(8)
+        ]  # fmt: skip
+        outcome, seq, _ = (_text(v) for v in await self._publish(keys=keys, args=args))
+        return int(seq) if outcome == "published" else None
+
+    async def publish_personal(self, room_id: str, viewer_id: str, kind: str, body: dict[str, Any]) -> None:
+        frame = dumps({"type": kind, **body})
+        await self.redis.xadd(
+            room_keys(room_id)[4], {"to": viewer_id, "f": frame}, maxlen=self.history, approximate=True
+        )
+
+    # -- reading ---------------------------------------------------------------------------------------
+
+    async def position(self, room_id: str) -> tuple[int, str]:
+        """The room's last seq and its epoch (one is made if the room has none yet)."""
+        k = room_keys(room_id)
+        await self.redis.set(k[2], secrets.token_hex(8), nx=True)
+        seq, epoch = await self.redis.mget(k[0], k[2])
+        return int(seq or 0), _text(epoch)
+
+    async def replay(self, room_id: str, since: int, epoch: str) -> list[tuple[int, bytes]] | None:
+        """The events after ``since`` if the stream still holds all of them for this epoch, else ``None``."""
+        seq, current = await self.position(room_id)
+        if epoch != current or since > seq or since < 0:
+            return None
+        if since == seq:
+            return []
+        entries: Any = await self.redis.xrange(room_keys(room_id)[1], min=f"{since + 1}-0", max="+")
+        events: list[tuple[int, bytes]] = [(int(_text(i).split("-")[0]), v[b"f"]) for i, v in entries]
+        if not events or events[0][0] != since + 1:
+            return None  # trimmed away: too old to replay
+        return events
+
+    async def watch(self, room_id: str, seq: int) -> None:
+        """Read the room's events after ``seq``, and its personal frames from now on (idempotent)."""
+        if room_id in self._watched:
+            return
+        last = await self.redis.xrevrange(room_keys(room_id)[4], "+", "-", count=1)
+        self._watched.setdefault(room_id, (seq, _text(last[0][0]) if last else "0-0"))
+
+    def unwatch(self, room_id: str) -> None:
+        self._watched.pop(room_id, None)
+
+    def start(self, handler: Handler) -> None:
+        self._handler = handler
+        self._task = asyncio.create_task(self._read(), name="realtime-reader")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait([self._task], timeout=0.2)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _read(self) -> None:
+        assert self._handler is not None
+        while True:
+            if not self._watched:
+                await asyncio.sleep(self.block_ms / 1000)
+                continue
+            streams: dict[str, str] = {}
+            rooms = list(self._watched.items())
+            for room_id, (seq, personal) in rooms:
+                k = room_keys(room_id)
+                streams[k[1]] = f"{seq}-0"
+                streams[k[4]] = personal
+            try:
+                got: Any = await self.redis.xread(streams, block=self.block_ms, count=1000)  # type: ignore[arg-type]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("reading room events failed: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            for key, entries in got or []:
+                key = _text(key)
+                room_id = key[len("{room:") : key.index("}")]
+                if room_id not in self._watched:
+                    continue
+                seq, personal = self._watched[room_id]
+                for entry_id, fields in entries:
+                    eid = _text(entry_id)
+                    if key.endswith(":events"):
+                        seq = int(eid.split("-")[0])
+                        self._handler(room_id, seq, fields[b"f"], None)
+                    else:
+                        personal = eid
+                        self._handler(room_id, 0, fields[b"f"], _text(fields[b"to"]))
+                self._watched[room_id] = (seq, personal)

@@ -1,0 +1,403 @@
+"""The socket adapter around the pure ``Hub``: ``/ws/rooms/{room}``, the Redis reader, stock and presence.
+
+A connection: Origin checked before the upgrade; the token checked before anything is sent (4401, 4403,
+4404); joined to the hub as syncing; the room's stream watched; then either the events after ``since`` (same
+epoch, still in the stream) or a snapshot at the current ``seq``; then the frames held meanwhile; then live.
+
+Stock counters coalesce per room, not per viewer: a card marked changed is published at most every
+``stock_interval`` (latest value wins, read from Redis when published; an unchanged value is not sent
+again), so every viewer gets at most 10 stock frames per second per card and always the final value.
+Presence is reported every second by each process; ``viewers`` events go out at most once a second, and
+only when the count changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Coroutine
+from importlib import resources
+from typing import Any
+
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from live.access import HostIdentity, TokenSigner, ViewerIdentity
+from live.errors import InvalidToken
+from live.models import Room, Viewer
+from livecart.clock import Clock
+from realtime.broker_redis import RedisBroker, dumps
+from realtime.errors import CloseCode, RealtimeError
+from realtime.frames import text_frame
+from realtime.hub import Connection, Hub
+from realtime.uvicorn_ws import EXTENSION, RawSocket
+
+log = logging.getLogger("livecart.realtime")
+
+MAX_CHAT_CHARS = 500
+CHAT_BURST = 5
+CHAT_PER_SECOND = 1.0
+
+
+class Realtime:
+    """Everything realtime of one process."""
+
+    def __init__(
+        self,
+        *,
+        redis: Redis,
+        sessions: async_sessionmaker[AsyncSession],
+        signer: TokenSigner,
+        clock: Clock,
+        snapshot: Callable[[str], Any],
+        allowed_origins: list[str],
+        history: int = 1000,
+        stock_interval: float = 0.1,
+        presence_interval: float = 1.0,
+        max_backlog_bytes: int = 1 << 20,
+    ) -> None:
+        self.redis = redis
+        self.sessions = sessions
+        self.signer = signer
+        self.clock = clock
+        self.snapshot_cards = snapshot  # room id -> awaitable list of card JSON objects
+        self.allowed_origins = allowed_origins
+        self.hub = Hub(max_backlog_bytes=max_backlog_bytes)
+        self.broker = RedisBroker(redis, history=history)
+        self.stock_interval = stock_interval
+        self.presence_interval = presence_interval
+        self._sockets: dict[int, RawSocket | WebSocket] = {}
+        self._websockets: dict[int, WebSocket] = {}
+        self._background: set[asyncio.Future[None]] = set()
+        self._dirty: set[str] = set()  # card ids whose stock changed
+        self._tasks: list[asyncio.Task[None]] = []
+        self._process = f"{os.getpid()}-{id(self):x}"
+        self._presence = redis.register_script(
+            resources.files("realtime").joinpath("lua/presence.lua").read_text()
+        )
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.broker.start(self._on_frame)
+        self._tasks = [
+            asyncio.create_task(self._every(self.stock_interval, self._publish_stock), name="stock"),
+            asyncio.create_task(self._every(self.presence_interval, self._report_presence), name="presence"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.broker.stop()
+
+    async def _every(self, seconds: float, step: Callable[[], Any]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis down: try again next tick
+                log.warning("%s failed: %s", getattr(step, "__name__", step), exc)
+
+    # -- publishing (any process) ------------------------------------------------------------------------
+
+    def stock_changed(self, card_id: str) -> None:
+        self._dirty.add(card_id)
+
+    async def publish_card(self, room_id: str, card: dict[str, Any]) -> None:
+        await self.broker.publish(room_id, "card", {"card": card}, now_ms=self.clock.now_ms())
+
+    async def publish_room(self, room_id: str, room: dict[str, Any]) -> None:
+        await self.broker.publish(room_id, "room", {"room": room}, now_ms=self.clock.now_ms())
+
+    async def publish_order(self, room_id: str, viewer_id: str, order: dict[str, Any]) -> None:
+        await self.broker.publish_personal(room_id, viewer_id, "order", {"order": order})
+
+    async def _publish_stock(self) -> None:
+        if not self._dirty:
+            return
+        cards, self._dirty = list(self._dirty), set()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for card_id in cards:
+                pipe.hmget("{card:" + card_id + "}:sale", "stock_left", "room_id")
+            values = await pipe.execute()
+        now = self.clock.now_ms()
+        for card_id, (left, room) in zip(cards, values, strict=True):
+            if left is None or room is None:
+                continue
+            stock_left = int(left)
+            seq = await self.broker.publish(
+                room.decode(),
+                "stock",
+                {"card_id": card_id, "stock_left": stock_left},
+                now_ms=now,
+                gate=f"stock:{card_id}",
+                min_interval_ms=int(self.stock_interval * 1000),
+                value=str(stock_left),
+            )
+            if seq is None and await self._held_back(room.decode(), card_id, stock_left):
+                self._dirty.add(card_id)  # too soon after the last one: the next tick sends the latest
+
+    async def _held_back(self, room_id: str, card_id: str, stock_left: int) -> bool:
+        last = await self.redis.hget("{room:" + room_id + "}:gate", f"v:stock:{card_id}")
+        return last is None or int(last) != stock_left
+
+    async def _report_presence(self) -> None:
+        now = self.clock.now_ms()
+        fresh = int(self.presence_interval * 2500)
+        for room_id in self.hub.rooms():
+            viewers = sorted(self.hub.viewers(room_id))
+            sockets = len(self.hub.connections(room_id))
+            counts = await self._presence(
+                keys=presence_keys(room_id), args=[now, fresh, self._process, sockets, *viewers]
+            )
+            await self.broker.publish(
+                room_id,
+                "viewers",
+                {"count": int(counts[0])},
+                now_ms=now,
+                gate="viewers",
+                min_interval_ms=int(self.presence_interval * 1000),
+                value=str(int(counts[0])),
+            )
+
+    async def presence(self, room_id: str) -> dict[str, int]:
+        """The room's live numbers, across processes (for room stats)."""
+        k = presence_keys(room_id)
+        now = self.clock.now_ms()
+        fresh = int(self.presence_interval * 2500)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcount(k[0], now - fresh, "+inf")
+            pipe.hget(k[2], "peak")
+            pipe.scard(k[1])
+            pipe.hgetall(k[3])
+            viewers, peak, unique, conns = await pipe.execute()
+        sockets = 0
+        for value in conns.values():
+            n, _, at = value.decode().partition(":")
+            if int(at) > now - fresh:
+                sockets += int(n)
+        return {
+            "viewers_now": int(viewers),
+            "viewers_peak": int(peak or 0),
+            "viewers_unique": int(unique),
+            "connections_now": sockets,
+        }
+
+    # -- fan-out (this process) --------------------------------------------------------------------------
+
+    def _on_frame(self, room_id: str, seq: int, payload: bytes, to: str | None) -> None:
+        frame = text_frame(payload)
+        delivery = (
+            self.hub.personal(room_id, to, frame) if to is not None else self.hub.event(room_id, seq, frame)
+        )
+        for conn in delivery.too_slow:
+            self._close(conn, CloseCode.TOO_SLOW, "too slow to keep up")
+        slow: list[tuple[Connection, int]] = []
+        for conn in delivery.to:
+            sock = self._sockets.get(conn.id)
+            if isinstance(sock, RawSocket):
+                sock.write(frame)
+                slow.append((conn, sock.buffered()))
+            elif sock is not None:
+                self._spawn(_send_text(sock, payload))
+        for conn in self.hub.over_backlog(slow):
+            self._close(conn, CloseCode.TOO_SLOW, "too slow to keep up")
+
+    def _close(self, conn: Connection, code: CloseCode, reason: str) -> None:
+        self._sockets.pop(conn.id, None)
+        self.hub.leave(conn)
+        ws = self._websockets.pop(conn.id, None)
+        if ws is not None:
+            self._spawn(_close(ws, code, reason))
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- one connection ----------------------------------------------------------------------------------
+
+    async def serve(self, websocket: WebSocket) -> None:
+        origin = websocket.headers.get("origin")
+        if "*" not in self.allowed_origins and origin not in self.allowed_origins:
+            await websocket.close(code=1008)  # before the upgrade: the client gets 403, nothing else
+            return
+        await websocket.accept()
+        try:
+            conn, viewer_name = await self._admit(websocket)
+        except RealtimeError as exc:
+            await websocket.close(code=exc.code, reason=exc.reason)
+            return
+        raw = websocket.scope.get("extensions", {}).get(EXTENSION)
+        self._sockets[conn.id] = raw if isinstance(raw, RawSocket) else websocket
+        self._websockets[conn.id] = websocket
+        try:
+            await self._sync(websocket, conn)
+            await self._receive(websocket, conn, viewer_name)
+        except RealtimeError as exc:
+            await _close(websocket, exc.code, exc.reason)
+        except WebSocketDisconnect:
+            pass
+        finally:
+            self._sockets.pop(conn.id, None)
+            self._websockets.pop(conn.id, None)
+            self.hub.leave(conn)
+            if not self.hub.connections(conn.room_id):
+                self.broker.unwatch(conn.room_id)
+
+    async def _admit(self, websocket: WebSocket) -> tuple[Connection, str | None]:
+        token = websocket.query_params.get("token") or ""
+        try:
+            who = self.signer.verify(token)
+        except InvalidToken:
+            raise RealtimeError(CloseCode.UNAUTHORIZED, "bad token") from None
+        room_id = websocket.path_params["room"]
+        async with self.sessions() as session:
+            room = await session.get(Room, room_id)
+            name: str | None = None
+            if room is None:
+                raise RealtimeError(CloseCode.NO_ROOM, "no such room")
+            if isinstance(who, HostIdentity):
+                if room.host_id != who.host_id:
+                    raise RealtimeError(CloseCode.FORBIDDEN, "not your room")
+                return self.hub.join(room_id, None), None
+            assert isinstance(who, ViewerIdentity)
+            if who.room_id != room_id:
+                raise RealtimeError(CloseCode.FORBIDDEN, "not a viewer of this room")
+            viewer = (await session.execute(select(Viewer).where(Viewer.id == who.viewer_id))).scalar_one()
+            name = viewer.name
+        return self.hub.join(room_id, who.viewer_id), name
+
+    async def _sync(self, websocket: WebSocket, conn: Connection) -> None:
+        seq, epoch = await self.broker.position(conn.room_id)
+        await self.broker.watch(conn.room_id, seq)
+        # The position is read again after watching: every event after it reaches this connection.
+        seq, epoch = await self.broker.position(conn.room_id)
+        frames: list[bytes] | None = None
+        since = websocket.query_params.get("since")
+        if since is not None and since.isdigit() and websocket.query_params.get("epoch") == epoch:
+            replayed = await self.broker.replay(conn.room_id, int(since), epoch)
+            if replayed is not None and (not replayed or replayed[-1][0] <= seq):
+                frames = [text_frame(f) for _, f in replayed]
+        if frames is None:
+            frames = [text_frame((await self._snapshot(conn.room_id, seq, epoch)).encode())]
+        for frame in frames:
+            self._write(conn, websocket, frame)
+        for frame in self.hub.synced(conn, seq):
+            self._write(conn, websocket, frame)
+
+    def _write(self, conn: Connection, websocket: WebSocket, frame: bytes) -> None:
+        sock = self._sockets.get(conn.id)
+        if isinstance(sock, RawSocket):
+            sock.write(frame)
+        else:
+            self._spawn(_send_text(websocket, _payload(frame)))
+
+    async def _snapshot(self, room_id: str, seq: int, epoch: str) -> str:
+        async with self.sessions() as session:
+            room = await session.get(Room, room_id)
+        assert room is not None
+        cards = await self.snapshot_cards(room_id)
+        viewers = (await self.presence(room_id))["viewers_now"]
+        return dumps(
+            {
+                "type": "snapshot",
+                "seq": seq,
+                "epoch": epoch,
+                "room": public_room(room),
+                "cards": cards,
+                "viewers": viewers,
+            }
+        )
+
+    async def _receive(self, websocket: WebSocket, conn: Connection, name: str | None) -> None:
+        allowance, checked = float(CHAT_BURST), time.monotonic()
+        strikes = 0
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text = message.get("text")
+            if text is None:
+                raise RealtimeError(CloseCode.BAD_FRAME, "text frames only")
+            try:
+                frame = json.loads(text)
+            except (ValueError, RecursionError):
+                raise RealtimeError(CloseCode.BAD_FRAME, "not JSON") from None
+            if not isinstance(frame, dict) or frame.get("type") != "chat":
+                raise RealtimeError(CloseCode.BAD_FRAME, "unknown frame type")
+            if "room" in frame and frame["room"] != conn.room_id:
+                raise RealtimeError(CloseCode.FORBIDDEN, "frame for another room")
+            body = frame.get("text")
+            if not isinstance(body, str) or not body.strip() or len(body) > MAX_CHAT_CHARS:
+                raise RealtimeError(CloseCode.BAD_FRAME, f"chat text must be 1-{MAX_CHAT_CHARS} characters")
+            now = time.monotonic()
+            allowance = min(CHAT_BURST, allowance + (now - checked) * CHAT_PER_SECOND)
+            checked = now
+            if allowance < 1:
+                strikes += 1
+                if strikes >= 3:
+                    raise RealtimeError(CloseCode.RATE_LIMITED, "chat too fast")
+                await websocket.send_text(dumps({"type": "error", "error": "rate_limited"}))
+                continue
+            allowance -= 1
+            strikes = 0
+            await self.broker.publish(
+                conn.room_id,
+                "chat",
+                {"from": name or "Host", "text": body.strip()},
+                now_ms=self.clock.now_ms(),
+            )
+
+
+def presence_keys(room_id: str) -> list[str]:
+    tag = "{room:" + room_id + "}"
+    return [f"{tag}:presence", f"{tag}:seen", f"{tag}:stats", f"{tag}:conns"]
+
+
+def public_room(room: Room) -> dict[str, Any]:
+    from livecart.clock import iso
+
+    return {
+        "id": room.id,
+        "title": room.title,
+        "status": room.status,
+        "scheduled_at": iso(room.scheduled_ms),
+        "started_at": iso(room.started_ms),
+        "ended_at": iso(room.ended_ms),
+    }
+
+
+def _payload(frame: bytes) -> bytes:
+    n = frame[1] & 0x7F
+    return frame[2 + (2 if n == 126 else 8 if n == 127 else 0) :]
+
+
+async def _send_text(websocket: WebSocket, payload: bytes) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.send_text(payload.decode())
+
+
+async def _close(websocket: WebSocket, code: int, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.close(code=code, reason=reason)
+
+
+async def room_socket(websocket: WebSocket) -> None:
+    realtime: Realtime = websocket.state.livecart.realtime
+    await realtime.serve(websocket)
+
+
+routes = [WebSocketRoute("/ws/rooms/{room:id}", room_socket)]
