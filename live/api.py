@@ -20,6 +20,7 @@ from livecart.errors import Forbidden
 from livecart.http import read_json, state
 from livecart.ids import new_id, random_code
 from livecart.openapi import doc
+from realtime.endpoint import public_room
 from shop.errors import UnknownResource
 
 
@@ -116,6 +117,7 @@ async def _lifecycle(request: Request, action: RoomAction) -> JSONResponse:
                 room.ended_ms = now
     if action is RoomAction.END:
         await st.catalog.close_room_cards(room.id)
+    await st.realtime.publish_room(room.id, public_room(room))
     return JSONResponse(room_json(room, base_url=st.settings.base_url, for_host=True))
 
 

@@ -119,7 +119,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         commit_timeout=settings.commit_timeout_seconds,
         on_committed=committed,
     )
-    return AppState(
+    state = AppState(
         settings=settings,
         clock=clock,
         metrics=metrics_,
@@ -159,6 +159,9 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
             grace_ms=grace_ms,
         ),
     )
+    state.orders.on_order = realtime.publish_order
+    state.payments.on_order = realtime.publish_order
+    return state
 
 
 def create_app(

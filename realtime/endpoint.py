@@ -121,8 +121,9 @@ class Realtime:
     async def publish_room(self, room_id: str, room: dict[str, Any]) -> None:
         await self.broker.publish(room_id, "room", {"room": room}, now_ms=self.clock.now_ms())
 
-    async def publish_order(self, room_id: str, viewer_id: str, order: dict[str, Any]) -> None:
-        await self.broker.publish_personal(room_id, viewer_id, "order", {"order": order})
+    async def publish_order(self, order: dict[str, Any]) -> None:
+        """To the buyer's own sockets only (not part of the room's sequence)."""
+        await self.broker.publish_personal(order["room_id"], order["buyer_id"], "order", {"order": order})
 
     async def _publish_stock(self) -> None:
         if not self._dirty:

@@ -271,11 +271,11 @@ async def get_room_stats(request: Request) -> JSONResponse:
 
         card_ids = list((await session.execute(select(Card.id).where(Card.room_id == room.id))).scalars())
         stock = await st.inventory.stock_left_many(card_ids) if card_ids else {}
-        return JSONResponse(
-            await room_stats(
-                session, room.id, stock_left=stock, now_ms=st.clock.now_ms(), currency=st.settings.currency
-            )
+        stats = await room_stats(
+            session, room.id, stock_left=stock, now_ms=st.clock.now_ms(), currency=st.settings.currency
         )
+    stats.update(await st.realtime.presence(room.id))  # live presence, counted by the hub across processes
+    return JSONResponse(stats)
 
 
 routes = [

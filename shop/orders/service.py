@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -67,6 +68,8 @@ class OrderService:
         self.reconciler = reconciler
         self.clock = clock
         self.metrics = metrics
+        #: told each order a buyer should see change (the realtime hub sends it to them alone)
+        self.on_order: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
     # -- buy -------------------------------------------------------------------------------------------
 
@@ -78,6 +81,8 @@ class OrderService:
         result = "error"
         try:
             order, created, result = await self._place(viewer, card_id, quantity, idempotency_key)
+            if created:
+                await self.tell(order)
             return order, created
         except Exception as exc:
             result = getattr(exc, "code", "error")
@@ -179,6 +184,15 @@ class OrderService:
         except Exception as exc:  # SQL or Redis still down: the orphan sweeper releases it after the grace
             log.warning("reservation %s left to the orphan sweeper: %s", order_id, exc)
 
+    async def tell(self, order: dict[str, Any]) -> dict[str, Any]:
+        """Send the order to its buyer's sockets; a failure here never fails the operation."""
+        if self.on_order is not None:
+            try:
+                await self.on_order(order)
+            except Exception as exc:
+                log.warning("order %s: could not tell the buyer: %s", order["id"], exc)
+        return order
+
     # -- after the buy ---------------------------------------------------------------------------------
 
     async def get(self, who: Identity, order_id: str) -> dict[str, Any]:
@@ -209,7 +223,7 @@ class OrderService:
                     await repo.order(session, order_id), viewer, "only a reserved order can be cancelled"
                 )
         await self.inventory.release(changed.card_id, order_id, mode="cancel", now_ms=now)
-        return order_json(changed, currency=self.settings.currency)
+        return await self.tell(order_json(changed, currency=self.settings.currency))
 
     async def refund(self, host: HostIdentity, order_id: str, *, restock: bool) -> dict[str, Any]:
         """SQL first, Redis second; a note taken in Redis before the commit lets the sweeper finish the
@@ -239,7 +253,7 @@ class OrderService:
             await commissions.claw_back(session, changed, now_ms=now)
             await repo.refund_payments(session, order_id, now_ms=now)
         await self.inventory.refund(changed.card_id, order_id, restock=restock)
-        return order_json(changed, currency=self.settings.currency)
+        return await self.tell(order_json(changed, currency=self.settings.currency))
 
     async def ship(self, host: HostIdentity, order_id: str, tracking_number: str) -> dict[str, Any]:
         async with self.sessions() as session, session.begin():

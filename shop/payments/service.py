@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, StringConstraints, ValidationError
@@ -87,6 +88,8 @@ class PaymentService:
         self.sessions = sessions
         self.inventory = inventory
         self.reconciler = reconciler
+        #: told each order whose payment settled (the realtime hub sends it to its buyer)
+        self.on_order: Callable[[dict[str, Any]], Awaitable[None]] | None = None
         self.clock = clock
         self.metrics = metrics
 
@@ -156,6 +159,15 @@ class PaymentService:
             return {"received": True, "outcome": "unknown_payment"}
         outcome = await self._apply(event.id, event.type, payment_id)
         self.metrics.payments.labels(outcome=outcome).inc()
+        if outcome in ("paid", "paid_late", "refunded_late") and self.on_order is not None:
+            async with self.sessions() as session:
+                payment = await session.get(Payment, payment_id)
+                order = await repo.order(session, payment.order_id) if payment else None
+            if order is not None:
+                try:
+                    await self.on_order(order_json(order, currency=self.settings.currency))
+                except Exception as exc:
+                    log.warning("order %s: could not tell the buyer: %s", order.id, exc)
         return {"received": True, "outcome": outcome}
 
     async def _apply(self, event_id: str, kind: str, payment_id: str) -> str:

@@ -40,11 +40,18 @@ async def test_snapshot_first_then_live_stock_and_cards(
         assert [c["stock_left"] for c in snapshot["cards"]] == [5]
         assert "invite_token" not in snapshot["room"]
         await ok(await buy(client, sale.card_id, viewer, quantity=2), 201)
-        stock = await next_frame(ws, "stock")
-        while stock["stock_left"] != 3:  # an earlier value (the sale being set up) may come first
-            stock = await next_frame(ws, "stock")
+        stock: dict[str, Any] = {}
+        order: dict[str, Any] = {}
+        while stock.get("stock_left") != 3 or not order:  # an earlier stock value (the set-up) may come first
+            frame = await next_frame(ws)
+            if frame["type"] == "stock":
+                stock = frame
+            elif frame["type"] == "order":
+                order = frame
         assert stock == {"type": "stock", "seq": stock["seq"], "card_id": sale.card_id, "stock_left": 3}
         assert stock["seq"] > snapshot["seq"]
+        # The order goes to the buyer alone, outside the room's sequence.
+        assert order["order"]["buyer_id"] == viewer.viewer_id and "seq" not in order
         h = auth(sale.host_token)
         await ok(await client.patch(f"/api/cards/{sale.card_id}", json={"price": 500}, headers=h))
         card = await next_frame(ws, "card")
@@ -79,3 +86,72 @@ async def test_refused_connections_get_their_close_code(
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+
+
+async def test_only_the_buyer_gets_their_order_and_viewers_are_counted(
+    client: httpx.AsyncClient, server: LiveServer
+) -> None:
+    sale = await new_sale(client, stock=5)
+    ann, bob = await join(client, sale, "Ann"), await join(client, sale, "Bob")
+    async with (
+        websockets.connect(ws_url(server, sale.room_id, ann.token), origin=ORIGIN) as ws_ann,  # type: ignore[arg-type]
+        websockets.connect(ws_url(server, sale.room_id, bob.token), origin=ORIGIN) as ws_bob,  # type: ignore[arg-type]
+        websockets.connect(ws_url(server, sale.room_id, bob.token), origin=ORIGIN) as ws_bob2,  # type: ignore[arg-type]
+    ):
+        for ws in (ws_ann, ws_bob, ws_bob2):
+            assert (await next_frame(ws))["type"] == "snapshot"
+        viewers = await next_frame(ws_ann, "viewers", timeout=5)
+        while viewers["count"] != 2:  # Bob twice is one viewer
+            viewers = await next_frame(ws_ann, "viewers", timeout=5)
+        stats = await ok(await client.get(f"/api/rooms/{sale.room_id}/stats", headers=auth(sale.host_token)))
+        assert (stats["viewers_now"], stats["viewers_unique"], stats["connections_now"]) == (2, 2, 3)
+        order = await ok(await buy(client, sale.card_id, bob), 201)
+        for ws in (ws_bob, ws_bob2):
+            assert (await next_frame(ws, "order"))["order"]["id"] == order["id"]
+        await next_frame(ws_ann, "stock")
+        with pytest.raises(TimeoutError):
+            await next_frame(ws_ann, "order", timeout=0.5)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("not json", 4400),
+        ('{"type": "shout", "text": "hi"}', 4400),
+        ('{"type": "chat", "text": ""}', 4400),
+        ('{"type": "chat", "text": "' + "x" * 501 + '"}', 4400),
+        ('{"type": "chat", "text": "hi", "room": "rm_other"}', 4403),
+        ('{"type": "chat", "text": "' + "y" * 5000 + '"}', 1009),
+    ],
+    ids=["garbage", "unknown-type", "empty-chat", "chat-too-long", "wrong-room", "oversize-frame"],
+)
+async def test_hostile_frames_close_only_their_sender(
+    client: httpx.AsyncClient, server: LiveServer, frame: str, code: int
+) -> None:
+    sale = await new_sale(client, stock=3)
+    eve, ann = await join(client, sale, "Eve"), await join(client, sale, "Ann")
+    async with (
+        websockets.connect(ws_url(server, sale.room_id, eve.token), origin=ORIGIN) as bad,  # type: ignore[arg-type]
+        websockets.connect(ws_url(server, sale.room_id, ann.token), origin=ORIGIN) as control,  # type: ignore[arg-type]
+    ):
+        await next_frame(bad)
+        await next_frame(control)
+        await bad.send(frame)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await next_frame(bad, "never")
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+        await control.send('{"type": "chat", "text": "still here"}')
+        chat = await next_frame(control, "chat")
+        assert (chat["from"], chat["text"]) == ("Ann", "still here")
+
+
+async def test_a_foreign_origin_is_refused_before_the_upgrade(
+    client: httpx.AsyncClient, server: LiveServer
+) -> None:
+    sale = await new_sale(client, stock=1)
+    viewer = await join(client, sale, "Ann")
+    for origin in ("http://evil.example", None):
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(ws_url(server, sale.room_id, viewer.token), origin=origin):  # type: ignore[arg-type]
+                pass
+        assert refused.value.response.status_code == 403
