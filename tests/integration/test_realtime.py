@@ -10,7 +10,7 @@ import httpx
 import pytest
 import websockets
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, make_settings
 from tests.shop_api import auth, buy, join, new_sale, ok
 
 ORIGIN = "http://127.0.0.1:8000"  # the origin of the test settings' base_url
@@ -155,3 +155,42 @@ async def test_a_foreign_origin_is_refused_before_the_upgrade(
             async with websockets.connect(ws_url(server, sale.room_id, viewer.token), origin=origin):  # type: ignore[arg-type]
                 pass
         assert refused.value.response.status_code == 403
+
+
+async def test_a_viewer_who_stops_reading_is_closed_4408_and_nobody_else_misses_a_frame(
+    database_url: str, redis_url: str, tmp_path: Any
+) -> None:
+    settings = make_settings(database_url, redis_url, tmp_path, ws_max_backlog_bytes=256 * 1024)
+    async with LiveServer(settings) as server, httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        sale = await new_sale(client, stock=3)
+        slow_v, fast_v = await join(client, sale, "Slow"), await join(client, sale, "Fast")
+        async with (
+            websockets.connect(ws_url(server, sale.room_id, slow_v.token), origin=ORIGIN) as slow,  # type: ignore[arg-type]
+            websockets.connect(  # type: ignore[arg-type]
+                ws_url(server, sale.room_id, fast_v.token), origin=ORIGIN, max_queue=None
+            ) as fast,
+        ):
+            await next_frame(slow)
+            first = await next_frame(fast)
+            slow.transport.pause_reading()  # stops reading: the kernel buffers fill, then the server's
+            sent = 0
+            text = "z" * 4000
+            for _ in range(3000):  # about 12 MB of chat, published the way the app publishes it
+                await server.state.realtime.broker.publish(
+                    sale.room_id, "chat", {"from": "Host", "text": text}, now_ms=0
+                )
+                sent += 1
+            seen = 0
+            last = first["seq"]
+            while seen < sent:
+                frame = await next_frame(fast, "chat", timeout=10)
+                assert frame["seq"] > last  # in order, nothing twice
+                last = frame["seq"]
+                seen += 1
+            slow.transport.resume_reading()
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                async with asyncio.timeout(10):
+                    while True:
+                        await slow.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
+            assert server.state.realtime.hub.count() == 1  # the slow one is gone from the hub
