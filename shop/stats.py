@@ -113,7 +113,7 @@ async def room_stats(
     promoters.sort(key=lambda p: (-p["gmv"], -p["viewers"], p["viewer_id"]))
     orders_reserved, orders_paid, orders_refunded, buyers_paid, gmv = (int(x) for x in totals)
     return {
-        # Live presence is counted by the realtime hub; until it reports, nobody is connected.
+        # Live presence is counted by the realtime hub across processes; the endpoint fills these in.
         "viewers_now": 0,
         "viewers_peak": 0,
         "viewers_unique": 0,

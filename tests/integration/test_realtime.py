@@ -194,3 +194,62 @@ async def test_a_viewer_who_stops_reading_is_closed_4408_and_nobody_else_misses_
                         await slow.recv()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4408
             assert server.state.realtime.hub.count() == 1  # the slow one is gone from the hub
+
+
+async def test_two_processes_share_a_room(database_url: str, redis_url: str, tmp_path: Any) -> None:
+    """A sale made through app A moves the counter of a viewer connected to app B (same Redis and SQL)."""
+    settings = make_settings(database_url, redis_url, tmp_path)
+    async with (
+        LiveServer(settings) as a,
+        LiveServer(settings) as b,
+        httpx.AsyncClient(base_url=a.url, timeout=30) as client_a,
+    ):
+        sale = await new_sale(client_a, stock=4)
+        buyer, watcher = await join(client_a, sale, "Buyer"), await join(client_a, sale, "Watcher")
+        async with websockets.connect(ws_url(b, sale.room_id, watcher.token), origin=ORIGIN) as ws:  # type: ignore[arg-type]
+            assert (await next_frame(ws))["type"] == "snapshot"
+            await ok(await buy(client_a, sale.card_id, buyer), 201)
+            stock = await next_frame(ws, "stock")
+            while stock["stock_left"] != 3:
+                stock = await next_frame(ws, "stock")
+
+
+async def test_viewer_count_is_exact_after_clients_die(database_url: str, redis_url: str, tmp_path: Any) -> None:
+    """Six viewers; three sockets are cut without a close (kill -9 of a phone): within the presence
+    freshness (2.5 reports) the count is exactly three, and it never counted a socket twice."""
+    settings = make_settings(database_url, redis_url, tmp_path)
+    async with LiveServer(settings) as server, httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        sale = await new_sale(client, stock=1)
+        viewers = [await join(client, sale, f"V{i}") for i in range(6)]
+        sockets = [
+            await websockets.connect(ws_url(server, sale.room_id, v.token), origin=ORIGIN)  # type: ignore[arg-type]
+            for v in viewers
+        ]
+        try:
+            h = auth(sale.host_token)
+
+            async def now() -> int:
+                stats = await ok(await client.get(f"/api/rooms/{sale.room_id}/stats", headers=h))
+                return int(stats["viewers_now"])
+
+            async with asyncio.timeout(5):
+                while await now() != 6:
+                    await asyncio.sleep(0.1)
+            for ws in sockets[:3]:
+                ws.transport.abort()  # no close frame, no FIN handshake: the connection just dies
+            started = asyncio.get_running_loop().time()
+            async with asyncio.timeout(6):
+                while await now() != 3:
+                    await asyncio.sleep(0.1)
+            # freshness (2.5 presence reports) + one report + the poll: well inside ping interval + timeout
+            assert asyncio.get_running_loop().time() - started <= 4.5
+            stats = await ok(await client.get(f"/api/rooms/{sale.room_id}/stats", headers=h))
+            assert (stats["viewers_now"], stats["viewers_peak"], stats["viewers_unique"]) == (3, 6, 6)
+            assert stats["connections_now"] == 3
+        finally:
+            for ws in sockets[3:]:
+                await ws.close()
+        async with asyncio.timeout(5):
+            while server.state.realtime.hub.count():
+                await asyncio.sleep(0.05)
+        assert not server.state.realtime.broker._watched  # no room left watched: nothing leaked
