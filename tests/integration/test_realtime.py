@@ -214,7 +214,9 @@ async def test_two_processes_share_a_room(database_url: str, redis_url: str, tmp
                 stock = await next_frame(ws, "stock")
 
 
-async def test_viewer_count_is_exact_after_clients_die(database_url: str, redis_url: str, tmp_path: Any) -> None:
+async def test_viewer_count_is_exact_after_clients_die(
+    database_url: str, redis_url: str, tmp_path: Any
+) -> None:
     """Six viewers; three sockets are cut without a close (kill -9 of a phone): within the presence
     freshness (2.5 reports) the count is exactly three, and it never counted a socket twice."""
     settings = make_settings(database_url, redis_url, tmp_path)
