@@ -255,3 +255,81 @@ async def test_viewer_count_is_exact_after_clients_die(
             while server.state.realtime.hub.count():
                 await asyncio.sleep(0.05)
         assert not server.state.realtime.broker._watched  # no room left watched: nothing leaked
+
+
+async def test_stock_frames_coalesce_and_the_last_one_is_the_truth(
+    client: httpx.AsyncClient, server: LiveServer
+) -> None:
+    """Two hundred buys in a burst: a viewer gets at most 10 stock frames per second for the card, and
+    within a second of the last buy its last frame equals the stock in Redis."""
+    sale = await new_sale(client, stock=1000, per_user_limit=1000)
+    buyer, watcher = await join(client, sale, "Buyer"), await join(client, sale, "Watcher")
+    async with websockets.connect(ws_url(server, sale.room_id, watcher.token), origin=ORIGIN) as ws:  # type: ignore[arg-type]
+        await next_frame(ws)
+        seen: list[tuple[float, int]] = []
+        stop = asyncio.Event()
+
+        async def watch() -> None:
+            loop = asyncio.get_running_loop()
+            while not stop.is_set():
+                try:
+                    frame = await next_frame(ws, "stock", timeout=0.2)
+                except TimeoutError:
+                    continue
+                seen.append((loop.time(), frame["stock_left"]))
+
+        watching = asyncio.create_task(watch())
+        gate = asyncio.Semaphore(32)
+
+        async def one() -> None:
+            async with gate:
+                await ok(await buy(client, sale.card_id, buyer), 201)
+
+        await asyncio.gather(*(one() for _ in range(200)))
+        done = asyncio.get_running_loop().time()
+        await asyncio.sleep(1.0)
+        stop.set()
+        await watching
+        state = await server.state.inventory.sale(sale.card_id)
+        assert state is not None and state.stock_left == 800
+        assert seen and seen[-1][1] == 800, seen[-5:]
+        assert seen[-1][0] - done <= 1.0
+        for t, _ in seen:  # no one-second window holds more than 10 frames (plus one at its edge)
+            assert sum(1 for u, _ in seen if t <= u < t + 1.0) <= 11, seen
+
+
+async def test_connect_and_disconnect_churn_leaks_nothing(
+    client: httpx.AsyncClient, server: LiveServer
+) -> None:
+    sale = await new_sale(client, stock=1)
+    viewer = await join(client, sale, "Churn")
+    await asyncio.sleep(0.3)
+    tasks_before = len(asyncio.all_tasks())
+    for i in range(40):
+        ws = await websockets.connect(ws_url(server, sale.room_id, viewer.token), origin=ORIGIN)  # type: ignore[arg-type]
+        await next_frame(ws)
+        if i % 2:
+            await ws.close()
+        else:
+            ws.transport.abort()
+    async with asyncio.timeout(5):
+        while server.state.realtime.hub.count() or len(asyncio.all_tasks()) > tasks_before:
+            await asyncio.sleep(0.05)
+    assert not server.state.realtime.broker._watched
+
+
+async def test_a_room_redis_lost_gets_a_snapshot_not_a_gap(
+    client: httpx.AsyncClient, server: LiveServer
+) -> None:
+    sale = await new_sale(client, stock=2)
+    viewer = await join(client, sale, "Ann")
+    async with websockets.connect(ws_url(server, sale.room_id, viewer.token), origin=ORIGIN) as ws:  # type: ignore[arg-type]
+        snapshot = await next_frame(ws)
+    redis = server.state.redis
+    for key in await redis.keys("{room:" + sale.room_id + "}:*"):
+        await redis.delete(key)  # the room's stream, seq and epoch are gone (Redis restarted empty)
+    await server.state.realtime.publish_room(sale.room_id, {"id": sale.room_id})  # a new epoch begins
+    url = ws_url(server, sale.room_id, viewer.token, since=snapshot["seq"], epoch=snapshot["epoch"])
+    async with websockets.connect(url, origin=ORIGIN) as ws:  # type: ignore[arg-type]
+        again = await next_frame(ws)
+    assert again["type"] == "snapshot" and again["epoch"] != snapshot["epoch"]
