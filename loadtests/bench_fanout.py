@@ -1,0 +1,296 @@
+"""Fan-out benchmark: the hub against a plain ``websockets.broadcast()`` server, measured in the same run.
+
+    .venv/bin/python loadtests/bench_fanout.py [--viewers 1000,5000] [--rate 10] [--seconds 8]
+
+For each viewer count, both servers get the same load: N viewers connected from a separate process (a
+minimal raw websocket client that counts frames and reads the send time out of each), and ``--rate``
+events per second of the same size for ``--seconds``. The hub is a real ``livecart serve`` (one worker,
+SQLite, Redis DB 10); its events are published to the room's Redis stream as the app publishes chat. The
+baseline is a ``websockets`` server that broadcasts every message its publisher connection sends.
+
+Figures: server CPU (user + system) per delivered frame, and p50/p99 delivery delay; ratios hub/baseline
+(goals: CPU ≤ 1.0×, p99 ≤ 1.1×).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil  # type: ignore[import-untyped, unused-ignore]
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+REDIS_URL = "redis://127.0.0.1:6379/10"
+ORIGIN = "http://127.0.0.1:8000"
+PAD = "x" * 120  # a chat message of a typical size
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- the viewers (a separate process) -------------------------------------------------------------------
+
+
+class _Viewer(asyncio.Protocol):
+    def __init__(self, handshake: bytes, delays: list[float], counts: list[int]) -> None:
+        self.handshake, self.delays, self.counts = handshake, delays, counts
+        self.buf = b""
+        self.upgraded = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: Any) -> None:
+        transport.write(self.handshake)
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.upgraded.done():
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.upgraded.set_result(self.buf.startswith(b"HTTP/1.1 101"))
+            self.buf = self.buf[end + 4 :]
+        now = time.time()
+        while len(self.buf) >= 2:
+            n = self.buf[1] & 0x7F
+            head = 2 + (2 if n == 126 else 8 if n == 127 else 0)
+            if len(self.buf) < head:
+                return
+            if n == 126:
+                n = int.from_bytes(self.buf[2:4], "big")
+            elif n == 127:
+                n = int.from_bytes(self.buf[2:10], "big")
+            if len(self.buf) < head + n:
+                return
+            payload = self.buf[head : head + n]
+            self.buf = self.buf[head + n :]
+            i = payload.find(b"@t=")
+            if i >= 0:
+                self.counts[0] += 1
+                self.delays.append(now - float(payload[i + 3 : payload.index(b";", i)]))
+
+
+def _viewers_main(conn: Any, host: str, port: int, paths: list[str]) -> None:
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        delays: list[float] = []
+        counts = [0]
+        protos = []
+        for path in paths:
+            hs = (
+                f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                f"Origin: {ORIGIN}\r\n\r\n"
+            ).encode()
+            proto = _Viewer(hs, delays, counts)
+            await loop.create_connection(lambda p=proto: p, host, port)  # type: ignore[misc]
+            protos.append(proto)
+        ok = sum([await p.upgraded for p in protos])
+        conn.send(("ready", ok))
+        while True:
+            cmd = await loop.run_in_executor(None, conn.recv)
+            if cmd == "reset":
+                delays.clear()
+                counts[0] = 0
+                conn.send("ok")
+            elif cmd == "report":
+                conn.send((counts[0], sorted(delays)))
+            else:
+                return
+
+    asyncio.run(run())
+
+
+def start_viewers(host: str, port: int, paths: list[str]) -> tuple[Any, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=_viewers_main, args=(child, host, port, paths), daemon=True)
+    proc.start()
+    return proc, parent
+
+
+# -- the two servers ------------------------------------------------------------------------------------
+
+BASELINE = r"""
+import asyncio, sys
+from websockets.asyncio.server import serve, broadcast
+clients = set()
+async def handler(ws):
+    if ws.request.path == "/publish":
+        async for message in ws:
+            broadcast(clients, message)
+        return
+    clients.add(ws)
+    try:
+        await ws.wait_closed()
+    finally:
+        clients.discard(ws)
+async def main():
+    async with serve(handler, "127.0.0.1", int(sys.argv[1]), compression=None, max_queue=None):
+        await asyncio.Future()
+asyncio.run(main())
+"""
+
+
+def message(seq: int) -> str:
+    return f"@t={time.time():.6f};{seq};{PAD}"
+
+
+async def measure(
+    proc: psutil.Process, viewers: Any, publish: Any, *, rate: float, seconds: float
+) -> dict[str, Any]:
+    viewers.send("reset")
+    viewers.recv()
+    cpu0 = sum(proc.cpu_times()[:2])
+    n = int(rate * seconds)
+    started = time.monotonic()
+    for i in range(n):
+        await publish(i)
+        await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
+    await asyncio.sleep(1.0)  # let the last ones arrive
+    cpu = sum(proc.cpu_times()[:2]) - cpu0
+    viewers.send("report")
+    delivered, delays = viewers.recv()
+
+    def pct(q: float) -> float:
+        return delays[min(len(delays) - 1, int(q * len(delays)))] * 1000 if delays else float("nan")
+
+    return {
+        "events": n,
+        "delivered": delivered,
+        "cpu_us_per_frame": cpu / max(1, delivered) * 1e6,
+        "p50_ms": pct(0.5),
+        "p99_ms": pct(0.99),
+    }
+
+
+async def run_baseline(viewers_n: int, rate: float, seconds: float) -> dict[str, Any]:
+    from websockets.asyncio.client import connect
+
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-c", BASELINE, str(port)])
+    try:
+        await asyncio.sleep(1.0)
+        proc, viewers = start_viewers("127.0.0.1", port, ["/"] * viewers_n)
+        assert viewers.recv()[0] == "ready"
+        async with connect(f"ws://127.0.0.1:{port}/publish", compression=None) as pub:
+
+            async def publish(i: int) -> None:
+                await pub.send(message(i))
+
+            result = await measure(psutil.Process(server.pid), viewers, publish, rate=rate, seconds=seconds)
+        viewers.send("stop")
+        proc.join(5)
+        return result
+    finally:
+        server.kill()
+
+
+async def run_hub(viewers_n: int, rate: float, seconds: float, work: Path) -> dict[str, Any]:
+    import redis as sync_redis
+    from redis.asyncio import Redis
+
+    from realtime.broker_redis import RedisBroker
+
+    sync_redis.Redis.from_url(REDIS_URL).flushdb()
+    port = free_port()
+    env = {
+        **os.environ,
+        "LIVECART_REDIS_URL": REDIS_URL,
+        "LIVECART_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'hub.db'}",
+        "LIVECART_LOG_LEVEL": "WARNING",
+        "LIVECART_SECRET_KEY": "bench-fanout-secret",
+        "LIVECART_BASE_URL": ORIGIN,
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "livecart.cli", "serve", "--port", str(port)], env=env, cwd=ROOT
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+            for _ in range(100):
+                try:
+                    if (await c.get("/healthz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+            host = (await c.post("/api/hosts", json={"name": "Bench"})).json()
+            h = {"Authorization": f"Bearer {host['token']}"}
+            room = (await c.post("/api/rooms", json={"title": "Fan-out"}, headers=h)).json()
+            gate = asyncio.Semaphore(32)
+
+            async def join(i: int) -> str:
+                async with gate:
+                    body = {"invite": room["invite_token"], "name": f"v{i}"}
+                    return str((await c.post(f"/api/rooms/{room['id']}/join", json=body)).json()["token"])
+
+            tokens = await asyncio.gather(*(join(i) for i in range(viewers_n)))
+        paths = [f"/ws/rooms/{room['id']}?token={t}" for t in tokens]
+        proc, viewers = start_viewers("127.0.0.1", port, paths)
+        assert viewers.recv()[0] == "ready"
+        await asyncio.sleep(2.0)  # presence settles
+        redis = Redis.from_url(REDIS_URL)
+        broker = RedisBroker(redis)
+
+        async def publish(i: int) -> None:
+            await broker.publish(room["id"], "chat", {"from": "Host", "text": message(i)}, now_ms=0)
+
+        result = await measure(psutil.Process(server.pid), viewers, publish, rate=rate, seconds=seconds)
+        await redis.aclose()
+        viewers.send("stop")
+        proc.join(5)
+        return result
+    finally:
+        server.terminate()
+        server.wait(15)
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    work = Path(tempfile.mkdtemp(prefix="fanout-"))
+    results: dict[str, Any] = {}
+    for n in [int(v) for v in args.viewers.split(",")]:
+        base = await run_baseline(n, args.rate, args.seconds)
+        hub = await run_hub(n, args.rate, args.seconds, work)
+        results[str(n)] = {
+            "baseline": base,
+            "hub": hub,
+            "cpu_ratio": hub["cpu_us_per_frame"] / base["cpu_us_per_frame"],
+            "p99_ratio": hub["p99_ms"] / base["p99_ms"],
+        }
+        print(
+            f"{n} viewers, {args.rate}/s: CPU/frame hub {hub['cpu_us_per_frame']:.2f} us vs broadcast "
+            f"{base['cpu_us_per_frame']:.2f} us (ratio {results[str(n)]['cpu_ratio']:.2f}, goal <= 1.0); "
+            f"p99 hub {hub['p99_ms']:.1f} ms vs {base['p99_ms']:.1f} ms "
+            f"(ratio {results[str(n)]['p99_ratio']:.2f}, goal <= 1.1); delivered hub {hub['delivered']}/"
+            f"{hub['events'] * n}, broadcast {base['delivered']}/{base['events'] * n}",
+            flush=True,
+        )
+    print(json.dumps({"bench": "fanout", "rate": args.rate, "seconds": args.seconds, "results": results}))
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--viewers", default="1000,5000")
+    p.add_argument("--rate", type=float, default=10.0, help="events per second")
+    p.add_argument("--seconds", type=float, default=8.0)
+    return asyncio.run(main_async(p.parse_args()))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
