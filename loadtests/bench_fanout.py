@@ -9,7 +9,7 @@ SQLite, Redis DB 10); its events are published to the room's Redis stream as the
 baseline is a ``websockets`` server that broadcasts every message its publisher connection sends.
 
 Figures: server CPU (user + system) per delivered frame, and p50/p99 delivery delay; ratios hub/baseline
-(goals: CPU ≤ 1.0×, p99 ≤ 1.1×).
+(goals: CPU <= 1.0x, p99 <= 1.1x).
 """
 
 from __future__ import annotations
