@@ -52,6 +52,7 @@ class _Viewer(asyncio.Protocol):
         self.handshake, self.delays, self.counts = handshake, delays, counts
         self.buf = b""
         self.upgraded = asyncio.get_running_loop().create_future()
+        self.first = asyncio.get_running_loop().create_future()  # the first frame (the hub's snapshot)
 
     def connection_made(self, transport: Any) -> None:
         transport.write(self.handshake)
@@ -78,13 +79,15 @@ class _Viewer(asyncio.Protocol):
                 return
             payload = self.buf[head : head + n]
             self.buf = self.buf[head + n :]
+            if not self.first.done():
+                self.first.set_result(None)
             i = payload.find(b"@t=")
             if i >= 0:
                 self.counts[0] += 1
                 self.delays.append(now - float(payload[i + 3 : payload.index(b";", i)]))
 
 
-def _viewers_main(conn: Any, host: str, port: int, paths: list[str]) -> None:
+def _viewers_main(conn: Any, host: str, port: int, paths: list[str], first_frame: bool) -> None:
     async def run() -> None:
         loop = asyncio.get_running_loop()
         delays: list[float] = []
@@ -100,6 +103,8 @@ def _viewers_main(conn: Any, host: str, port: int, paths: list[str]) -> None:
             await loop.create_connection(lambda p=proto: p, host, port)  # type: ignore[misc]
             protos.append(proto)
         ok = sum([await p.upgraded for p in protos])
+        if first_frame:  # the hub sends a snapshot first: a viewer is ready once it has it
+            await asyncio.gather(*(p.first for p in protos))
         conn.send(("ready", ok))
         while True:
             cmd = await loop.run_in_executor(None, conn.recv)
@@ -115,10 +120,10 @@ def _viewers_main(conn: Any, host: str, port: int, paths: list[str]) -> None:
     asyncio.run(run())
 
 
-def start_viewers(host: str, port: int, paths: list[str]) -> tuple[Any, Any]:
+def start_viewers(host: str, port: int, paths: list[str], *, first_frame: bool) -> tuple[Any, Any]:
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_viewers_main, args=(child, host, port, paths), daemon=True)
+    proc = ctx.Process(target=_viewers_main, args=(child, host, port, paths, first_frame), daemon=True)
     proc.start()
     return proc, parent
 
@@ -185,7 +190,7 @@ async def run_baseline(viewers_n: int, rate: float, seconds: float) -> dict[str,
     server = subprocess.Popen([sys.executable, "-c", BASELINE, str(port)])
     try:
         await asyncio.sleep(1.0)
-        proc, viewers = start_viewers("127.0.0.1", port, ["/"] * viewers_n)
+        proc, viewers = start_viewers("127.0.0.1", port, ["/"] * viewers_n, first_frame=False)
         assert viewers.recv()[0] == "ready"
         async with connect(f"ws://127.0.0.1:{port}/publish", compression=None) as pub:
 
@@ -241,7 +246,7 @@ async def run_hub(viewers_n: int, rate: float, seconds: float, work: Path) -> di
 
             tokens = await asyncio.gather(*(join(i) for i in range(viewers_n)))
         paths = [f"/ws/rooms/{room['id']}?token={t}" for t in tokens]
-        proc, viewers = start_viewers("127.0.0.1", port, paths)
+        proc, viewers = start_viewers("127.0.0.1", port, paths, first_frame=True)
         assert viewers.recv()[0] == "ready"
         await asyncio.sleep(2.0)  # presence settles
         redis = Redis.from_url(REDIS_URL)

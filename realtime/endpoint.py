@@ -73,7 +73,6 @@ class Realtime:
         self.broker = RedisBroker(redis, history=history)
         self.stock_interval = stock_interval
         self.presence_interval = presence_interval
-        self._sockets: dict[int, RawSocket | WebSocket] = {}
         self._websockets: dict[int, WebSocket] = {}
         self._background: set[asyncio.Future[None]] = set()
         self._dirty: set[str] = set()  # card ids whose stock changed
@@ -205,19 +204,20 @@ class Realtime:
         )
         for conn in delivery.too_slow:
             self._close(conn, CloseCode.TOO_SLOW, "too slow to keep up")
-        slow: list[tuple[Connection, int]] = []
-        for conn in delivery.to:
-            sock = self._sockets.get(conn.id)
-            if isinstance(sock, RawSocket):
-                sock.write(frame)
-                slow.append((conn, sock.buffered()))
-            elif sock is not None:
-                self._spawn(_send_text(sock, payload))
-        for conn in self.hub.over_backlog(slow):
+        limit = self.hub.max_backlog_bytes
+        slow: list[Connection] = []
+        for conn in delivery.to:  # the hot loop: one write of the same bytes per socket
+            sink = conn.sink
+            if type(sink) is RawSocket:
+                if sink.send(frame, limit):
+                    slow.append(conn)
+            elif sink is not None:
+                self._spawn(_send_text(sink, payload))
+        for conn in slow:
             self._close(conn, CloseCode.TOO_SLOW, "too slow to keep up")
 
     def _close(self, conn: Connection, code: CloseCode, reason: str) -> None:
-        self._sockets.pop(conn.id, None)
+        conn.sink = None
         self.hub.leave(conn)
         ws = self._websockets.pop(conn.id, None)
         if ws is not None:
@@ -242,7 +242,7 @@ class Realtime:
             await websocket.close(code=exc.code, reason=exc.reason)
             return
         raw = websocket.scope.get("extensions", {}).get(EXTENSION)
-        self._sockets[conn.id] = raw if isinstance(raw, RawSocket) else websocket
+        conn.sink = raw if isinstance(raw, RawSocket) else websocket
         self._websockets[conn.id] = websocket
         try:
             await self._sync(websocket, conn)
@@ -252,7 +252,7 @@ class Realtime:
         except WebSocketDisconnect:
             pass
         finally:
-            self._sockets.pop(conn.id, None)
+            conn.sink = None
             self._websockets.pop(conn.id, None)
             self.hub.leave(conn)
             if not self.hub.connections(conn.room_id):
@@ -300,9 +300,8 @@ class Realtime:
             self._write(conn, websocket, frame)
 
     def _write(self, conn: Connection, websocket: WebSocket, frame: bytes) -> None:
-        sock = self._sockets.get(conn.id)
-        if isinstance(sock, RawSocket):
-            sock.write(frame)
+        if isinstance(conn.sink, RawSocket):
+            conn.sink.write(frame)
         else:
             self._spawn(_send_text(websocket, _payload(frame)))
 

@@ -16,6 +16,7 @@ import enum
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class State(enum.Enum):
@@ -37,6 +38,8 @@ class Connection:
     held: list[tuple[int, bytes]] = field(default_factory=list)
     #: the highest room ``seq`` this connection has been given
     seq: int = 0
+    #: the adapter's writer for this connection (the core never calls it)
+    sink: Any = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,16 @@ class RawSocket:
         p.transport.write(frame)
         return True
 
+    def send(self, frame: bytes, max_backlog: int) -> bool:
+        """Write one complete frame (nothing if the socket is closing); ``True`` when more than
+        ``max_backlog`` bytes now wait to be sent: the viewer is not keeping up."""
+        p = self._protocol
+        transport = p.transport
+        if p.close_sent or transport.is_closing():
+            return False
+        transport.write(frame)
+        return transport.get_write_buffer_size() > max_backlog
+
     def buffered(self) -> int:
         """Bytes written but not yet taken by the kernel: how far behind this viewer is."""
         return self._protocol.transport.get_write_buffer_size()
