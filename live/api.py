@@ -15,27 +15,13 @@ from live.errors import InvalidInvite, InvalidToken
 from live.models import Host, Room, Viewer
 from live.rooms import RoomAction, transition
 from live.schemas import HostIn, HostOut, JoinIn, JoinOut, RoomIn, RoomOut
-from livecart.clock import iso, parse_iso
+from live.views import public_room, room_json
+from livecart.clock import parse_iso
 from livecart.errors import Forbidden
 from livecart.http import read_json, state
 from livecart.ids import new_id, random_code
 from livecart.openapi import doc
-from realtime.endpoint import public_room
 from shop.errors import UnknownResource
-
-
-def room_json(room: Room, *, base_url: str, for_host: bool) -> dict[str, Any]:
-    base = base_url.rstrip("/")
-    return {
-        "id": room.id,
-        "title": room.title,
-        "status": room.status,
-        "scheduled_at": iso(room.scheduled_ms),
-        "started_at": iso(room.started_ms),
-        "ended_at": iso(room.ended_ms),
-        "invite_token": room.invite_token if for_host else None,
-        "invite_url": f"{base}/r/{room.id}?invite={room.invite_token}" if for_host else None,
-    }
 
 
 @doc(

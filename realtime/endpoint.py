@@ -32,6 +32,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from live.access import HostIdentity, TokenSigner, ViewerIdentity
 from live.errors import InvalidToken
 from live.models import Room, Viewer
+from live.views import public_room
 from livecart.clock import Clock
 from realtime.broker_redis import RedisBroker, dumps
 from realtime.errors import CloseCode, RealtimeError
@@ -365,19 +366,6 @@ class Realtime:
 def presence_keys(room_id: str) -> list[str]:
     tag = "{room:" + room_id + "}"
     return [f"{tag}:presence", f"{tag}:seen", f"{tag}:stats", f"{tag}:conns"]
-
-
-def public_room(room: Room) -> dict[str, Any]:
-    from livecart.clock import iso
-
-    return {
-        "id": room.id,
-        "title": room.title,
-        "status": room.status,
-        "scheduled_at": iso(room.scheduled_ms),
-        "started_at": iso(room.started_ms),
-        "ended_at": iso(room.ended_ms),
-    }
 
 
 def _payload(frame: bytes) -> bytes:
