@@ -333,3 +333,37 @@ async def test_a_room_redis_lost_gets_a_snapshot_not_a_gap(
     async with websockets.connect(url, origin=ORIGIN) as ws:  # type: ignore[arg-type]
         again = await next_frame(ws)
     assert again["type"] == "snapshot" and again["epoch"] != snapshot["epoch"]
+
+
+async def test_a_peer_that_never_answers_pings_is_dropped(
+    database_url: str, redis_url: str, tmp_path: Any
+) -> None:
+    """A raw client that completes the handshake and reads, but never answers a ping: the server closes
+    it within ping interval + ping timeout, and it leaves the hub."""
+    settings = make_settings(
+        database_url, redis_url, tmp_path, ws_ping_interval_seconds=0.5, ws_ping_timeout_seconds=0.5
+    )
+    async with LiveServer(settings) as server, httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        sale = await new_sale(client, stock=1)
+        viewer = await join(client, sale, "Mute")
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        path = f"/ws/rooms/{sale.room_id}?token={viewer.token}"
+        writer.write(
+            (
+                f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                f"Origin: {ORIGIN}\r\n\r\n"
+            ).encode()
+        )
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101")
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(5):
+            while await reader.read(65536):  # read everything (snapshot, pings), answer nothing
+                pass
+        elapsed = asyncio.get_running_loop().time() - started
+        writer.close()
+        assert elapsed <= 0.5 + 0.5 + 1.0, f"dropped after {elapsed:.1f} s"
+        async with asyncio.timeout(3):
+            while server.state.realtime.hub.count():
+                await asyncio.sleep(0.05)
