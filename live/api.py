@@ -1,4 +1,4 @@
-"""HTTP endpoints of ``live``: host sign-up, rooms and their lifecycle, joining a room."""
+"""HTTP endpoints of ``live``: host sign-up, rooms and their lifecycle, per-invitee invites, joining."""
 
 from __future__ import annotations
 
@@ -10,11 +10,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from live.access import HostIdentity, ViewerIdentity, bearer, identify, require_host
-from live.errors import InvalidInvite, InvalidToken
-from live.models import Host, Room, Viewer
+from live import invites
+from live.access import HostIdentity, ViewerIdentity, bearer, identify, is_invite_token, require_host
+from live.errors import InvalidInvite, InvalidToken, RoomStateConflict
+from live.models import Host, Invite, Room, Viewer
 from live.rooms import RoomAction, transition
-from live.schemas import HostIn, HostOut, JoinIn, JoinOut, RoomIn, RoomOut
+from live.schemas import HostIn, HostOut, InviteIn, InviteOut, JoinIn, JoinOut, RoomIn, RoomOut
 from live.views import public_room, room_json
 from livecart.clock import parse_iso
 from livecart.errors import Forbidden
@@ -117,33 +118,108 @@ async def end_room(request: Request) -> JSONResponse:
     return await _lifecycle(request, RoomAction.END)
 
 
+async def _own_room(session: Any, host: HostIdentity, room_id: str) -> Room:
+    room = await session.get(Room, room_id)
+    if room is None:
+        raise UnknownResource("No such room.")
+    if room.host_id != host.host_id:
+        raise Forbidden("This room belongs to another host.")
+    return room  # type: ignore[no-any-return]
+
+
+@doc(body=InviteIn, responses={201: InviteOut}, summary="Create a per-invitee invite (max uses, expiry)")
+async def create_invite(request: Request) -> JSONResponse:
+    st = state(request)
+    host = require_host(request, st.signer)
+    body = await read_json(request, InviteIn)
+    now = st.clock.now_ms()
+    async with st.sessions() as session, session.begin():
+        room = await _own_room(session, host, request.path_params["room"])
+        if room.status == "ended":
+            raise RoomStateConflict("This show has ended; nobody can join it any more.")
+        invite = Invite(
+            id=new_id("inv"),
+            room_id=room.id,
+            label=body.label,
+            max_uses=body.max_uses,
+            uses=0,
+            revoked=False,
+            expires_ms=now + body.expires_in_seconds * 1000,
+            created_ms=now,
+        )
+        session.add(invite)
+    return JSONResponse(
+        invites.invite_json(invite, signer=st.signer, base_url=st.settings.base_url), status_code=201
+    )
+
+
+@doc(responses={200: [InviteOut]}, summary="List the room's per-invitee invites")
+async def list_invites(request: Request) -> JSONResponse:
+    st = state(request)
+    host = require_host(request, st.signer)
+    async with st.sessions() as session:
+        room = await _own_room(session, host, request.path_params["room"])
+        rows = await invites.for_room(session, room.id)
+    return JSONResponse(
+        [invites.invite_json(i, signer=st.signer, base_url=st.settings.base_url) for i in rows]
+    )
+
+
+@doc(responses={200: InviteOut}, summary="Revoke a per-invitee invite (whoever joined with it stays)")
+async def revoke_invite(request: Request) -> JSONResponse:
+    st = state(request)
+    host = require_host(request, st.signer)
+    async with st.sessions() as session, session.begin():
+        room = await _own_room(session, host, request.path_params["room"])
+        invite = await invites.revoke(session, room.id, request.path_params["invite"])
+        if invite is None:
+            raise UnknownResource("This room has no such invite.")
+    return JSONResponse(invites.invite_json(invite, signer=st.signer, base_url=st.settings.base_url))
+
+
 @doc(
     body=JoinIn,
     responses={201: JoinOut},
     auth=False,
-    summary="Join a room with its invite token or a promoter's share code",
+    summary="Join a room with its invite token, a per-invitee invite or a promoter's share code",
 )
 async def join_room(request: Request) -> JSONResponse:
+    """``invite`` is the room's invite token, a per-invitee invite token (``i.``, one use consumed per new
+    viewer) or a viewer's share code (that viewer becomes the referrer). With either invite, ``ref`` may
+    name a share code for attribution. A returning viewer (their viewer token for this room as bearer)
+    keeps their identity and first referrer, and takes no further use of a per-invitee invite."""
     st = state(request)
     body = await read_json(request, JoinIn)
     room_id = request.path_params["room"]
     base = st.settings.base_url.rstrip("/")
+    now = st.clock.now_ms()
+    claim = (
+        st.signer.verify_invite(body.invite, room_id=room_id, now_ms=now)
+        if is_invite_token(body.invite)
+        else None
+    )
+    returning = _returning_identity(request, room_id)
     async with st.sessions() as session, session.begin():
+        existing = await session.get(Viewer, returning.viewer_id) if returning else None
+        if claim is not None:
+            if existing is None:
+                await invites.consume(session, claim, now_ms=now)  # the guarded write comes first
+            else:
+                await invites.check_usable(session, claim, now_ms=now)
         room = await session.get(Room, room_id)
         if room is None:
             raise UnknownResource("No such room.")
         if room.status == "ended":
             raise InvalidInvite("This show has ended.")
         referrer: Viewer | None = None
-        if not hmac.compare_digest(body.invite.encode(), room.invite_token.encode()):
+        if claim is None and not hmac.compare_digest(body.invite.encode(), room.invite_token.encode()):
             referrer = await _share_owner(session, room_id, body.invite)
             if referrer is None:
                 raise InvalidInvite("This invite is not valid for this room.")
         elif body.ref:
             referrer = await _share_owner(session, room_id, body.ref)  # an unknown ref is ignored, not fatal
-        existing = await _returning_viewer(request, session, room_id)
         if existing is not None:
-            viewer = existing  # first touch: a returning viewer keeps their original referrer
+            viewer = existing  # first touch: a returning viewer keeps their original referrer (or none)
         else:
             viewer = Viewer(
                 id=new_id("vw"),
@@ -176,7 +252,8 @@ async def _share_owner(session: Any, room_id: str, code: str) -> Viewer | None:
     return found  # type: ignore[no-any-return]
 
 
-async def _returning_viewer(request: Request, session: Any, room_id: str) -> Viewer | None:
+def _returning_identity(request: Request, room_id: str) -> ViewerIdentity | None:
+    """The caller's viewer identity in this room, if they sent a valid viewer token for it."""
     token = bearer(request)
     if token is None:
         return None
@@ -186,7 +263,7 @@ async def _returning_viewer(request: Request, session: Any, room_id: str) -> Vie
         return None
     if not isinstance(who, ViewerIdentity) or who.room_id != room_id:
         return None
-    return await session.get(Viewer, who.viewer_id)  # type: ignore[no-any-return]
+    return who
 
 
 routes = [
@@ -196,4 +273,7 @@ routes = [
     Route("/api/rooms/{room:id}/live", go_live, methods=["POST"]),
     Route("/api/rooms/{room:id}/end", end_room, methods=["POST"]),
     Route("/api/rooms/{room:id}/join", join_room, methods=["POST"]),
+    Route("/api/rooms/{room:id}/invites", create_invite, methods=["POST"]),
+    Route("/api/rooms/{room:id}/invites", list_invites, methods=["GET"]),
+    Route("/api/rooms/{room:id}/invites/{invite:id}", revoke_invite, methods=["DELETE"]),
 ]

@@ -1,8 +1,8 @@
-"""SQL tables of ``live``: hosts, rooms, viewers. Times are epoch milliseconds (UTC)."""
+"""SQL tables of ``live``: hosts, rooms, viewers, per-invitee invites. Times are epoch milliseconds (UTC)."""
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from livecart.db import Base
@@ -39,3 +39,23 @@ class Viewer(Base):
     created_ms: Mapped[int]
 
     __table_args__ = (Index("ix_viewers_room_referrer", "room_id", "referrer_id"),)
+
+
+class Invite(Base):
+    """A per-invitee invite to a room, besides the room's own invite token. Its signed token names it and
+    carries its expiry; this row holds what changes: how often it was used, and whether it was revoked."""
+
+    __tablename__ = "invites"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id"), index=True)
+    label: Mapped[str | None] = mapped_column(String(100))
+    max_uses: Mapped[int]
+    uses: Mapped[int] = mapped_column(default=0)
+    revoked: Mapped[bool] = mapped_column(default=False)
+    expires_ms: Mapped[int]
+    created_ms: Mapped[int]
+
+    __table_args__ = (
+        CheckConstraint("uses >= 0 AND uses <= max_uses", name="uses_within_max"),
+        CheckConstraint("max_uses >= 1", name="max_uses_positive"),
+    )

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Strict
+from pydantic import AwareDatetime, BaseModel, Field, Strict
 
-from livecart.fields import DisplayName, HostName, RequestBody, Title, Token
+from livecart.fields import DisplayName, HostName, Label, RequestBody, Title, Token
 
 
 class HostIn(RequestBody):
@@ -23,6 +23,19 @@ class JoinIn(RequestBody):
     invite: Token
     name: DisplayName
     ref: Token | None = None
+
+
+#: Per-invitee invites: valid for a week unless told otherwise, for at most 90 days.
+INVITE_DEFAULT_SECONDS = 7 * 24 * 3600
+INVITE_MAX_SECONDS = 90 * 24 * 3600
+INVITE_MAX_USES = 100_000
+
+
+class InviteIn(RequestBody):
+    #: Who the invite is for (shown to the host only).
+    label: Label | None = None
+    max_uses: Annotated[int, Field(ge=1, le=INVITE_MAX_USES)] = 1
+    expires_in_seconds: Annotated[int, Field(gt=0, le=INVITE_MAX_SECONDS)] = INVITE_DEFAULT_SECONDS
 
 
 class HostOut(BaseModel):
@@ -50,3 +63,18 @@ class JoinOut(BaseModel):
     share_code: str
     share_url: str
     referrer_id: str | None
+
+
+class InviteOut(BaseModel):
+    """A per-invitee invite (its host only)"""
+
+    id: str
+    room_id: str
+    label: str | None
+    token: str
+    url: str
+    max_uses: int
+    uses: int
+    expires_at: str
+    created_at: str
+    revoked: bool
