@@ -32,11 +32,13 @@ from livecart.state import AppState
 from realtime.endpoint import Realtime
 from shop.cards import Catalog
 from shop.inventory.store import SENTINEL, Inventory
+from shop.models import Order
 from shop.orders.service import OrderService
 from shop.orders.writer import OrderWriter
 from shop.payments.service import PaymentService
 from shop.reconcile import Reconciler
 from shop.sweeper import Sweeper
+from shop.views import order_json
 
 log = logging.getLogger("livecart.app")
 
@@ -161,6 +163,11 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
     )
     state.orders.on_order = realtime.publish_order
     state.payments.on_order = realtime.publish_order
+
+    async def expired(order: Order) -> None:
+        await realtime.publish_order(order_json(order, currency=settings.currency))
+
+    state.sweeper.on_expired = expired
     return state
 
 

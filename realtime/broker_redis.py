@@ -37,7 +37,7 @@ def dumps(body: dict[str, Any]) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-def _text(v: Any) -> str:
+def text_of(v: Any) -> str:
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
@@ -72,7 +72,7 @@ class RedisBroker:
         args: list[str | int] = [
             kind, dumps(body), self.history, now_ms, gate, min_interval_ms, value, secrets.token_hex(8)
         ]  # fmt: skip
-        outcome, seq, _ = (_text(v) for v in await self._publish(keys=keys, args=args))
+        outcome, seq, _ = (text_of(v) for v in await self._publish(keys=keys, args=args))
         return int(seq) if outcome == "published" else None
 
     async def publish_personal(self, room_id: str, viewer_id: str, kind: str, body: dict[str, Any]) -> None:
@@ -88,7 +88,7 @@ class RedisBroker:
         k = room_keys(room_id)
         await self.redis.set(k[2], secrets.token_hex(8), nx=True)
         seq, epoch = await self.redis.mget(k[0], k[2])
-        return int(seq or 0), _text(epoch)
+        return int(seq or 0), text_of(epoch)
 
     async def replay(self, room_id: str, since: int, epoch: str) -> list[tuple[int, bytes]] | None:
         """The events after ``since`` if the stream still holds all of them for this epoch, else ``None``."""
@@ -98,7 +98,7 @@ class RedisBroker:
         if since == seq:
             return []
         entries: Any = await self.redis.xrange(room_keys(room_id)[1], min=f"{since + 1}-0", max="+")
-        events: list[tuple[int, bytes]] = [(int(_text(i).split("-")[0]), v[b"f"]) for i, v in entries]
+        events: list[tuple[int, bytes]] = [(int(text_of(i).split("-")[0]), v[b"f"]) for i, v in entries]
         if not events or events[0][0] != since + 1:
             return None  # trimmed away: too old to replay
         return events
@@ -108,7 +108,7 @@ class RedisBroker:
         if room_id in self._watched:
             return
         last = await self.redis.xrevrange(room_keys(room_id)[4], "+", "-", count=1)
-        self._watched.setdefault(room_id, (seq, _text(last[0][0]) if last else "0-0"))
+        self._watched.setdefault(room_id, (seq, text_of(last[0][0]) if last else "0-0"))
 
     def unwatch(self, room_id: str) -> None:
         self._watched.pop(room_id, None)
@@ -146,17 +146,17 @@ class RedisBroker:
                 await asyncio.sleep(0.5)
                 continue
             for key, entries in got or []:
-                key = _text(key)
+                key = text_of(key)
                 room_id = key[len("{room:") : key.index("}")]
                 if room_id not in self._watched:
                     continue
                 seq, personal = self._watched[room_id]
                 for entry_id, fields in entries:
-                    eid = _text(entry_id)
+                    eid = text_of(entry_id)
                     if key.endswith(":events"):
                         seq = int(eid.split("-")[0])
                         self._handler(room_id, seq, fields[b"f"], None)
                     else:
                         personal = eid
-                        self._handler(room_id, 0, fields[b"f"], _text(fields[b"to"]))
+                        self._handler(room_id, 0, fields[b"f"], text_of(fields[b"to"]))
                 self._watched[room_id] = (seq, personal)

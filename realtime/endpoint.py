@@ -19,12 +19,11 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -34,10 +33,12 @@ from live.errors import InvalidToken
 from live.models import Room, Viewer
 from live.views import public_room
 from livecart.clock import Clock
-from realtime.broker_redis import RedisBroker, dumps
+from livecart.db import insert_ignoring_conflicts
+from realtime.broker_redis import RedisBroker, dumps, room_keys, text_of
 from realtime.errors import CloseCode, RealtimeError
 from realtime.frames import text_frame
-from realtime.hub import Connection, Hub
+from realtime.hub import Connection, Hub, write_all
+from realtime.models import RoomViewer, ViewerSample
 from realtime.uvicorn_ws import EXTENSION, RawSocket
 
 log = logging.getLogger("livecart.realtime")
@@ -57,20 +58,25 @@ class Realtime:
         sessions: async_sessionmaker[AsyncSession],
         signer: TokenSigner,
         clock: Clock,
-        snapshot: Callable[[str], Any],
+        snapshot: Callable[[str, dict[str, int]], Awaitable[list[dict[str, Any]]]],
         allowed_origins: list[str],
         history: int = 1000,
         stock_interval: float = 0.1,
         presence_interval: float = 1.0,
         max_backlog_bytes: int = 1 << 20,
+        close_timeout: float = 5.0,
+        snapshot_max_age: float = 1.0,
     ) -> None:
         self.redis = redis
         self.sessions = sessions
         self.signer = signer
         self.clock = clock
-        self.snapshot_cards = snapshot  # room id -> awaitable list of card JSON objects
+        #: (room id, the stock last published per card) -> the room's cards as JSON objects
+        self.snapshot_cards = snapshot
         self.allowed_origins = allowed_origins
-        self.hub = Hub(max_backlog_bytes=max_backlog_bytes)
+        self.hub = Hub()
+        self.max_backlog_bytes = max_backlog_bytes
+        self.close_timeout = close_timeout
         self.broker = RedisBroker(redis, history=history)
         self.stock_interval = stock_interval
         self.presence_interval = presence_interval
@@ -79,6 +85,11 @@ class Realtime:
         self._dirty: set[str] = set()  # card ids whose stock changed
         self._tasks: list[asyncio.Task[None]] = []
         self._process = f"{os.getpid()}-{id(self):x}"
+        self.snapshot_max_age = snapshot_max_age
+        self._snapshots: dict[str, tuple[tuple[str, int, str], float, asyncio.Future[bytes]]] = {}
+        self._room_hosts: dict[str, str] = {}  # room id -> its host (rooms are never moved or deleted)
+        self._recorded: dict[str, set[str]] = {}  # room id -> viewers already in ``room_viewers``
+        self._last_sample: dict[str, int] = {}  # room id -> the count last written to ``room_viewer_samples``
         self._presence = redis.register_script(
             resources.files("realtime").joinpath("lua/presence.lua").read_text()
         )
@@ -158,43 +169,64 @@ class Realtime:
         now = self.clock.now_ms()
         fresh = int(self.presence_interval * 2500)
         for room_id in self.hub.rooms():
-            viewers = sorted(self.hub.viewers(room_id))
+            viewers = self.hub.viewers(room_id)
             sockets = len(self.hub.connections(room_id))
-            counts = await self._presence(
-                keys=presence_keys(room_id), args=[now, fresh, self._process, sockets, *viewers]
+            viewers_now, connections_now = (
+                int(n)
+                for n in await self._presence(
+                    keys=presence_keys(room_id), args=[now, fresh, self._process, sockets, *viewers]
+                )
             )
+            await self._record(room_id, viewers, viewers_now, connections_now, now)
             await self.broker.publish(
                 room_id,
                 "viewers",
-                {"count": int(counts[0])},
+                {"count": viewers_now},
                 now_ms=now,
                 gate="viewers",
                 min_interval_ms=int(self.presence_interval * 1000),
-                value=str(int(counts[0])),
+                value=str(viewers_now),
             )
 
+    async def _record(
+        self, room_id: str, viewers: set[str], viewers_now: int, sockets: int, now: int
+    ) -> None:
+        """Into SQL: the viewers seen here for the first time, and the room's count when it changed."""
+        recorded = self._recorded.setdefault(room_id, set())
+        new = viewers - recorded
+        sample = viewers_now != self._last_sample.get(room_id)
+        if not new and not sample:
+            return
+        async with self.sessions() as session, session.begin():
+            if new:
+                await session.execute(
+                    insert_ignoring_conflicts(session, RoomViewer),
+                    [{"room_id": room_id, "viewer_id": v, "first_seen_ms": now} for v in sorted(new)],
+                )
+            if sample:
+                await session.execute(
+                    insert_ignoring_conflicts(session, ViewerSample).values(
+                        room_id=room_id, at_ms=now, viewers=viewers_now, connections=sockets
+                    )
+                )
+        recorded |= new
+        self._last_sample[room_id] = viewers_now
+
     async def presence(self, room_id: str) -> dict[str, int]:
-        """The room's live numbers, across processes (for room stats)."""
+        """The room's live numbers, across processes (unique viewers and the peak are in SQL)."""
         k = presence_keys(room_id)
         now = self.clock.now_ms()
         fresh = int(self.presence_interval * 2500)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcount(k[0], now - fresh, "+inf")
-            pipe.hget(k[2], "peak")
-            pipe.scard(k[1])
-            pipe.hgetall(k[3])
-            viewers, peak, unique, conns = await pipe.execute()
+            pipe.hgetall(k[1])
+            viewers, conns = await pipe.execute()
         sockets = 0
         for value in conns.values():
             n, _, at = value.decode().partition(":")
             if int(at) > now - fresh:
                 sockets += int(n)
-        return {
-            "viewers_now": int(viewers),
-            "viewers_peak": int(peak or 0),
-            "viewers_unique": int(unique),
-            "connections_now": sockets,
-        }
+        return {"viewers_now": int(viewers), "connections_now": sockets}
 
     # -- fan-out (this process) --------------------------------------------------------------------------
 
@@ -205,24 +237,18 @@ class Realtime:
         )
         for conn in delivery.too_slow:
             self._close(conn, CloseCode.TOO_SLOW, "too slow to keep up")
-        limit = self.hub.max_backlog_bytes
-        slow: list[Connection] = []
-        for conn in delivery.to:  # the hot loop: one write of the same bytes per socket
-            sink = conn.sink
-            if type(sink) is RawSocket:
-                if sink.send(frame, limit):
-                    slow.append(conn)
-            elif sink is not None:
-                self._spawn(_send_text(sink, payload))
-        for conn in slow:
-            self._close(conn, CloseCode.TOO_SLOW, "too slow to keep up")
+        for i in write_all(delivery.writers, frame):  # a socket that went away between two checks
+            self.hub.leave(delivery.to[i])
 
     def _close(self, conn: Connection, code: CloseCode, reason: str) -> None:
-        conn.sink = None
         self.hub.leave(conn)
         ws = self._websockets.pop(conn.id, None)
-        if ws is not None:
-            self._spawn(_close(ws, code, reason))
+        if ws is None:
+            return
+        self._spawn(_close(ws, code, reason))
+        raw = ws.scope.get("extensions", {}).get(EXTENSION)
+        if isinstance(raw, RawSocket):  # a viewer that does not even take its close frame is dropped
+            asyncio.get_running_loop().call_later(self.close_timeout, raw.abort)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -238,49 +264,57 @@ class Realtime:
             return
         await websocket.accept()
         try:
-            conn, viewer_name = await self._admit(websocket)
+            conn = await self._admit(websocket)
         except RealtimeError as exc:
             await websocket.close(code=exc.code, reason=exc.reason)
             return
         raw = websocket.scope.get("extensions", {}).get(EXTENSION)
-        conn.sink = raw if isinstance(raw, RawSocket) else websocket
+        if isinstance(raw, RawSocket):
+            conn.write = raw.write
+            raw.limit_backlog(self.max_backlog_bytes)
+            raw.on_too_slow = lambda: self._close(conn, CloseCode.TOO_SLOW, "too slow to keep up")
+            raw.on_closing = lambda: self.hub.leave(conn)
+        else:  # not served by HubWebSocketProtocol: one ASGI send per frame (slower, same frames)
+            conn.write = lambda frame: self._spawn(_send_text(websocket, _payload(frame)))
         self._websockets[conn.id] = websocket
         try:
             await self._sync(websocket, conn)
-            await self._receive(websocket, conn, viewer_name)
+            await self._receive(websocket, conn)
         except RealtimeError as exc:
             await _close(websocket, exc.code, exc.reason)
         except WebSocketDisconnect:
             pass
         finally:
-            conn.sink = None
             self._websockets.pop(conn.id, None)
             self.hub.leave(conn)
             if not self.hub.connections(conn.room_id):
                 self.broker.unwatch(conn.room_id)
+                self._recorded.pop(conn.room_id, None)
+                self._snapshots.pop(conn.room_id, None)
 
-    async def _admit(self, websocket: WebSocket) -> tuple[Connection, str | None]:
+    async def _admit(self, websocket: WebSocket) -> Connection:
+        """Token and room checked; no SQL once the room is known (a show's start is a connect storm)."""
         token = websocket.query_params.get("token") or ""
         try:
             who = self.signer.verify(token)
         except InvalidToken:
             raise RealtimeError(CloseCode.UNAUTHORIZED, "bad token") from None
         room_id = websocket.path_params["room"]
-        async with self.sessions() as session:
-            room = await session.get(Room, room_id)
-            name: str | None = None
+        host_id = self._room_hosts.get(room_id)
+        if host_id is None:
+            async with self.sessions() as session:
+                room = await session.get(Room, room_id)
             if room is None:
                 raise RealtimeError(CloseCode.NO_ROOM, "no such room")
-            if isinstance(who, HostIdentity):
-                if room.host_id != who.host_id:
-                    raise RealtimeError(CloseCode.FORBIDDEN, "not your room")
-                return self.hub.join(room_id, None), None
-            assert isinstance(who, ViewerIdentity)
-            if who.room_id != room_id:
-                raise RealtimeError(CloseCode.FORBIDDEN, "not a viewer of this room")
-            viewer = (await session.execute(select(Viewer).where(Viewer.id == who.viewer_id))).scalar_one()
-            name = viewer.name
-        return self.hub.join(room_id, who.viewer_id), name
+            host_id = self._room_hosts[room_id] = room.host_id  # a room never changes hands
+        if isinstance(who, HostIdentity):
+            if host_id != who.host_id:
+                raise RealtimeError(CloseCode.FORBIDDEN, "not your room")
+            return self.hub.join(room_id, None)
+        assert isinstance(who, ViewerIdentity)
+        if who.room_id != room_id:
+            raise RealtimeError(CloseCode.FORBIDDEN, "not a viewer of this room")
+        return self.hub.join(room_id, who.viewer_id)
 
     async def _sync(self, websocket: WebSocket, conn: Connection) -> None:
         seq, epoch = await self.broker.position(conn.room_id)
@@ -294,36 +328,63 @@ class Realtime:
             if replayed is not None and (not replayed or replayed[-1][0] <= seq):
                 frames = [text_frame(f) for _, f in replayed]
         if frames is None:
-            frames = [text_frame((await self._snapshot(conn.room_id, seq, epoch)).encode())]
-        for frame in frames:
-            self._write(conn, websocket, frame)
-        for frame in self.hub.synced(conn, seq):
-            self._write(conn, websocket, frame)
+            frames = [await self._snapshot(conn.room_id, seq, epoch)]
+        raw = websocket.scope.get("extensions", {}).get(EXTENSION)
+        if isinstance(raw, RawSocket) and not raw.open():
+            raise WebSocketDisconnect()
+        for frame in [*frames, *self.hub.synced(conn, seq)]:
+            conn.write(frame)
 
-    def _write(self, conn: Connection, websocket: WebSocket, frame: bytes) -> None:
-        if isinstance(conn.sink, RawSocket):
-            conn.sink.write(frame)
-        else:
-            self._spawn(_send_text(websocket, _payload(frame)))
+    async def _snapshot(self, room_id: str, seq: int, epoch: str) -> bytes:
+        """The snapshot frame at ``seq``: built once for every connection that asks at the same position
+        (within ``snapshot_max_age``), so a thousand viewers joining at once cost one build, not a
+        thousand. Reusing it is exact: any change after ``seq`` reaches them as an event after ``seq``."""
+        key = (room_id, seq, epoch)
+        now = time.monotonic()
+        cached = self._snapshots.get(room_id)
+        if cached is not None and cached[0] == key and now - cached[1] <= self.snapshot_max_age:
+            return await asyncio.shield(cached[2])
+        built: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._snapshots[room_id] = (key, now, built)
+        try:
+            built.set_result(await self._build_snapshot(room_id, seq, epoch))
+        except BaseException as exc:
+            if self._snapshots.get(room_id, (None,))[0] == key:
+                del self._snapshots[room_id]
+            built.set_exception(exc)
+            built.exception()  # retrieved: waiters get it too, an unawaited one is no warning
+            raise
+        return built.result()
 
-    async def _snapshot(self, room_id: str, seq: int, epoch: str) -> str:
+    async def _build_snapshot(self, room_id: str, seq: int, epoch: str) -> bytes:
         async with self.sessions() as session:
             room = await session.get(Room, room_id)
         assert room is not None
-        cards = await self.snapshot_cards(room_id)
+        # The stock viewers were last told (a newer value is on its way as a stock event after ``seq``).
+        gate = await self.redis.hgetall(room_keys(room_id)[3])
+        prefix = "v:stock:"
+        published = {
+            key[len(prefix) :]: int(v) for k, v in gate.items() if (key := text_of(k)).startswith(prefix)
+        }
+        cards = await self.snapshot_cards(room_id, published)
         viewers = (await self.presence(room_id))["viewers_now"]
-        return dumps(
-            {
-                "type": "snapshot",
-                "seq": seq,
-                "epoch": epoch,
-                "room": public_room(room),
-                "cards": cards,
-                "viewers": viewers,
-            }
-        )
+        body = {
+            "type": "snapshot",
+            "seq": seq,
+            "epoch": epoch,
+            "room": public_room(room),
+            "cards": cards,
+            "viewers": viewers,
+        }
+        return text_frame(dumps(body).encode())
 
-    async def _receive(self, websocket: WebSocket, conn: Connection, name: str | None) -> None:
+    async def _viewer_name(self, viewer_id: str) -> str:
+        async with self.sessions() as session:
+            viewer = await session.get(Viewer, viewer_id)
+        return viewer.name if viewer is not None else "Viewer"
+
+    async def _receive(self, websocket: WebSocket, conn: Connection) -> None:
+        name = None if conn.viewer_id is not None else "Host"  # a viewer's name is read at their first chat
         allowance, checked = float(CHAT_BURST), time.monotonic()
         strikes = 0
         while True:
@@ -355,17 +416,19 @@ class Realtime:
                 continue
             allowance -= 1
             strikes = 0
+            if name is None:
+                name = await self._viewer_name(conn.viewer_id or "")
             await self.broker.publish(
                 conn.room_id,
                 "chat",
-                {"from": name or "Host", "text": body.strip()},
+                {"from": name, "text": body.strip()},
                 now_ms=self.clock.now_ms(),
             )
 
 
 def presence_keys(room_id: str) -> list[str]:
     tag = "{room:" + room_id + "}"
-    return [f"{tag}:presence", f"{tag}:seen", f"{tag}:stats", f"{tag}:conns"]
+    return [f"{tag}:presence", f"{tag}:conns"]
 
 
 def _payload(frame: bytes) -> bytes:

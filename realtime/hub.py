@@ -5,18 +5,23 @@ events) is being fetched are held for it. When the adapter has sent the snapshot
 ``synced(conn, seq)`` hands back the held frames after ``seq`` and the connection is ``live``: it never
 misses an event between its snapshot and the stream, and never gets one twice.
 
-Backlog policy ``"disconnect"``: a connection whose unsent bytes pass ``max_backlog_bytes`` (a viewer that
-cannot keep up) is to be closed with 4408; it never holds the others up, because frames are handed out,
-not awaited. A syncing connection that would hold more than ``max_held`` frames is closed the same way.
+A room event costs one call per live connection and nothing else: the hub keeps, per room, the tuple of
+the live connections' ``write`` callables (rebuilt only when membership changes), which the adapter calls
+with the same bytes, and it only looks at the syncing connections one by one.
+
+Backlog policy ``"disconnect"``: a viewer that cannot keep up is closed with 4408 (the adapter learns of it
+from its transport's high-water mark); it never holds the others up, because frames are handed out, not
+awaited. A syncing connection that would hold more than ``max_held`` frames is closed the same way.
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+
+Write = Callable[[bytes], object]
 
 
 class State(enum.Enum):
@@ -28,57 +33,66 @@ class State(enum.Enum):
 _ids = itertools.count(1)
 
 
-@dataclass(eq=False)
+def _discard(frame: bytes) -> None:
+    return None
+
+
+@dataclass(eq=False, slots=True)
 class Connection:
     room_id: str
     #: ``None`` for the host (who gets no personal frames)
     viewer_id: str | None
+    #: writes one complete frame to this connection's socket (the adapter's; the core never calls it)
+    write: Write = _discard
     id: int = field(default_factory=lambda: next(_ids))
     state: State = State.SYNCING
     held: list[tuple[int, bytes]] = field(default_factory=list)
-    #: the highest room ``seq`` this connection has been given
-    seq: int = 0
-    #: the adapter's writer for this connection (the core never calls it)
-    sink: Any = None
 
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
-    """Write ``frame`` to each of ``to``; close each of ``too_slow`` with 4408."""
+    """Call each of writers with frame (one per connection of to); close too_slow (4408)."""
 
     frame: bytes
     to: tuple[Connection, ...]
+    writers: tuple[Write, ...]
     too_slow: tuple[Connection, ...] = ()
 
 
 class Hub:
-    def __init__(self, *, max_held: int = 1024, max_backlog_bytes: int = 1 << 20) -> None:
+    def __init__(self, *, max_held: int = 1024) -> None:
         self.max_held = max_held
-        self.max_backlog_bytes = max_backlog_bytes
         self._rooms: dict[str, dict[int, Connection]] = {}
-        #: live connections per room, as a tuple rebuilt only when membership changes (the hot path)
-        self._live: dict[str, tuple[Connection, ...]] = {}
+        self._syncing: dict[str, dict[int, Connection]] = {}
+        #: per room, the live connections and their writers, as tuples rebuilt only on membership changes
+        self._live: dict[str, tuple[tuple[Connection, ...], tuple[Write, ...]]] = {}
 
     # -- membership ------------------------------------------------------------------------------------
 
-    def join(self, room_id: str, viewer_id: str | None) -> Connection:
-        conn = Connection(room_id, viewer_id)
+    def join(self, room_id: str, viewer_id: str | None, write: Write = _discard) -> Connection:
+        conn = Connection(room_id, viewer_id, write)
         self._rooms.setdefault(room_id, {})[conn.id] = conn
+        self._syncing.setdefault(room_id, {})[conn.id] = conn
         return conn
 
     def leave(self, conn: Connection) -> None:
+        """Idempotent: the connection gets nothing more."""
         was_live = conn.state is State.LIVE
         conn.state = State.CLOSED
         conn.held.clear()
-        room = self._rooms.get(conn.room_id)
-        if room is None:
+        room_id = conn.room_id
+        syncing = self._syncing.get(room_id)
+        if syncing is not None:
+            syncing.pop(conn.id, None)
+        room = self._rooms.get(room_id)
+        if room is None or room.pop(conn.id, None) is None:
             return
-        room.pop(conn.id, None)
         if not room:
-            del self._rooms[conn.room_id]
-            self._live.pop(conn.room_id, None)
+            del self._rooms[room_id]
+            self._syncing.pop(room_id, None)
+            self._live.pop(room_id, None)
         elif was_live:
-            self._rebuild(conn.room_id)
+            self._rebuild(room_id)
 
     def rooms(self) -> list[str]:
         return list(self._rooms)
@@ -94,7 +108,8 @@ class Hub:
         return sum(len(r) for r in self._rooms.values())
 
     def _rebuild(self, room_id: str) -> None:
-        self._live[room_id] = tuple(c for c in self._rooms.get(room_id, {}).values() if c.state is State.LIVE)
+        live = tuple(c for c in self._rooms.get(room_id, {}).values() if c.state is State.LIVE)
+        self._live[room_id] = (live, tuple(c.write for c in live))
 
     # -- sync --------------------------------------------------------------------------------------------
 
@@ -103,9 +118,9 @@ class Hub:
         if conn.state is not State.SYNCING:
             return []
         frames = [frame for s, frame in sorted(conn.held, key=lambda h: h[0]) if s > seq]
-        conn.seq = max([seq, *(s for s, _ in conn.held)])
         conn.held = []
         conn.state = State.LIVE
+        self._syncing.get(conn.room_id, {}).pop(conn.id, None)
         self._rebuild(conn.room_id)
         return frames
 
@@ -114,17 +129,13 @@ class Hub:
     def event(self, room_id: str, seq: int, frame: bytes) -> Delivery:
         """A room event at position ``seq``: the live connections get ``frame``; syncing ones hold it."""
         too_slow: list[Connection] = []
-        for conn in self._rooms.get(room_id, {}).values():
-            if conn.state is State.SYNCING:
-                if len(conn.held) >= self.max_held:
-                    too_slow.append(conn)
-                else:
-                    conn.held.append((seq, frame))
-        live = self._live.get(room_id, ())
-        for conn in live:
-            if seq > conn.seq:
-                conn.seq = seq
-        return Delivery(frame, live, tuple(too_slow))
+        for conn in self._syncing.get(room_id, {}).values():
+            if len(conn.held) >= self.max_held:
+                too_slow.append(conn)
+            else:
+                conn.held.append((seq, frame))
+        live, writers = self._live.get(room_id, ((), ()))
+        return Delivery(frame, live, writers, tuple(too_slow))
 
     def personal(self, room_id: str, viewer_id: str, frame: bytes) -> Delivery:
         """A frame for one viewer (their order): every connection of theirs in the room, syncing or live."""
@@ -133,8 +144,23 @@ class Hub:
             for c in self._rooms.get(room_id, {}).values()
             if c.viewer_id == viewer_id and c.state is not State.CLOSED
         )
-        return Delivery(frame, to)
+        return Delivery(frame, to, tuple(c.write for c in to))
 
-    def over_backlog(self, buffered: Iterable[tuple[Connection, int]]) -> list[Connection]:
-        """Of these (connection, unsent bytes) pairs, the ones to close as too slow."""
-        return [c for c, n in buffered if n > self.max_backlog_bytes and c.state is not State.CLOSED]
+
+def write_all(writers: tuple[Write, ...], frame: bytes) -> list[int]:
+    """Call every writer with ``frame``; the positions of those that raised (the others all got it once).
+
+    The loop body is one call: this is the whole per-viewer cost of a room event."""
+    failed: list[int] = []
+    start, part = 0, writers
+    while True:
+        write: Write | None = None
+        try:
+            for write in part:
+                write(frame)
+            return failed
+        except Exception:
+            i = start + part.index(write)
+            failed.append(i)
+            start = i + 1
+            part = writers[start:]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -15,6 +16,7 @@ from livecart.errors import BadRequest, Forbidden
 from livecart.http import read_body, read_json, state
 from livecart.openapi import doc
 from shop.errors import UnknownResource
+from shop.models import Card
 from shop.orders.repo import room_orders
 from shop.payments.signing import HEADER as SIGNATURE_HEADER
 from shop.schemas import (
@@ -265,10 +267,6 @@ async def get_room_stats(request: Request) -> JSONResponse:
     st = state(request)
     _, room = await _own_room(request)
     async with st.sessions() as session:
-        from sqlalchemy import select
-
-        from shop.models import Card
-
         card_ids = list((await session.execute(select(Card.id).where(Card.room_id == room.id))).scalars())
         stock = await st.inventory.stock_left_many(card_ids) if card_ids else {}
         stats = await room_stats(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from sqlalchemy import select, update
@@ -185,8 +185,11 @@ class Catalog:
                 log.warning("card %s: could not publish the change: %s", card["id"], exc)
         return card
 
-    async def room_cards(self, room_id: str) -> list[dict[str, Any]]:
-        """Every card of a room with its live stock (the snapshot viewers get)."""
+    async def room_cards(
+        self, room_id: str, published: Mapping[str, int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every card of a room (the snapshot viewers get), with the stock last ``published`` to viewers
+        where there is one (a newer value is on its way as a ``stock`` event), else the live stock."""
         async with self.sessions() as session:
             rows = (
                 await session.execute(
@@ -196,7 +199,10 @@ class Catalog:
                     .order_by(Card.created_ms, Card.id)
                 )
             ).all()
-        stock = await self.inventory.stock_left_many([c.id for c, _ in rows]) if rows else {}
+        stock: dict[str, int | None] = dict(published or {})
+        live = [c.id for c, _ in rows if c.id not in stock]
+        if live:
+            stock.update(await self.inventory.stock_left_many(live))
         now = self.clock.now_ms()
         return [
             card_json(

@@ -1,4 +1,4 @@
-"""Room statistics, every figure derived from SQL (live viewer counts come from the realtime hub)."""
+"""Room statistics, every figure derived from SQL (the live viewer counts now come from the realtime hub)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from live.models import Viewer
+from realtime.models import RoomViewer, ViewerSample
 from shop.inventory.rules import OrderStatus
 from shop.models import Card, Commission, Order, Product
 
@@ -29,6 +30,12 @@ async def room_stats(
         )
     ).one()
     joined = (await session.execute(select(func.count()).where(Viewer.room_id == room_id))).scalar_one()
+    watched = (await session.execute(select(func.count()).where(RoomViewer.room_id == room_id))).scalar_one()
+    peak = (
+        await session.execute(
+            select(func.coalesce(func.max(ViewerSample.viewers), 0)).where(ViewerSample.room_id == room_id)
+        )
+    ).scalar_one()
 
     per_card = await session.execute(
         select(
@@ -47,7 +54,8 @@ async def room_stats(
         .order_by(Card.created_ms, Card.id)
     )
     cards = []
-    for card_id, name, price, total, reserved, sold, gmv in per_card.all():
+    for card_id, name, price, total, reserved_sum, sold_sum, gmv in per_card.all():
+        reserved, sold = int(reserved_sum), int(sold_sum)  # PostgreSQL sums are Decimal
         left = stock_left.get(card_id)
         cards.append(
             {
@@ -56,9 +64,9 @@ async def room_stats(
                 "price": price,
                 "stock_total": total,
                 "stock_left": left if left is not None else max(total - reserved - sold, 0),
-                "reserved": int(reserved),
-                "sold": int(sold),
-                "sell_through": round(int(sold) / total, 4) if total else 0.0,
+                "reserved": reserved,
+                "sold": sold,
+                "sell_through": round(sold / total, 4) if total else 0.0,
                 "gmv": int(gmv),
             }
         )
@@ -115,9 +123,10 @@ async def room_stats(
     return {
         # Live presence is counted by the realtime hub across processes; the endpoint fills these in.
         "viewers_now": 0,
-        "viewers_peak": 0,
-        "viewers_unique": 0,
         "connections_now": 0,
+        # Recorded by the hub in SQL: the largest count it saw, and every viewer who had a live connection.
+        "viewers_peak": int(peak),
+        "viewers_unique": int(watched),
         "viewers_joined": int(joined),
         "orders_reserved": orders_reserved,
         "orders_paid": orders_paid,

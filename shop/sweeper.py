@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -23,6 +24,7 @@ from livecart.clock import Clock
 from livecart.metrics import Metrics
 from shop.inventory.rules import StaleAction, decide_stale
 from shop.inventory.store import SENTINEL, Inventory
+from shop.models import Order
 from shop.orders import repo
 from shop.reconcile import Reconciler
 
@@ -53,6 +55,8 @@ class Sweeper:
         self._owner = f"{os.getpid()}:{id(self)}"
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        #: told of every order this sweeper expired (the buyer's ``order`` frame); a failure is only logged
+        self.on_expired: Callable[[Order], Awaitable[None]] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="sweeper")
@@ -107,9 +111,10 @@ class Sweeper:
         now = self.clock.now_ms()
         async with self.sessions() as session, session.begin():
             overdue = await repo.expire_overdue(session, now_ms=now)
-        for card_id, order_id in overdue:
-            if await self.inventory.release(card_id, order_id, mode="expire", now_ms=now) == "released":
+        for order in overdue:
+            if await self.inventory.release(order.card_id, order.id, mode="expire", now_ms=now) == "released":
                 counts["expired"] += 1
+            await self._tell(order)
         self.metrics.swept.labels(reason="expired").inc(counts["expired"])
 
         cards = await self.inventory.active_cards()
@@ -117,6 +122,14 @@ class Sweeper:
             await self._sweep_card(card_id, now, counts)
         self.metrics.active_reservations.set(await self.inventory.active_reservations(cards))
         return counts
+
+    async def _tell(self, order: Order) -> None:
+        if self.on_expired is None:
+            return
+        try:
+            await self.on_expired(order)
+        except Exception as exc:
+            log.warning("order %s: could not tell the buyer it expired: %s", order.id, exc)
 
     async def _sweep_card(self, card_id: str, now: int, counts: dict[str, int]) -> None:
         stale = await self.inventory.stale(card_id, now_ms=now, grace_ms=self.grace_ms)

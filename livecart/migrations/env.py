@@ -9,11 +9,12 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import live.models
+import realtime.models
 import shop.models
 from livecart.db import Base, create_engine
 from livecart.settings import Settings
 
-assert live.models and shop.models  # register the tables on Base.metadata
+assert live.models and realtime.models and shop.models  # register the tables on Base.metadata
 target_metadata = Base.metadata
 config = context.config
 

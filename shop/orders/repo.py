@@ -50,8 +50,8 @@ async def transition(
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def expire_overdue(session: AsyncSession, *, now_ms: int, limit: int = 500) -> list[tuple[str, str]]:
-    """Mark reservations past their window as expired; returns ``(card_id, order_id)`` of those changed."""
+async def expire_overdue(session: AsyncSession, *, now_ms: int, limit: int = 500) -> list[Order]:
+    """Mark reservations past their window as expired; returns the orders changed (now ``expired``)."""
     overdue = (
         select(Order.id)
         .where(Order.status == OrderStatus.RESERVED.value, Order.expires_ms < now_ms)
@@ -62,9 +62,10 @@ async def expire_overdue(session: AsyncSession, *, now_ms: int, limit: int = 500
         update(Order)
         .where(Order.id.in_(overdue), Order.status == OrderStatus.RESERVED.value)
         .values(status=OrderStatus.EXPIRED.value, closed_ms=now_ms)
-        .returning(Order.card_id, Order.id)
+        .returning(Order)
+        .execution_options(synchronize_session=False)
     )
-    return [(c, o) for c, o in (await session.execute(stmt)).all()]
+    return list((await session.execute(stmt)).scalars().all())
 
 
 async def statuses(session: AsyncSession, order_ids: Sequence[str]) -> dict[str, str]:

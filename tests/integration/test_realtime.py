@@ -9,7 +9,9 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from sqlalchemy import select
 
+from realtime.models import RoomViewer
 from tests.conftest import LiveServer, make_settings
 from tests.shop_api import auth, buy, join, new_sale, ok
 
@@ -111,6 +113,22 @@ async def test_only_the_buyer_gets_their_order_and_viewers_are_counted(
         await next_frame(ws_ann, "stock")
         with pytest.raises(TimeoutError):
             await next_frame(ws_ann, "order", timeout=0.5)
+
+
+async def test_the_buyer_is_told_when_the_sweeper_expires_their_order(
+    client: httpx.AsyncClient, server: LiveServer
+) -> None:
+    sale = await new_sale(client, stock=3, reserve_seconds=1)
+    ann = await join(client, sale, "Ann")
+    async with websockets.connect(ws_url(server, sale.room_id, ann.token), origin=ORIGIN) as ws:  # type: ignore[arg-type]
+        assert (await next_frame(ws))["type"] == "snapshot"
+        order = await ok(await buy(client, sale.card_id, ann), 201)
+        assert (await next_frame(ws, "order"))["order"]["status"] == "reserved"
+        expired = await next_frame(ws, "order", timeout=5)
+        assert (expired["order"]["id"], expired["order"]["status"]) == (order["id"], "expired")
+        stock = await next_frame(ws, "stock", timeout=3)
+        while stock["stock_left"] != 3:  # the unit is back on sale, and viewers see it
+            stock = await next_frame(ws, "stock", timeout=3)
 
 
 @pytest.mark.parametrize(
@@ -255,6 +273,15 @@ async def test_viewer_count_is_exact_after_clients_die(
             while server.state.realtime.hub.count():
                 await asyncio.sleep(0.05)
         assert not server.state.realtime.broker._watched  # no room left watched: nothing leaked
+        # Invariant 9: the peak and the unique viewers are in SQL, so they survive Redis losing its data.
+        await server.state.redis.flushdb()
+        stats = await ok(await client.get(f"/api/rooms/{sale.room_id}/stats", headers=h))
+        assert (stats["viewers_now"], stats["viewers_peak"], stats["viewers_unique"]) == (0, 6, 6)
+        async with server.state.sessions() as session:
+            watched = await session.scalars(
+                select(RoomViewer.viewer_id).where(RoomViewer.room_id == sale.room_id)
+            )
+            assert sorted(watched) == sorted(v.viewer_id for v in viewers)
 
 
 async def test_stock_frames_coalesce_and_the_last_one_is_the_truth(
