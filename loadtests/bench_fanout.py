@@ -9,7 +9,8 @@ SQLite, Redis DB 10); its events are published to the room's Redis stream as the
 baseline is a ``websockets`` server that broadcasts every message its publisher connection sends.
 
 Figures: server CPU (user + system) per delivered frame, and p50/p99 delivery delay; ratios hub/baseline
-(goals: CPU <= 1.0x, p99 <= 1.1x).
+(goals: CPU <= 1.0x, p99 <= 1.1x). Idle memory per viewer: the server's RSS growth from before the viewers
+connect to 2 s after the last one is in (and has its snapshot), divided by the viewers (goal <= 16 KiB).
 """
 
 from __future__ import annotations
@@ -190,17 +191,21 @@ async def run_baseline(viewers_n: int, rate: float, seconds: float) -> dict[str,
     server = subprocess.Popen([sys.executable, "-c", BASELINE, str(port)])
     try:
         await asyncio.sleep(1.0)
+        server_proc = psutil.Process(server.pid)
+        rss0 = server_proc.memory_info().rss
         proc, viewers = start_viewers("127.0.0.1", port, ["/"] * viewers_n, first_frame=False)
         assert viewers.recv()[0] == "ready"
+        await asyncio.sleep(2.0)
+        idle_kib = (server_proc.memory_info().rss - rss0) / viewers_n / 1024
         async with connect(f"ws://127.0.0.1:{port}/publish", compression=None) as pub:
 
             async def publish(i: int) -> None:
                 await pub.send(message(i))
 
-            result = await measure(psutil.Process(server.pid), viewers, publish, rate=rate, seconds=seconds)
+            result = await measure(server_proc, viewers, publish, rate=rate, seconds=seconds)
         viewers.send("stop")
         proc.join(5)
-        return result
+        return {**result, "idle_kib_per_viewer": idle_kib}
     finally:
         server.kill()
 
@@ -246,20 +251,24 @@ async def run_hub(viewers_n: int, rate: float, seconds: float, work: Path) -> di
 
             tokens = await asyncio.gather(*(join(i) for i in range(viewers_n)))
         paths = [f"/ws/rooms/{room['id']}?token={t}" for t in tokens]
+        server_proc = psutil.Process(server.pid)
+        await asyncio.sleep(1.0)
+        rss0 = server_proc.memory_info().rss
         proc, viewers = start_viewers("127.0.0.1", port, paths, first_frame=True)
         assert viewers.recv()[0] == "ready"
         await asyncio.sleep(2.0)  # presence settles
+        idle_kib = (server_proc.memory_info().rss - rss0) / viewers_n / 1024
         redis = Redis.from_url(REDIS_URL)
         broker = RedisBroker(redis)
 
         async def publish(i: int) -> None:
             await broker.publish(room["id"], "chat", {"from": "Host", "text": message(i)}, now_ms=0)
 
-        result = await measure(psutil.Process(server.pid), viewers, publish, rate=rate, seconds=seconds)
+        result = await measure(server_proc, viewers, publish, rate=rate, seconds=seconds)
         await redis.aclose()
         viewers.send("stop")
         proc.join(5)
-        return result
+        return {**result, "idle_kib_per_viewer": idle_kib}
     finally:
         server.terminate()
         server.wait(15)
@@ -276,13 +285,17 @@ async def main_async(args: argparse.Namespace) -> int:
             "hub": hub,
             "cpu_ratio": hub["cpu_us_per_frame"] / base["cpu_us_per_frame"],
             "p99_ratio": hub["p99_ms"] / base["p99_ms"],
+            "idle_memory_ratio": hub["idle_kib_per_viewer"] / base["idle_kib_per_viewer"],
         }
         print(
             f"{n} viewers, {args.rate}/s: CPU/frame hub {hub['cpu_us_per_frame']:.2f} us vs broadcast "
             f"{base['cpu_us_per_frame']:.2f} us (ratio {results[str(n)]['cpu_ratio']:.2f}, goal <= 1.0); "
             f"p99 hub {hub['p99_ms']:.1f} ms vs {base['p99_ms']:.1f} ms "
             f"(ratio {results[str(n)]['p99_ratio']:.2f}, goal <= 1.1); delivered hub {hub['delivered']}/"
-            f"{hub['events'] * n}, broadcast {base['delivered']}/{base['events'] * n}",
+            f"{hub['events'] * n}, broadcast {base['delivered']}/{base['events'] * n}; idle memory "
+            f"per viewer hub {hub['idle_kib_per_viewer']:.1f} KiB vs broadcast "
+            f"{base['idle_kib_per_viewer']:.1f} KiB "
+            f"(ratio {results[str(n)]['idle_memory_ratio']:.2f}; goal <= 16 KiB)",
             flush=True,
         )
     print(json.dumps({"bench": "fanout", "rate": args.rate, "seconds": args.seconds, "results": results}))

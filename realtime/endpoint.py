@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import time
@@ -35,17 +34,14 @@ from live.views import public_room
 from livecart.clock import Clock
 from livecart.db import insert_ignoring_conflicts
 from realtime.broker_redis import RedisBroker, dumps, room_keys, text_of
+from realtime.chat import ChatLimiter, chat_text
 from realtime.errors import CloseCode, RealtimeError
 from realtime.frames import text_frame
-from realtime.hub import Connection, Hub, write_all
+from realtime.hub import Connection, Hub, State, write_all
 from realtime.models import RoomViewer, ViewerSample
 from realtime.uvicorn_ws import EXTENSION, RawSocket
 
 log = logging.getLogger("livecart.realtime")
-
-MAX_CHAT_CHARS = 500
-CHAT_BURST = 5
-CHAT_PER_SECOND = 1.0
 
 
 class Realtime:
@@ -80,7 +76,7 @@ class Realtime:
         self.broker = RedisBroker(redis, history=history)
         self.stock_interval = stock_interval
         self.presence_interval = presence_interval
-        self._websockets: dict[int, WebSocket] = {}
+        self._peers: dict[int, _Peer] = {}
         self._background: set[asyncio.Future[None]] = set()
         self._dirty: set[str] = set()  # card ids whose stock changed
         self._tasks: list[asyncio.Task[None]] = []
@@ -241,19 +237,18 @@ class Realtime:
             self.hub.leave(delivery.to[i])
 
     def _close(self, conn: Connection, code: CloseCode, reason: str) -> None:
+        """Close one connection with ``code``: it gets nothing more from now on."""
         self.hub.leave(conn)
-        ws = self._websockets.pop(conn.id, None)
-        if ws is None:
-            return
-        self._spawn(_close(ws, code, reason))
-        raw = ws.scope.get("extensions", {}).get(EXTENSION)
-        if isinstance(raw, RawSocket):  # a viewer that does not even take its close frame is dropped
-            asyncio.get_running_loop().call_later(self.close_timeout, raw.abort)
+        peer = self._peers.get(conn.id)
+        if peer is not None:
+            peer.close(code, reason)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Future[None]:
         task = asyncio.ensure_future(coro)
         self._background.add(task)
+        task.add_done_callback(_log_failure)
         task.add_done_callback(self._background.discard)
+        return task
 
     # -- one connection ----------------------------------------------------------------------------------
 
@@ -269,28 +264,60 @@ class Realtime:
             await websocket.close(code=exc.code, reason=exc.reason)
             return
         raw = websocket.scope.get("extensions", {}).get(EXTENSION)
+        peer = (
+            _RawPeer(conn, raw, self.close_timeout)
+            if isinstance(raw, RawSocket)
+            else _AsgiPeer(conn, websocket)
+        )
+        self._peers[conn.id] = peer
         if isinstance(raw, RawSocket):
             conn.write = raw.write
             raw.limit_backlog(self.max_backlog_bytes)
             raw.on_too_slow = lambda: self._close(conn, CloseCode.TOO_SLOW, "too slow to keep up")
-            raw.on_closing = lambda: self.hub.leave(conn)
+            raw.on_closing = lambda: self._gone(conn)
         else:  # not served by HubWebSocketProtocol: one ASGI send per frame (slower, same frames)
             conn.write = lambda frame: self._spawn(_send_text(websocket, _payload(frame)))
-        self._websockets[conn.id] = websocket
+        detached = False
         try:
             await self._sync(websocket, conn)
+            if isinstance(raw, RawSocket):
+                # In sync: from here on the socket is served by callbacks, and this task ends.
+                raw.detach(lambda message: self._on_message(conn, message))
+                detached = True
+                return
             await self._receive(websocket, conn)
         except RealtimeError as exc:
-            await _close(websocket, exc.code, exc.reason)
+            peer.close(exc.code, exc.reason)
         except WebSocketDisconnect:
             pass
         finally:
-            self._websockets.pop(conn.id, None)
-            self.hub.leave(conn)
-            if not self.hub.connections(conn.room_id):
-                self.broker.unwatch(conn.room_id)
-                self._recorded.pop(conn.room_id, None)
-                self._snapshots.pop(conn.room_id, None)
+            if not detached:
+                self._gone(conn)
+
+    def _gone(self, conn: Connection) -> None:
+        """The connection is closing or closed (idempotent): forget it."""
+        self.hub.leave(conn)
+        self._peers.pop(conn.id, None)
+        if not self.hub.connections(conn.room_id):
+            self.broker.unwatch(conn.room_id)
+            self._recorded.pop(conn.room_id, None)
+            self._snapshots.pop(conn.room_id, None)
+
+    def _on_message(self, conn: Connection, message: str | bytes) -> None:
+        """A client frame on a detached connection (called by the protocol, in the event loop)."""
+        peer = self._peers.get(conn.id)
+        if peer is None or conn.state is State.CLOSED:
+            return
+        try:
+            text = chat_text(message, conn.room_id)
+            allowed = peer.chat.allow(time.monotonic())
+        except RealtimeError as exc:
+            self._close(conn, exc.code, exc.reason)
+            return
+        if not allowed:
+            conn.write(RATE_LIMITED_FRAME)
+            return
+        peer.chat_sent = self._spawn(self._publish_chat(peer, text, after=peer.chat_sent))
 
     async def _admit(self, websocket: WebSocket) -> Connection:
         """Token and room checked; no SQL once the room is known (a show's start is a connect storm)."""
@@ -384,46 +411,67 @@ class Realtime:
         return viewer.name if viewer is not None else "Viewer"
 
     async def _receive(self, websocket: WebSocket, conn: Connection) -> None:
-        name = None if conn.viewer_id is not None else "Host"  # a viewer's name is read at their first chat
-        allowance, checked = float(CHAT_BURST), time.monotonic()
-        strikes = 0
+        """The ASGI fallback's receive loop (a detached connection gets ``_on_message`` calls instead)."""
+        peer = self._peers[conn.id]
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            text = message.get("text")
-            if text is None:
-                raise RealtimeError(CloseCode.BAD_FRAME, "text frames only")
-            try:
-                frame = json.loads(text)
-            except (ValueError, RecursionError):
-                raise RealtimeError(CloseCode.BAD_FRAME, "not JSON") from None
-            if not isinstance(frame, dict) or frame.get("type") != "chat":
-                raise RealtimeError(CloseCode.BAD_FRAME, "unknown frame type")
-            if "room" in frame and frame["room"] != conn.room_id:
-                raise RealtimeError(CloseCode.FORBIDDEN, "frame for another room")
-            body = frame.get("text")
-            if not isinstance(body, str) or not body.strip() or len(body) > MAX_CHAT_CHARS:
-                raise RealtimeError(CloseCode.BAD_FRAME, f"chat text must be 1-{MAX_CHAT_CHARS} characters")
-            now = time.monotonic()
-            allowance = min(CHAT_BURST, allowance + (now - checked) * CHAT_PER_SECOND)
-            checked = now
-            if allowance < 1:
-                strikes += 1
-                if strikes >= 3:
-                    raise RealtimeError(CloseCode.RATE_LIMITED, "chat too fast")
-                await websocket.send_text(dumps({"type": "error", "error": "rate_limited"}))
+            text = chat_text(message.get("text") or message.get("bytes") or b"", conn.room_id)
+            if not peer.chat.allow(time.monotonic()):
+                await websocket.send_text(_payload(RATE_LIMITED_FRAME).decode())
                 continue
-            allowance -= 1
-            strikes = 0
-            if name is None:
-                name = await self._viewer_name(conn.viewer_id or "")
-            await self.broker.publish(
-                conn.room_id,
-                "chat",
-                {"from": name, "text": body.strip()},
-                now_ms=self.clock.now_ms(),
-            )
+            await self._publish_chat(peer, text, after=None)
+
+    async def _publish_chat(self, peer: _Peer, text: str, *, after: asyncio.Future[None] | None) -> None:
+        if after is not None:  # one viewer's messages go out in the order they were sent
+            with contextlib.suppress(Exception):
+                await after
+        if peer.name is None:
+            peer.name = await self._viewer_name(peer.conn.viewer_id or "")
+        await self.broker.publish(
+            peer.conn.room_id, "chat", {"from": peer.name, "text": text}, now_ms=self.clock.now_ms()
+        )
+
+
+class _Peer:
+    """The adapter's side of one connection: how to close it, and its chat state."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.chat = ChatLimiter(time.monotonic())
+        #: a viewer's display name, read at their first chat message
+        self.name: str | None = None if conn.viewer_id is not None else "Host"
+        self.chat_sent: asyncio.Future[None] | None = None
+
+    def close(self, code: int, reason: str) -> None:
+        raise NotImplementedError
+
+
+class _RawPeer(_Peer):
+    def __init__(self, conn: Connection, raw: RawSocket, close_timeout: float) -> None:
+        super().__init__(conn)
+        self.raw = raw
+        self.close_timeout = close_timeout
+
+    def close(self, code: int, reason: str) -> None:
+        self.raw.close(code, reason)
+        # A viewer that does not even take its close frame is dropped.
+        asyncio.get_running_loop().call_later(self.close_timeout, self.raw.abort)
+
+
+class _AsgiPeer(_Peer):
+    def __init__(self, conn: Connection, websocket: WebSocket) -> None:
+        super().__init__(conn)
+        self.websocket = websocket
+        self._closing: asyncio.Task[None] | None = None
+
+    def close(self, code: int, reason: str) -> None:
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(_close(self.websocket, code, reason))
+
+
+RATE_LIMITED_FRAME = text_frame(dumps({"type": "error", "error": "rate_limited"}).encode())
 
 
 def presence_keys(room_id: str) -> list[str]:
@@ -434,6 +482,11 @@ def presence_keys(room_id: str) -> list[str]:
 def _payload(frame: bytes) -> bytes:
     n = frame[1] & 0x7F
     return frame[2 + (2 if n == 126 else 8 if n == 127 else 0) :]
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("realtime task failed: %s", task.exception())
 
 
 async def _send_text(websocket: WebSocket, payload: bytes) -> None:

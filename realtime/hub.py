@@ -66,6 +66,8 @@ class Hub:
         self._syncing: dict[str, dict[int, Connection]] = {}
         #: per room, the live connections and their writers, as tuples rebuilt only on membership changes
         self._live: dict[str, tuple[tuple[Connection, ...], tuple[Write, ...]]] = {}
+        #: rooms whose tuples are out of date; rebuilt at their next event (a connect storm rebuilds once)
+        self._stale: set[str] = set()
 
     # -- membership ------------------------------------------------------------------------------------
 
@@ -91,8 +93,9 @@ class Hub:
             del self._rooms[room_id]
             self._syncing.pop(room_id, None)
             self._live.pop(room_id, None)
+            self._stale.discard(room_id)
         elif was_live:
-            self._rebuild(room_id)
+            self._stale.add(room_id)
 
     def rooms(self) -> list[str]:
         return list(self._rooms)
@@ -107,9 +110,12 @@ class Hub:
     def count(self) -> int:
         return sum(len(r) for r in self._rooms.values())
 
-    def _rebuild(self, room_id: str) -> None:
-        live = tuple(c for c in self._rooms.get(room_id, {}).values() if c.state is State.LIVE)
-        self._live[room_id] = (live, tuple(c.write for c in live))
+    def _current(self, room_id: str) -> tuple[tuple[Connection, ...], tuple[Write, ...]]:
+        if room_id in self._stale:
+            self._stale.discard(room_id)
+            live = tuple(c for c in self._rooms.get(room_id, {}).values() if c.state is State.LIVE)
+            self._live[room_id] = (live, tuple(c.write for c in live))
+        return self._live.get(room_id, ((), ()))
 
     # -- sync --------------------------------------------------------------------------------------------
 
@@ -121,7 +127,7 @@ class Hub:
         conn.held = []
         conn.state = State.LIVE
         self._syncing.get(conn.room_id, {}).pop(conn.id, None)
-        self._rebuild(conn.room_id)
+        self._stale.add(conn.room_id)
         return frames
 
     # -- events ------------------------------------------------------------------------------------------
@@ -134,7 +140,7 @@ class Hub:
                 too_slow.append(conn)
             else:
                 conn.held.append((seq, frame))
-        live, writers = self._live.get(room_id, ((), ()))
+        live, writers = self._current(room_id)
         return Delivery(frame, live, writers, tuple(too_slow))
 
     def personal(self, room_id: str, viewer_id: str, frame: bytes) -> Delivery:
