@@ -19,8 +19,6 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,18 +29,11 @@ from typing import Any
 import httpx
 import psutil  # type: ignore[import-untyped, unused-ignore]
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-REDIS_URL = "redis://127.0.0.1:6379/10"
-ORIGIN = "http://127.0.0.1:8000"
+from loadtests.hubbench import REDIS_URL, Show, free_port, handshake, start_server
+
 PAD = "x" * 120  # a chat message of a typical size
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # -- the viewers (a separate process) -------------------------------------------------------------------
@@ -56,6 +47,7 @@ class _Viewer(asyncio.Protocol):
         self.first = asyncio.get_running_loop().create_future()  # the first frame (the hub's snapshot)
 
     def connection_made(self, transport: Any) -> None:
+        self.transport = transport
         transport.write(self.handshake)
 
     def data_received(self, data: bytes) -> None:
@@ -78,14 +70,21 @@ class _Viewer(asyncio.Protocol):
                 n = int.from_bytes(self.buf[2:10], "big")
             if len(self.buf) < head + n:
                 return
+            opcode = self.buf[0] & 0x0F
             payload = self.buf[head : head + n]
             self.buf = self.buf[head + n :]
+            if opcode == 0x9:  # a ping: answer it (a client's frames are masked; a zero mask is a mask)
+                self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+                continue
             if not self.first.done():
                 self.first.set_result(None)
-            i = payload.find(b"@t=")
-            if i >= 0:
-                self.counts[0] += 1
-                self.delays.append(now - float(payload[i + 3 : payload.index(b";", i)]))
+            self.on_payload(payload, now)
+
+    def on_payload(self, payload: bytes, now: float) -> None:
+        i = payload.find(b"@t=")
+        if i >= 0:
+            self.counts[0] += 1
+            self.delays.append(now - float(payload[i + 3 : payload.index(b";", i)]))
 
 
 def _viewers_main(conn: Any, host: str, port: int, paths: list[str], first_frame: bool) -> None:
@@ -95,12 +94,7 @@ def _viewers_main(conn: Any, host: str, port: int, paths: list[str], first_frame
         counts = [0]
         protos = []
         for path in paths:
-            hs = (
-                f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-                f"Origin: {ORIGIN}\r\n\r\n"
-            ).encode()
-            proto = _Viewer(hs, delays, counts)
+            proto = _Viewer(handshake(path, port), delays, counts)
             await loop.create_connection(lambda p=proto: p, host, port)  # type: ignore[misc]
             protos.append(proto)
         ok = sum([await p.upgraded for p in protos])
@@ -211,46 +205,18 @@ async def run_baseline(viewers_n: int, rate: float, seconds: float) -> dict[str,
 
 
 async def run_hub(viewers_n: int, rate: float, seconds: float, work: Path) -> dict[str, Any]:
-    import redis as sync_redis
     from redis.asyncio import Redis
 
     from realtime.broker_redis import RedisBroker
 
-    sync_redis.Redis.from_url(REDIS_URL).flushdb()
-    port = free_port()
-    env = {
-        **os.environ,
-        "LIVECART_REDIS_URL": REDIS_URL,
-        "LIVECART_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'hub.db'}",
-        "LIVECART_LOG_LEVEL": "WARNING",
-        "LIVECART_SECRET_KEY": "bench-fanout-secret",
-        "LIVECART_BASE_URL": ORIGIN,
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "livecart.cli", "serve", "--port", str(port)], env=env, cwd=ROOT
-    )
+    server, port = start_server(work / "hub.db")
     try:
-        url = f"http://127.0.0.1:{port}"
-        async with httpx.AsyncClient(base_url=url, timeout=30) as c:
-            for _ in range(100):
-                try:
-                    if (await c.get("/healthz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
-            host = (await c.post("/api/hosts", json={"name": "Bench"})).json()
-            h = {"Authorization": f"Bearer {host['token']}"}
-            room = (await c.post("/api/rooms", json={"title": "Fan-out"}, headers=h)).json()
-            gate = asyncio.Semaphore(32)
-
-            async def join(i: int) -> str:
-                async with gate:
-                    body = {"invite": room["invite_token"], "name": f"v{i}"}
-                    return str((await c.post(f"/api/rooms/{room['id']}/join", json=body)).json()["token"])
-
-            tokens = await asyncio.gather(*(join(i) for i in range(viewers_n)))
-        paths = [f"/ws/rooms/{room['id']}?token={t}" for t in tokens]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
+            show = Show(c)
+            await show.wait_ready()
+            await show.open("Fan-out")
+            paths = await show.viewer_paths(viewers_n)
+        room = show.room
         server_proc = psutil.Process(server.pid)
         await asyncio.sleep(1.0)
         rss0 = server_proc.memory_info().rss

@@ -26,6 +26,8 @@ log = logging.getLogger("livecart.realtime.broker")
 
 #: (room id, seq, frame JSON bytes); seq 0 marks a personal frame, whose viewer is in ``to``
 Handler = Callable[[str, int, bytes, str | None], None]
+#: (room id): this process fell so far behind that the stream was trimmed past it (events are lost here)
+GapHandler = Callable[[str], None]
 
 
 def room_keys(room_id: str) -> tuple[str, str, str, str, str]:
@@ -53,6 +55,7 @@ class RedisBroker:
         self._watched: dict[str, tuple[int, str]] = {}
         self._task: asyncio.Task[None] | None = None
         self._handler: Handler | None = None
+        self._on_gap: GapHandler | None = None
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -113,8 +116,9 @@ class RedisBroker:
     def unwatch(self, room_id: str) -> None:
         self._watched.pop(room_id, None)
 
-    def start(self, handler: Handler) -> None:
+    def start(self, handler: Handler, on_gap: GapHandler | None = None) -> None:
         self._handler = handler
+        self._on_gap = on_gap
         self._task = asyncio.create_task(self._read(), name="realtime-reader")
 
     async def stop(self) -> None:
@@ -154,7 +158,10 @@ class RedisBroker:
                 for entry_id, fields in entries:
                     eid = text_of(entry_id)
                     if key.endswith(":events"):
-                        seq = int(eid.split("-")[0])
+                        next_seq = int(eid.split("-")[0])
+                        if next_seq != seq + 1 and self._on_gap is not None:
+                            self._on_gap(room_id)  # the events between were trimmed before we read them
+                        seq = next_seq
                         self._handler(room_id, seq, fields[b"f"], None)
                     else:
                         personal = eid

@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+import livecart.http  # noqa: F401  # registers the ``{x:id}`` path convertor used below
 from live.access import HostIdentity, TokenSigner, ViewerIdentity
 from live.errors import InvalidToken
 from live.models import Room, Viewer
@@ -58,6 +59,7 @@ class Realtime:
         allowed_origins: list[str],
         history: int = 1000,
         stock_interval: float = 0.1,
+        stock_tick: float = 0.025,
         presence_interval: float = 1.0,
         max_backlog_bytes: int = 1 << 20,
         close_timeout: float = 5.0,
@@ -75,6 +77,9 @@ class Realtime:
         self.close_timeout = close_timeout
         self.broker = RedisBroker(redis, history=history)
         self.stock_interval = stock_interval
+        #: how often changed cards are looked at: a value the gate held back goes out this soon after it
+        #: opens, so the final value of a sale reaches viewers within ``stock_interval + stock_tick``
+        self.stock_tick = stock_tick
         self.presence_interval = presence_interval
         self._peers: dict[int, _Peer] = {}
         self._background: set[asyncio.Future[None]] = set()
@@ -93,9 +98,9 @@ class Realtime:
     # -- lifecycle ---------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.broker.start(self._on_frame)
+        self.broker.start(self._on_frame, self._on_gap)
         self._tasks = [
-            asyncio.create_task(self._every(self.stock_interval, self._publish_stock), name="stock"),
+            asyncio.create_task(self._every(self.stock_tick, self._publish_stock), name="stock"),
             asyncio.create_task(self._every(self.presence_interval, self._report_presence), name="presence"),
         ]
 
@@ -148,7 +153,7 @@ class Realtime:
             seq = await self.broker.publish(
                 room.decode(),
                 "stock",
-                {"card_id": card_id, "stock_left": stock_left},
+                {"card_id": card_id, "stock_left": stock_left, "ts": now},
                 now_ms=now,
                 gate=f"stock:{card_id}",
                 min_interval_ms=int(self.stock_interval * 1000),
@@ -235,6 +240,15 @@ class Realtime:
             self._close(conn, CloseCode.TOO_SLOW, "too slow to keep up")
         for i in write_all(delivery.writers, frame):  # a socket that went away between two checks
             self.hub.leave(delivery.to[i])
+
+    def _on_gap(self, room_id: str) -> None:
+        """This process lost events of the room (it fell behind the stream's history): its viewers there
+        could not be told what they missed, so they are closed as too slow; they reconnect to a snapshot."""
+        log.warning(
+            "room %s: events were trimmed before this process read them; resyncing its viewers", room_id
+        )
+        for conn in self.hub.connections(room_id):
+            self._close(conn, CloseCode.TOO_SLOW, "fell behind the room's events")
 
     def _close(self, conn: Connection, code: CloseCode, reason: str) -> None:
         """Close one connection with ``code``: it gets nothing more from now on."""

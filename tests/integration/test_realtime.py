@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import httpx
@@ -50,7 +51,10 @@ async def test_snapshot_first_then_live_stock_and_cards(
                 stock = frame
             elif frame["type"] == "order":
                 order = frame
-        assert stock == {"type": "stock", "seq": stock["seq"], "card_id": sale.card_id, "stock_left": 3}
+        assert stock == {
+            "type": "stock", "seq": stock["seq"], "card_id": sale.card_id, "stock_left": 3, "ts": stock["ts"]
+        }  # fmt: skip
+        assert abs(stock["ts"] - time.time() * 1000) < 5000  # the server's clock when it read the value
         assert stock["seq"] > snapshot["seq"]
         # The order goes to the buyer alone, outside the room's sequence.
         assert order["order"]["buyer_id"] == viewer.viewer_id and "seq" not in order
@@ -394,3 +398,33 @@ async def test_a_peer_that_never_answers_pings_is_dropped(
         async with asyncio.timeout(3):
             while server.state.realtime.hub.count():
                 await asyncio.sleep(0.05)
+
+
+async def test_a_reader_that_fell_behind_the_history_is_told_of_the_gap(redis_url: str) -> None:
+    """The stream keeps about ``history`` events; a process that did not read them in time must not skip
+    silently past the trimmed ones: it is told, and then reads on from what is left."""
+    from redis.asyncio import Redis
+
+    from realtime.broker_redis import RedisBroker
+
+    redis = Redis.from_url(redis_url)
+    broker = RedisBroker(redis, history=10, block_ms=50)
+    seen: list[int] = []
+    gaps: list[str] = []
+    try:
+        await broker.watch("rm_gap", 0)
+        for i in range(250):  # nobody reads yet: the stream is trimmed (by whole nodes of 100 entries)
+            await broker.publish("rm_gap", "chat", {"text": str(i)}, now_ms=0)
+        broker.start(lambda room, seq, frame, to: seen.append(seq), lambda room: gaps.append(room))
+        async with asyncio.timeout(5):
+            while not seen or seen[-1] != 250:
+                await asyncio.sleep(0.02)
+        assert gaps == ["rm_gap"] and seen[0] > 1 and seen == list(range(seen[0], 251))
+        await broker.publish("rm_gap", "chat", {"text": "on time"}, now_ms=0)
+        async with asyncio.timeout(5):
+            while seen[-1] != 251:
+                await asyncio.sleep(0.02)
+        assert gaps == ["rm_gap"]  # read in time: no gap
+    finally:
+        await broker.stop()
+        await redis.aclose()
