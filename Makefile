@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
 
-.PHONY: run test lint typecheck unit integration loadtest bench clean
+.PHONY: run test browser lint typecheck unit integration loadtest bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "LiveCart needs Python 3.11+"'
@@ -19,8 +19,12 @@ run: $(STAMP)
 	$(BIN)/livecart serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
 
 ## Lint, type-check and run every test (integration tests need Redis and PostgreSQL, see README).
-test: $(STAMP) lint typecheck
+test: $(STAMP) browser lint typecheck
 	$(BIN)/pytest
+
+## The browser tests (tests/e2e/) drive Debian's chromium; Playwright's own browser download is not used.
+browser:
+	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

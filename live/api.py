@@ -104,6 +104,7 @@ async def _lifecycle(request: Request, action: RoomAction) -> JSONResponse:
                 room.ended_ms = now
     if action is RoomAction.END:
         await st.catalog.close_room_cards(room.id)
+        await st.video.end_room(room.id)
     await st.realtime.publish_room(room.id, public_room(room))
     return JSONResponse(room_json(room, base_url=st.settings.base_url, for_host=True))
 

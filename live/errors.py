@@ -1,8 +1,8 @@
-"""Errors of ``live``: rooms, invites, identity."""
+"""Errors of ``live``: rooms, invites, identity, video."""
 
 from __future__ import annotations
 
-from livecart.errors import Conflict, Forbidden, Unauthorized
+from livecart.errors import BadRequest, Conflict, Forbidden, Unauthorized
 
 
 class InvalidInvite(Forbidden):
@@ -15,3 +15,21 @@ class InvalidToken(Unauthorized):
 
 class RoomStateConflict(Conflict):
     default_code = "invalid_room_state"
+
+
+class InvalidSdp(BadRequest):
+    """An SDP offer that is empty, not SDP, or that WebRTC cannot answer (no common codec, no media)."""
+
+    default_code = "invalid_sdp"
+
+
+class NotLive(Conflict):
+    """WHEP for a room whose host is not publishing video (now)."""
+
+    default_code = "not_live"
+
+
+class ViewerCap(Conflict):
+    """The room has as many WHEP viewers as this server encodes for, and no external engine is set."""
+
+    default_code = "viewer_cap"

@@ -17,9 +17,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import live.api
+import live.pages
+import live.video_api
 import realtime.endpoint
 import shop.api
 from live.access import TokenSigner
+from live.video import Video
 from livecart import __version__, db, openapi
 from livecart.clock import Clock, SystemClock
 from livecart.embedded_redis import EmbeddedRedis
@@ -134,6 +137,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         reconciler=reconciler,
         catalog=catalog,
         realtime=realtime,
+        video=Video(ice_servers=settings.ice_servers, metrics=metrics_),
         orders=OrderService(
             settings=settings,
             sessions=sessions,
@@ -199,6 +203,7 @@ def create_app(
             gc.freeze()
             yield {"livecart": st}
         finally:
+            await st.video.close()
             await st.sweeper.stop()
             await st.realtime.stop()
             await st.writer.stop()
@@ -214,8 +219,10 @@ def create_app(
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
         *live.api.routes,
+        *live.video_api.routes,
         *realtime.endpoint.routes,
         *shop.api.routes[1:],
+        *live.pages.routes,
     ]
     app = Starlette(
         routes=routes,

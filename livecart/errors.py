@@ -7,6 +7,7 @@
     ├── NotFound (404)
     ├── Conflict (409)                 the state does not allow it (sold out, sale not open, ...)
     ├── PayloadTooLarge (413)
+    ├── UnsupportedMediaType (415)     a body of the wrong Content-Type (an SDP offer must be application/sdp)
     ├── Unprocessable (422)            well-formed but invalid values
     └── ServiceUnavailable (503)       a dependency failed; nothing was acknowledged
 
@@ -72,6 +73,11 @@ class Conflict(LiveCartError):
 class PayloadTooLarge(LiveCartError):
     status = 413
     default_code = "payload_too_large"
+
+
+class UnsupportedMediaType(LiveCartError):
+    status = 415
+    default_code = "unsupported_media_type"
 
 
 class Unprocessable(LiveCartError):

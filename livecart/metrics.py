@@ -41,6 +41,13 @@ class Metrics:
         self.order_batches = Counter(
             "livecart_order_commit_batches_total", "Group commits of order rows.", registry=r
         )
+        self.video_sessions = Gauge(
+            "livecart_video_sessions",
+            "Live WebRTC sessions in this process: whip (ingests) and whep (viewers).",
+            ["kind"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.payments = Counter(
             "livecart_payment_events_total", "Payment webhook events by outcome.", ["outcome"], registry=r
         )

@@ -27,8 +27,10 @@ def doc(
     headers: dict[str, str] | None = None,
     errors: Iterable[int] = (),
     content_type: str | None = None,
+    raw_body: str | None = None,
 ) -> Callable[[F], F]:
-    """Attach the endpoint's contract: request model, responses by status, required headers."""
+    """Attach the endpoint's contract: request model (or ``raw_body``, the media type of a non-JSON body
+    such as ``application/sdp``), responses by status, required headers."""
 
     def attach(fn: F) -> F:
         fn.__openapi__ = {  # type: ignore[attr-defined]
@@ -39,6 +41,7 @@ def doc(
             "headers": headers or {},
             "errors": list(errors),
             "content_type": content_type,
+            "raw_body": raw_body,
         }
         return fn
 
@@ -88,6 +91,11 @@ def build(routes: Iterable[BaseRoute], *, title: str, version: str) -> dict[str,
                 op["requestBody"] = {
                     "required": True,
                     "content": {"application/json": {"schema": _ref(meta["body"], components)}},
+                }
+            elif meta.get("raw_body"):
+                op["requestBody"] = {
+                    "required": True,
+                    "content": {meta["raw_body"]: {"schema": {"type": "string"}}},
                 }
             responses: dict[str, Any] = {}
             for status, model in meta["responses"].items():

@@ -6,13 +6,39 @@ Built once by the entry point (``livecart serve``, the app factory) and passed d
 from __future__ import annotations
 
 import hashlib
+import string
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-insecure-secret-change-me"  # noqa: S105 - refused outside dev
+
+
+def _url_template_problem(template: str, *, allowed: set[str]) -> str | None:
+    """What is wrong with a URL template of ``str.format`` fields, or ``None``; ``{room}`` is required."""
+    if not template.startswith(("https://", "http://")):
+        return "must be an http(s) URL"
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        return f"is not a valid template: {exc}"
+    if not fields <= allowed:
+        return f"may only use {', '.join('{' + f + '}' for f in sorted(allowed))}"
+    if "room" not in fields:
+        return "must contain {room}"
+    return None
+
+
+class IceServer(BaseModel):
+    """One STUN or TURN server, as in WebRTC's ``RTCIceServer``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    urls: str | list[str]
+    username: str | None = None
+    credential: str | None = None
 
 
 class Settings(BaseSettings):
@@ -60,6 +86,16 @@ class Settings(BaseSettings):
     ws_history: int = Field(default=1000, ge=10)
     #: Unsent bytes after which a viewer is closed as too slow (4408).
     ws_max_backlog_bytes: int = Field(default=1 << 20, ge=4096)
+    #: STUN/TURN servers of the server's WebRTC peers (WHIP, WHEP), a JSON list of ``{urls, username?,
+    #: credential?}``. None by default: no third-party server is contacted; a host with a reachable address
+    #: needs none.
+    ice_servers: list[IceServer] = Field(default_factory=list)
+    #: WHEP viewers per room that this process encodes video for (aiortc encodes once per viewer).
+    whep_max_viewers: int = Field(default=10, ge=0)
+    #: An external video engine, a URL template with ``{room}`` and optionally ``{kind}`` (``whip``/``whep``).
+    video_external_url: str | None = None
+    #: ``overflow``: WHEP viewers past the cap are redirected there; ``always``: WHIP and WHEP both are.
+    video_external_mode: Literal["overflow", "always"] = "overflow"
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -72,6 +108,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LIVECART_ORPHAN_GRACE_SECONDS must exceed twice LIVECART_COMMIT_TIMEOUT_SECONDS"
             )
+        if self.video_external_url is not None:
+            problem = _url_template_problem(self.video_external_url, allowed={"room", "kind"})
+            if problem:
+                raise ValueError(f"LIVECART_VIDEO_EXTERNAL_URL: {problem}")
+        elif self.video_external_mode == "always":
+            raise ValueError("LIVECART_VIDEO_EXTERNAL_MODE=always needs LIVECART_VIDEO_EXTERNAL_URL")
         return self
 
     @property

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from live.access import TokenSigner
+from live.video import Video
 from livecart.clock import Clock
 from livecart.metrics import Metrics
 from livecart.settings import Settings
@@ -38,3 +39,4 @@ class AppState:
     payments: PaymentService
     sweeper: Sweeper
     realtime: Realtime
+    video: Video

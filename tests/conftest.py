@@ -100,9 +100,11 @@ def make_settings(database_url: str, redis_url: str, tmp_path: Path, **overrides
 class LiveServer:
     """The real app behind a real uvicorn on a free port, inside the test's event loop."""
 
-    def __init__(self, settings: Settings, *, clock: Clock | None = None, sweeper: bool = True) -> None:
+    def __init__(
+        self, settings: Settings, *, clock: Clock | None = None, sweeper: bool = True, port: int | None = None
+    ) -> None:
         self.settings = settings
-        self.port = free_port()
+        self.port = port or free_port()  # given when settings.base_url must name this very server
         self.url = f"http://127.0.0.1:{self.port}"
         self.app = create_app(settings, clock=clock, sweeper=sweeper)
         config = uvicorn.Config(

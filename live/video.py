@@ -1,0 +1,337 @@
+"""The aiortc adapter of the video edge (SPEC section 6): WHIP ingest sessions, WHEP playback sessions fed
+through one ``MediaRelay`` per ingest, and their cleanup. Decisions (who is served where, what an offer must
+be) are in ``live/video_rules.py``; who may publish or watch is checked by ``live/video_api.py``.
+
+- One ingest per room: a new WHIP publish replaces the room's current one (OBS reconnecting after a network
+  drop must not wait for ICE to notice that the old session is dead); the viewers of the old one are ended
+  and reconnect to the new one.
+- Every track of an ingest is always read by a drain, through the relay, so nothing backs up with zero
+  viewers; the video drain also grabs the room's thumbnail every ``thumbnail_every`` seconds.
+- A viewer gets a relay proxy per track that holds only the newest frame: a viewer whose encoder falls
+  behind skips frames instead of queueing them.
+- A session whose connection fails, closes, or is not connected ``connect_timeout`` seconds after its
+  answer is removed; ending the room, deleting the ingest and shutting down close all of its peers.
+
+Sessions live in this process (the ``Video`` object is part of the app state): run one worker for in-process
+video, or send video to an external engine (``LIVECART_VIDEO_EXTERNAL_URL``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import av
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.contrib.media import MediaRelay
+from aiortc.mediastreams import MediaStreamError
+
+from live.access import HostIdentity, Identity
+from live.errors import InvalidSdp, NotLive
+from live.thumbnail import jpeg
+from livecart.errors import Forbidden, LiveCartError, NotFound, ServiceUnavailable
+from livecart.ids import new_id
+from livecart.metrics import Metrics
+from livecart.settings import IceServer
+
+log = logging.getLogger("livecart.video")
+
+GONE_STATES = ("failed", "closed")
+
+
+@dataclass(frozen=True, slots=True)
+class Negotiated:
+    session_id: str
+    answer: str
+
+
+@dataclass(eq=False)
+class _Ingest:
+    id: str
+    room_id: str
+    host_id: str
+    pc: RTCPeerConnection
+    tracks: dict[str, MediaStreamTrack]
+    relay: MediaRelay = field(default_factory=MediaRelay)
+    viewers: dict[str, _Playback] = field(default_factory=dict)  # negotiating ones included
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    stopped: bool = False
+
+
+@dataclass(eq=False)
+class _Playback:
+    id: str
+    room_id: str
+    owner: Identity
+    ingest: _Ingest
+    pc: RTCPeerConnection
+    proxies: list[MediaStreamTrack] = field(default_factory=list)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    stopped: bool = False
+
+
+class Video:
+    """The WebRTC sessions of this process, by room. Built once per app; ``close()`` on shutdown."""
+
+    def __init__(
+        self,
+        *,
+        ice_servers: Sequence[IceServer] = (),
+        metrics: Metrics | None = None,
+        thumbnail_every: float = 3.0,
+        connect_timeout: float = 20.0,
+    ) -> None:
+        self._ice_servers = list(ice_servers)
+        self._metrics = metrics
+        self._thumbnail_every = thumbnail_every
+        self._connect_timeout = connect_timeout
+        self._ingests: dict[str, _Ingest] = {}  # by room
+        self._playbacks: dict[str, _Playback] = {}  # by session, once answered
+        self._thumbnails: dict[str, bytes] = {}  # by room
+        self._closing = False
+        self._count()  # both series exist (at 0) from the start
+
+    # -- what endpoints read ----------------------------------------------------------------------------
+
+    def configuration(self) -> RTCConfiguration:
+        # Always an explicit list, even an empty one: given None, aiortc falls back to a public STUN server.
+        return RTCConfiguration(
+            iceServers=[
+                RTCIceServer(urls=s.urls, username=s.username, credential=s.credential)
+                for s in self._ice_servers
+            ]
+        )
+
+    def is_live(self, room_id: str) -> bool:
+        return room_id in self._ingests
+
+    def viewers(self, room_id: str) -> int:
+        """The room's WHEP sessions, those still negotiating included (they count against the cap)."""
+        ingest = self._ingests.get(room_id)
+        return len(ingest.viewers) if ingest else 0
+
+    def thumbnail(self, room_id: str) -> bytes | None:
+        """The newest JPEG grabbed from the room's video (kept across a re-publish, dropped when it ends)."""
+        return self._thumbnails.get(room_id)
+
+    # -- WHIP -------------------------------------------------------------------------------------------
+
+    async def publish(self, room_id: str, *, host_id: str, offer: str) -> Negotiated:
+        """Answer a WHIP offer: receive its first audio and first video track; replace a previous ingest."""
+        self._check_open()
+        pc = RTCPeerConnection(self.configuration())
+        tracks: dict[str, MediaStreamTrack] = {}
+        pc.on("track", lambda track: tracks.setdefault(track.kind, track))
+
+        def receive_only() -> None:
+            if not tracks:
+                raise InvalidSdp("A WHIP offer must send audio or video (sendonly).")
+            chosen = list(tracks.values())
+            for transceiver in pc.getTransceivers():
+                # Any other media section is answered inactive, so nothing is decoded that nobody reads.
+                receiving = transceiver.receiver.track in chosen
+                transceiver.direction = "recvonly" if receiving else "inactive"
+
+        answer = await self._negotiate(pc, offer, receive_only)
+        if self._closing:
+            await pc.close()
+            raise ServiceUnavailable("The server is shutting down.")
+        ingest = _Ingest(id=new_id("whip"), room_id=room_id, host_id=host_id, pc=pc, tracks=tracks)
+        previous = self._ingests.get(room_id)
+        self._ingests[room_id] = ingest
+        for kind in tracks:
+            self._spawn(ingest.tasks, self._drain(ingest, kind))
+        self._watch(pc, ingest.tasks, lambda: self._stop_ingest(ingest, reason="connection lost"))
+        self._count()
+        log.info("room %s: ingest %s started (%s)", room_id, ingest.id, ", ".join(sorted(tracks)))
+        if previous is not None:
+            await self._stop_ingest(previous, reason="replaced by a new publish")
+        return Negotiated(ingest.id, answer)
+
+    async def stop_publish(self, room_id: str, session_id: str, *, who: Identity) -> None:
+        ingest = self._ingests.get(room_id)
+        if ingest is None or ingest.id != session_id:
+            raise NotFound("This room has no such WHIP session.", code="unknown_session")
+        if not (isinstance(who, HostIdentity) and who.host_id == ingest.host_id):
+            raise Forbidden("Only the room's host may stop its video.")
+        await self._stop_ingest(ingest, reason="deleted")
+
+    # -- WHEP -------------------------------------------------------------------------------------------
+
+    async def play(self, room_id: str, *, viewer: Identity, offer: str) -> Negotiated:
+        """Answer a WHEP offer with the room's ingest tracks, one relay proxy per track."""
+        self._check_open()
+        ingest = self._ingests.get(room_id)
+        if ingest is None:
+            raise NotLive("The host is not publishing video in this room now; try again when the show is on.")
+        pc = RTCPeerConnection(self.configuration())
+        playback = _Playback(id=new_id("whep"), room_id=room_id, owner=viewer, ingest=ingest, pc=pc)
+        ingest.viewers[playback.id] = playback  # counted against the cap from here on (no await before)
+
+        def send_only() -> None:
+            for kind, source in ingest.tracks.items():
+                if any(t.kind == kind and t.sender.track is None for t in pc.getTransceivers()):
+                    proxy = ingest.relay.subscribe(source, buffered=False)
+                    playback.proxies.append(proxy)
+                    pc.addTrack(proxy)
+            if not playback.proxies:
+                raise InvalidSdp(f"The offer receives none of the room's media ({', '.join(ingest.tracks)}).")
+            for transceiver in pc.getTransceivers():
+                # What the viewer might send is refused (inactive/sendonly), so nothing of theirs is decoded.
+                transceiver.direction = "sendonly" if transceiver.sender.track is not None else "inactive"
+
+        try:
+            answer = await self._negotiate(pc, offer, send_only)
+        except BaseException as exc:
+            stopped = playback.stopped  # closed under us: the ingest stopped meanwhile
+            await self._stop_playback(playback)
+            if stopped and isinstance(exc, Exception):
+                raise NotLive("The host stopped publishing while this viewer was connecting.") from None
+            raise
+        if playback.stopped or ingest.stopped:
+            await self._stop_playback(playback)
+            raise NotLive("The host stopped publishing while this viewer was connecting.")
+        self._playbacks[playback.id] = playback
+        self._watch(pc, playback.tasks, lambda: self._stop_playback(playback))
+        self._count()
+        return Negotiated(playback.id, answer)
+
+    async def stop_play(self, room_id: str, session_id: str, *, who: Identity) -> None:
+        playback = self._playbacks.get(session_id)
+        if playback is None or playback.room_id != room_id:
+            raise NotFound("This room has no such WHEP session.", code="unknown_session")
+        room_host = isinstance(who, HostIdentity) and who.host_id == playback.ingest.host_id
+        if who != playback.owner and not room_host:
+            raise Forbidden("This WHEP session is someone else's.")
+        await self._stop_playback(playback)
+
+    # -- lifecycle --------------------------------------------------------------------------------------
+
+    async def end_room(self, room_id: str) -> None:
+        """The show ended: close its ingest and every viewer of it. Never raises (commerce goes on)."""
+        ingest = self._ingests.get(room_id)
+        if ingest is not None:
+            try:
+                await self._stop_ingest(ingest, reason="room ended")
+            except Exception:
+                log.exception("room %s: closing its video failed", room_id)
+        self._thumbnails.pop(room_id, None)
+
+    async def close(self) -> None:
+        """Shutdown: refuse new sessions and close every peer connection."""
+        self._closing = True
+        ingests = list(self._ingests.values())
+        await asyncio.gather(
+            *(self._stop_ingest(i, reason="shutdown") for i in ingests), return_exceptions=True
+        )
+
+    # -- internals --------------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise ServiceUnavailable("The server is shutting down.")
+
+    async def _negotiate(self, pc: RTCPeerConnection, offer: str, prepare: Callable[[], None]) -> str:
+        """Set the offer, let ``prepare`` attach or refuse media, answer. Non-trickle: aiortc's
+        ``setLocalDescription`` returns once ICE gathering is complete, so the answer has every candidate.
+        On any failure the peer is closed before the error goes up: a failed negotiation leaves nothing."""
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(sdp=offer, type="offer"))
+            prepare()
+            await pc.setLocalDescription(await pc.createAnswer())
+        except BaseException as exc:
+            await pc.close()
+            if isinstance(exc, Exception) and not isinstance(exc, LiveCartError | OSError):
+                # aiortc's parser and negotiation raise ValueError, KeyError, OperationError, ... on bad SDP.
+                detail = str(exc)[:200] or type(exc).__name__
+                raise InvalidSdp(f"The offer cannot be answered: {detail}") from exc
+            raise
+        assert pc.localDescription is not None
+        return pc.localDescription.sdp
+
+    def _watch(
+        self, pc: RTCPeerConnection, tasks: set[asyncio.Task[None]], stop: Callable[[], Awaitable[None]]
+    ) -> None:
+        async def changed() -> None:
+            if pc.connectionState in GONE_STATES:
+                await stop()
+
+        async def deadline() -> None:
+            await asyncio.sleep(self._connect_timeout)
+            if pc.connectionState != "connected":
+                log.info("a video peer did not connect within %ss; closing it", self._connect_timeout)
+                await stop()
+
+        pc.on("connectionstatechange", changed)
+        self._spawn(tasks, deadline())
+
+    @staticmethod
+    def _spawn(tasks: set[asyncio.Task[None]], coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    @staticmethod
+    def _cancel(tasks: set[asyncio.Task[None]]) -> None:
+        current = asyncio.current_task()
+        for task in list(tasks):
+            if task is not current:  # a deadline that stops its own session must finish doing so
+                task.cancel()
+
+    async def _drain(self, ingest: _Ingest, kind: str) -> None:
+        """Read the ingest's track for as long as it lives; grab a thumbnail from the video now and then."""
+        proxy = ingest.relay.subscribe(ingest.tracks[kind], buffered=False)
+        loop = asyncio.get_running_loop()
+        next_grab = loop.time()
+        try:
+            while True:
+                frame = await proxy.recv()
+                if isinstance(frame, av.VideoFrame) and loop.time() >= next_grab:
+                    next_grab = loop.time() + self._thumbnail_every
+                    try:
+                        self._thumbnails[ingest.room_id] = await asyncio.to_thread(jpeg, frame)
+                    except (av.FFmpegError, ValueError) as exc:
+                        log.warning("room %s: no thumbnail from this frame: %s", ingest.room_id, exc)
+        except MediaStreamError:
+            pass  # the ingest ended
+        finally:
+            proxy.stop()
+
+    async def _stop_ingest(self, ingest: _Ingest, *, reason: str) -> None:
+        if ingest.stopped:
+            return
+        ingest.stopped = True
+        if self._ingests.get(ingest.room_id) is ingest:
+            del self._ingests[ingest.room_id]
+        log.info("room %s: ingest %s stopped: %s", ingest.room_id, ingest.id, reason)
+        viewers = list(ingest.viewers.values())
+        await asyncio.gather(*(self._stop_playback(p) for p in viewers), return_exceptions=True)
+        self._cancel(ingest.tasks)
+        await ingest.pc.close()
+        self._count()
+
+    async def _stop_playback(self, playback: _Playback) -> None:
+        if playback.stopped:
+            return
+        playback.stopped = True
+        playback.ingest.viewers.pop(playback.id, None)
+        self._playbacks.pop(playback.id, None)
+        self._cancel(playback.tasks)
+        for proxy in playback.proxies:
+            proxy.stop()
+        await playback.pc.close()
+        self._count()
+
+    def _count(self) -> None:
+        if self._metrics is not None:
+            self._metrics.video_sessions.labels("whip").set(len(self._ingests))
+            self._metrics.video_sessions.labels("whep").set(len(self._playbacks))

@@ -1,0 +1,112 @@
+"""Browser end-to-end fixtures: the real app on uvicorn (SQLite and the test Redis) and Debian's Chromium
+driven by Playwright through its executable path (Playwright's own browser download cannot work here;
+``make browser`` installs the ``chromium`` package when it is missing).
+
+The app's ``base_url`` is the server's own address: the websocket's Origin allowlist is derived from it,
+and invite and share links must lead back to this server.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Error,
+    Page,
+    ViewportSize,
+    async_playwright,
+)
+
+from tests.conftest import LiveServer, _unavailable, free_port, make_settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    # Without these Chromium keeps trying to reach Google's services, which this closed network refuses.
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    # A synthetic camera and microphone, granted without a prompt.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+]
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+PHONE = ViewportSize(width=390, height=844)
+DESKTOP = ViewportSize(width=1280, height=900)
+
+
+@pytest.fixture
+async def site(redis_url: str, tmp_path: Path) -> AsyncIterator[LiveServer]:
+    """SQLite only: what these tests check is the pages, and a browser test is slow enough already."""
+    port = free_port()
+    settings = make_settings(
+        f"sqlite+aiosqlite:///{tmp_path / 'livecart.db'}",
+        redis_url,
+        tmp_path,
+        base_url=f"http://127.0.0.1:{port}",
+    )
+    async with LiveServer(settings, port=port) as live:
+        yield live
+
+
+@pytest.fixture
+async def browser(site: LiveServer) -> AsyncIterator[Browser]:
+    """Depends on ``site`` so that it closes first: no page is left talking to a stopping server."""
+    if not CHROMIUM.exists():
+        _unavailable(f"Chromium at {CHROMIUM} (`make browser` installs it)")
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+@dataclass
+class Problems:
+    """What went wrong inside the pages: uncaught exceptions and Content-Security-Policy refusals."""
+
+    seen: list[str] = field(default_factory=list)
+
+    def watch(self, page: Page, name: str) -> Page:
+        def console(message: ConsoleMessage) -> None:
+            # A refused fetch (409 while the show is not live yet) is logged too, and is expected.
+            if message.type == "error" and "Failed to load resource" not in message.text:
+                self.seen.append(f"{name} console: {message.text}")
+
+        def crashed(error: Error) -> None:
+            self.seen.append(f"{name} exception: {error}")
+
+        page.on("console", console)
+        page.on("pageerror", crashed)
+        return page
+
+
+@pytest.fixture
+def problems() -> Problems:
+    return Problems()
+
+
+async def open_page(
+    browser: Browser, problems: Problems, name: str, *, phone: bool = False, **options: Any
+) -> tuple[BrowserContext, Page]:
+    """A page in a context of its own (its own localStorage), as a separate person's browser."""
+    context = await browser.new_context(
+        viewport=PHONE if phone else DESKTOP,
+        has_touch=phone,
+        permissions=["clipboard-read", "clipboard-write", *options.pop("permissions", [])],
+        **options,
+    )
+    context.set_default_timeout(15_000)
+    return context, problems.watch(await context.new_page(), name)

@@ -1,0 +1,225 @@
+"""A whole show in real Chromium: the host signs up and signs in, creates a product whose title is an XSS
+payload, a room and a promoter link, pins and opens a card; two viewers join on phones (one through the
+promoter's share link); one buys and pays while the other's stock counter drops; the host's dashboard
+shows the GMV and the promoter's commission; chat and titles render as text; price cut, restock, ship,
+CSV export; the viewer's socket reconnects with ``since``/``epoch`` after the server closed it. Writes
+``docs/host-console.png`` and ``docs/viewer-page.png``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import re
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Locator, Page, expect
+
+from tests.conftest import LiveServer
+from tests.e2e.conftest import DOCS, Problems, open_page
+
+pytestmark = pytest.mark.integration
+
+XSS_TITLE = '<img src=x onerror="window.__xss=1">'
+XSS_DESCRIPTION = "<script>window.__xss=2</script> Hand-picked, ships tomorrow"
+XSS_NAME = '<svg onload="window.__xss=3">'
+XSS_CHAT = '<img src=x onerror="window.__xss=4"> hello'
+
+
+def card(page: Page) -> Locator:
+    return page.locator("#cards article.card").first
+
+
+async def no_xss(*pages: Page) -> None:
+    for page in pages:
+        assert await page.evaluate("() => window.__xss") is None, page.url
+        assert await page.locator("img[src=x], svg[onload], script:not([src])").count() == 0
+
+
+async def test_a_show_from_sign_up_to_shipping(
+    site: LiveServer, browser: Browser, problems: Problems
+) -> None:
+    host_ctx, host = await open_page(browser, problems, "host")
+
+    # -- the host signs up, then signs in again by pasting the token ------------------------------------
+    await host.goto(f"{site.url}/host")
+    await host.fill("#signup-form input[name=name]", "Mei's Kitchen")
+    await host.click("#signup-form button")
+    await expect(host.locator("#console")).to_be_visible()
+    token = await host.input_value("#token-value")
+    assert token
+    await host.click("#sign-out")
+    await expect(host.locator("#signin")).to_be_visible()
+    await host.fill("#signin-form textarea", "not-a-token")
+    await host.click("#signin-form button")
+    await expect(host.locator("#signin-error")).to_contain_text("not a valid host token")
+    await host.fill("#signin-form textarea", token)
+    await host.click("#signin-form button")
+    await expect(host.locator("#console")).to_be_visible()
+    assert await host.evaluate("() => localStorage.getItem('livecart.host.token')") == token
+
+    # -- a product, a room, a promoter link, a card ------------------------------------------------------
+    await host.fill("#product-form input[name=name]", XSS_TITLE)
+    await host.fill("#product-form input[name=price]", "19.90")
+    await host.fill("#product-form input[name=description]", XSS_DESCRIPTION)
+    await host.click("#product-form button")
+    await expect(host.locator("#product-list li .title")).to_have_text(XSS_TITLE)
+
+    await host.fill("#room-form input[name=title]", "Friday night flash sale")
+    await host.click("#room-form button")
+    await expect(host.locator("#room")).to_be_visible()
+    await expect(host.locator("#room-status")).to_have_text("scheduled")
+    await expect(host.locator("#socket-status")).to_have_text("hub connected")
+    invite_url = await host.input_value("#invite-url")
+    assert invite_url.startswith(f"{site.url}/r/")
+
+    await host.fill("#promoter-form input[name=name]", "Leader Li")
+    await host.click("#promoter-form button")
+    share_field = host.locator("#promoter-list li input")
+    await expect(share_field).to_have_value(re.compile(r"/r/.+\?invite="))
+    promoter_url = await share_field.input_value()
+
+    await host.fill("#invite-form input[name=label]", "Aunt Wang")
+    await host.click("#invite-form button")
+    await expect(host.locator("#invite-list li .title")).to_have_text("Aunt Wang")
+
+    await host.fill("#card-form input[name=price]", "9.90")
+    await host.fill("#card-form input[name=stock]", "5")
+    await host.click("#card-form button")
+    host_card = host.locator("#card-list article.card").first
+    await expect(host_card.locator(".title")).to_have_text(XSS_TITLE)
+    await expect(host_card.locator(".badge")).to_have_text("pinned")
+    await host_card.locator("input[name=duration]").fill("900")
+    await host_card.get_by_role("button", name="Open").click()
+    await expect(host_card.locator(".badge")).to_have_text("open")
+    await expect(host_card.locator(".countdown")).to_contain_text("closes in 1")
+    await host.click("#go-live")
+    await expect(host.locator("#room-status")).to_have_text("live")
+
+    # -- two viewers on phones: one through the promoter's link, one through the room invite -------------
+    _, buyer = await open_page(browser, problems, "viewer 1", phone=True)
+    _, watcher = await open_page(browser, problems, "viewer 2", phone=True)
+    for page, url, name in ((buyer, promoter_url, "Xiao Zhang"), (watcher, invite_url, XSS_NAME)):
+        await page.goto(url)
+        await page.fill("#join-form input[name=name]", name)
+        await page.click("#join-form button")
+        await expect(page.locator("#show")).to_be_visible()
+        await expect(card(page).locator(".title")).to_have_text(XSS_TITLE)
+        await expect(card(page).locator(".stock-left")).to_have_text("5")
+        await expect(page.locator("#room-status")).to_have_text("LIVE")
+        assert "invite=" not in page.url  # the address bar is not the link to pass on
+    await expect(card(watcher).locator(".desc")).to_have_text(XSS_DESCRIPTION)
+    await expect(host.locator("#stat-viewers-now")).to_have_text("2", timeout=10_000)
+
+    # -- viewer 1 buys and pays; viewer 2 watches the counter drop ----------------------------------------
+    await card(buyer).locator("button.buy").click()
+    await expect(buyer.locator("#checkout")).to_be_visible()
+    await expect(buyer.locator("#checkout-amount")).to_have_text("¥9.90")
+    await expect(card(watcher).locator(".stock-left")).to_have_text("4")
+    await buyer.click("#checkout-pay")
+    await expect(buyer.locator("#checkout")).to_be_hidden()
+    await expect(buyer.locator("#my-orders li .status")).to_have_text("paid ✓")
+    await expect(watcher.locator("#change-log")).to_contain_text("5 → 4 left")
+    await expect(card(buyer).locator("button.buy")).to_have_text(re.compile("Buy now"))
+
+    # -- the dashboard: GMV, orders, the promoter's results ----------------------------------------------
+    await expect(host.locator("#stat-gmv")).to_have_text("¥9.90")
+    await expect(host.locator("#stat-orders-paid")).to_have_text("1")
+    leader = host.locator("#leaderboard tr").first
+    await expect(leader.locator(".name")).to_have_text("Leader Li")
+    await expect(leader.locator(".gmv")).to_have_text("¥9.90")
+    await expect(leader.locator(".commission")).to_have_text("¥0.99")
+    await expect(host.locator("#sell-through tr").first).to_contain_text("1/5")
+
+    # -- chat renders as text -----------------------------------------------------------------------------
+    await watcher.fill("#chat-form input", XSS_CHAT)
+    await watcher.click("#chat-form button")
+    for page in (host, buyer, watcher):
+        line = page.locator("#chat-log li").last
+        await expect(line.locator(".text")).to_have_text(XSS_CHAT)
+        await expect(line.locator(".from")).to_have_text(XSS_NAME)
+
+    # -- a price cut and a restock reach the viewers, and their log -----------------------------------------
+    await host_card.locator("input[name=price]").fill("7.90")
+    await host_card.get_by_role("button", name="Set price").click()
+    await expect(card(watcher).locator(".price-now")).to_have_text("¥7.90")
+    await expect(card(watcher).locator(".price-was")).to_have_text("¥9.90")
+    await host_card.locator("input[name=add_stock]").fill("3")
+    await host_card.get_by_role("button", name="Add stock").click()
+    await expect(card(watcher).locator(".stock-left")).to_have_text("7")
+    await expect(watcher.locator("#change-log")).to_contain_text("price ¥9.90 → ¥7.90")
+    await expect(watcher.locator("#change-log")).to_contain_text("+3 added to stock")
+
+    # -- the server drops viewer 2's socket; it reconnects with since/epoch and misses nothing --------------
+    sockets: list[str] = []
+    watcher.on("websocket", lambda ws: sockets.append(ws.url))
+    await watcher.evaluate("() => document.querySelector('#chat-form input').removeAttribute('maxlength')")
+    await watcher.fill("#chat-form input", "x" * 600)  # over the hub's 500 characters: closed with 4400
+    await watcher.click("#chat-form button")
+    for _ in range(100):
+        if sockets:
+            break
+        await asyncio.sleep(0.1)
+    assert re.search(r"since=\d+&epoch=\w+", sockets[0]), sockets[0]
+    await card(buyer).locator("button.buy").click()  # limit 1: refused, nothing changes
+    await expect(card(buyer).locator(".card-message")).to_have_text(re.compile("already have"))
+    await host_card.locator("input[name=add_stock]").fill("1")
+    await host_card.get_by_role("button", name="Add stock").click()
+    await expect(card(watcher).locator(".stock-left")).to_have_text("8")
+
+    # -- orders: ship with a tracking number, export CSV ---------------------------------------------------
+    row = host.locator("#order-list tr").first
+    await expect(row.locator(".status")).to_have_text("paid")
+    await row.locator("input[name=tracking_number]").fill("SF1234567890")
+    await row.get_by_role("button", name="Ship").click()
+    await expect(row.locator(".tracking")).to_have_text("shipped · SF1234567890")
+    async with host.expect_download() as download_info:
+        await host.click("#orders-csv")
+    download = await download_info.value
+    path = await download.path()
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    assert [(r["status"], r["tracking_number"], r["amount"]) for r in rows] == [
+        ("paid", "SF1234567890", "990")
+    ]
+    assert rows[0]["product"] == XSS_TITLE
+
+    # -- the share button shows the viewer's own link -------------------------------------------------------
+    share_url = await buyer.input_value("#share-url")
+    assert share_url.startswith(f"{site.url}/r/") and share_url != promoter_url
+    await buyer.click("#share")
+    await expect(buyer.locator("#share-status")).to_contain_text("copied")
+
+    # -- a reload re-joins with the stored token: same viewer, and the order (now shipped) is still there ---
+    stored = "() => JSON.parse(localStorage.getItem(Object.keys(localStorage)[0])).viewer_id"
+    viewer_id = await buyer.evaluate(stored)
+    await buyer.reload()
+    await expect(buyer.locator("#show")).to_be_visible()
+    await expect(buyer.locator("#my-orders li .status")).to_have_text("paid · shipped (SF1234567890)")
+    assert await buyer.input_value("#share-url") == share_url
+    assert await buyer.evaluate(stored) == viewer_id
+
+    # -- nothing ran from any payload; the pages saw no exception or CSP refusal ---------------------------
+    await no_xss(host, buyer, watcher)
+    assert problems.seen == []
+
+    DOCS.mkdir(exist_ok=True)
+    await host.screenshot(path=str(DOCS / "host-console.png"), full_page=True)
+    await watcher.evaluate("() => window.scrollTo(0, 0)")
+    await watcher.screenshot(path=str(DOCS / "viewer-page.png"), full_page=True)
+    await host_ctx.close()
+
+
+async def test_pages_send_a_strict_content_security_policy(site: LiveServer) -> None:
+    async with httpx.AsyncClient(base_url=site.url) as client:
+        for path in ("/host", "/r/rm_anything", "/static/viewer.js"):
+            response = await client.get(path)
+            assert response.status_code == 200, path
+            policy = response.headers["content-security-policy"]
+            assert "script-src 'self'" in policy and "unsafe-inline" not in policy
+            assert response.headers["x-content-type-options"] == "nosniff"
+        page = (await client.get("/host")).text
+        assert "<script>" not in page and 'type="module" src="/static/host.js"' in page
+        assert (await client.get("/static/../live/pages.py")).status_code == 404
+        assert (await client.get("/r/not%2Fan%2Fid")).status_code == 404
