@@ -212,7 +212,7 @@ async function openRoom(roomId) {
     lastStatsAt: 0,
     statsTimer: null,
     statsInFlight: false,
-    orderCount: -1,
+    orderCount: "",
     camera: null,
   };
   fill($("#card-list"));
@@ -566,7 +566,8 @@ function renderStats(s) {
         )
       : [h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No promoter has brought anyone yet."))],
   );
-  const count = s.orders_paid + s.orders_reserved + s.orders_refunded;
+  // Any change of status (reserved -> paid keeps the total) means the orders table is out of date.
+  const count = `${s.orders_reserved}/${s.orders_paid}/${s.orders_refunded}`;
   if (count !== active.orderCount) {
     active.orderCount = count;
     loadOrders().catch(errorTo($("#order-error")));
