@@ -11,7 +11,15 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from live import invites
-from live.access import HostIdentity, ViewerIdentity, bearer, identify, is_invite_token, require_host
+from live.access import (
+    HostIdentity,
+    Identity,
+    ViewerIdentity,
+    bearer,
+    identify,
+    is_invite_token,
+    require_host,
+)
 from live.errors import InvalidInvite, InvalidToken, RoomStateConflict
 from live.models import Host, Invite, Room, Viewer
 from live.rooms import RoomAction, transition
@@ -68,11 +76,9 @@ async def _check_host_exists(session: Any, host: HostIdentity) -> None:
         raise InvalidToken("This host no longer exists.")
 
 
-@doc(responses={200: RoomOut}, summary="Get a room (its host, or a viewer of it)")
-async def get_room(request: Request) -> JSONResponse:
-    st = state(request)
-    who = identify(request, st.signer)
-    async with st.sessions() as session:
+async def visible_room(request: Request, who: Identity) -> Room:
+    """The room of the path, when ``who`` is its host or one of its viewers (404 / 403 otherwise)."""
+    async with state(request).sessions() as session:
         room = await session.get(Room, request.path_params["room"])
     if room is None:
         raise UnknownResource("No such room.")
@@ -80,6 +86,14 @@ async def get_room(request: Request) -> JSONResponse:
         raise Forbidden("This room belongs to another host.")
     if isinstance(who, ViewerIdentity) and who.room_id != room.id:
         raise Forbidden("You are not a viewer of this room.")
+    return room
+
+
+@doc(responses={200: RoomOut}, summary="Get a room (its host, or a viewer of it)")
+async def get_room(request: Request) -> JSONResponse:
+    st = state(request)
+    who = identify(request, st.signer)
+    room = await visible_room(request, who)
     return JSONResponse(
         room_json(room, base_url=st.settings.base_url, for_host=isinstance(who, HostIdentity))
     )

@@ -16,31 +16,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from live.access import HostIdentity, Identity, ViewerIdentity, identify, require_host
+from live.access import identify, require_host
+from live.api import visible_room
 from live.errors import RoomStateConflict
 from live.models import Room
 from live.rooms import RoomStatus
 from live.video import Negotiated
 from live.video_rules import Kind, Redirect, check_offer, ice_link_header, is_sdp, route_whep, route_whip
-from livecart.errors import Forbidden, NotFound, UnsupportedMediaType
+from livecart.errors import NotFound, UnsupportedMediaType
 from livecart.http import read_body, state
 from livecart.openapi import doc
-from shop.errors import UnknownResource
 
 SDP_ERRORS = (400, 409, 413, 415)
-
-
-async def _room(request: Request, who: Identity) -> Room:
-    """The room of the path, when ``who`` is its host or one of its viewers."""
-    async with state(request).sessions() as session:
-        room = await session.get(Room, request.path_params["room"])
-    if room is None:
-        raise UnknownResource("No such room.")
-    if isinstance(who, HostIdentity) and room.host_id != who.host_id:
-        raise Forbidden("This room belongs to another host.")
-    if isinstance(who, ViewerIdentity) and who.room_id != room.id:
-        raise Forbidden("You are not a viewer of this room.")
-    return room
 
 
 def _check_open(room: Room) -> None:
@@ -81,7 +68,7 @@ def _created(request: Request, kind: Kind, negotiated: Negotiated) -> Response:
 async def whip(request: Request) -> Response:
     st = state(request)
     host = require_host(request, st.signer)
-    room = await _room(request, host)
+    room = await visible_room(request, host)
     _check_open(room)
     _check_sdp_type(request)
     offer = await _offer(request)
@@ -123,7 +110,7 @@ async def stop_whip(request: Request) -> Response:
 async def whep(request: Request) -> Response:
     st = state(request)
     who = identify(request, st.signer)
-    room = await _room(request, who)
+    room = await visible_room(request, who)
     _check_open(room)
     _check_sdp_type(request)
     offer = await _offer(request)
@@ -154,7 +141,7 @@ async def stop_whep(request: Request) -> Response:
 )
 async def thumbnail(request: Request) -> Response:
     st = state(request)
-    room = await _room(request, identify(request, st.signer))
+    room = await visible_room(request, identify(request, st.signer))
     image = st.video.thumbnail(room.id)
     if image is None:
         raise NotFound("This room has no thumbnail (yet): none is grabbed before its video is live.")

@@ -18,10 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,16 +34,12 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.codecs.base import Decoder
 from aiortc.mediastreams import AudioStreamTrack
 
-ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = "redis://127.0.0.1:6379/13"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from loadtests.hubbench import Show, start_server
+
 SDP = {"Content-Type": "application/sdp"}
 WIDTH, HEIGHT, FPS = 640, 360, 30
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Synthetic(VideoStreamTrack):
@@ -165,54 +158,23 @@ async def measure(server: psutil.Process, seconds: float, viewers: int) -> dict[
 
 
 async def main_async(args: argparse.Namespace) -> int:
-    import redis
-
-    redis.Redis.from_url(REDIS_URL).flushdb()
     work = Path(tempfile.mkdtemp(prefix="whep-"))
-    port = free_port()
-    env = {
-        **os.environ,
-        "LIVECART_REDIS_URL": REDIS_URL,
-        "LIVECART_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'whep.db'}",
-        "LIVECART_LOG_LEVEL": "WARNING",
-        "LIVECART_SECRET_KEY": "bench-whep-secret",
-        "LIVECART_WHEP_MAX_VIEWERS": "1000",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "livecart.cli", "serve", "--port", str(port)], env=env, cwd=ROOT
-    )
+    server, port = start_server(work / "whep.db", whep_max_viewers="1000")
     counts = sorted(int(v) for v in args.viewers.split(","))
     peers: list[RTCPeerConnection] = []
     results = []
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-            for _ in range(150):
-                try:
-                    if (await c.get("/healthz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
-            host = (await c.post("/api/hosts", json={"name": "Bench"})).json()
-            room = (
-                await c.post(
-                    "/api/rooms", json={"title": "WHEP"}, headers={"Authorization": f"Bearer {host['token']}"}
-                )
-            ).json()
-            tokens = [
-                (
-                    await c.post(
-                        f"/api/rooms/{room['id']}/join",
-                        json={"invite": room["invite_token"], "name": f"v{i}"},
-                    )
-                ).json()["token"]
-                for i in range(max(counts))
-            ]
+            show = Show(c)
+            await show.wait_ready()
+            await show.open("WHEP")
+            room, host_token = show.room, show.auth["Authorization"].removeprefix("Bearer ")
+            tokens = [path.partition("token=")[2] for path in await show.viewer_paths(max(counts))]
             publisher = peer()
             peers.append(publisher)
             publisher.addTransceiver(Synthetic(), direction="sendonly")
             publisher.addTransceiver(AudioStreamTrack(), direction="sendonly")
-            await negotiate(c, publisher, f"/api/rooms/{room['id']}/whip", host["token"])
+            await negotiate(c, publisher, f"/api/rooms/{room['id']}/whip", host_token)
             proc = psutil.Process(server.pid)
             viewers: list[RTCPeerConnection] = []
             for n in counts:

@@ -18,7 +18,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from importlib import resources
-from typing import Any
+from typing import Any, Literal
 
 from redis.asyncio import Redis
 
@@ -69,14 +69,19 @@ class RedisBroker:
         gate: str = "",
         min_interval_ms: int = 0,
         value: str = "",
-    ) -> int | None:
-        """Append an event; its seq, or ``None`` when the gate held it back (too soon, or the same value)."""
+    ) -> int | Literal["later", "same"]:
+        """Append an event; its seq, or why the gate held it back: ``"later"`` (too soon after the last one:
+        publish it again once ``min_interval_ms`` has passed) or ``"same"`` (that value was the last one)."""
         keys = room_keys(room_id)[:4]
         args: list[str | int] = [
             kind, dumps(body), self.history, now_ms, gate, min_interval_ms, value, secrets.token_hex(8)
         ]  # fmt: skip
         outcome, seq, _ = (text_of(v) for v in await self._publish(keys=keys, args=args))
-        return int(seq) if outcome == "published" else None
+        if outcome == "later":
+            return "later"
+        if outcome == "same":
+            return "same"
+        return int(seq)
 
     async def publish_personal(self, room_id: str, viewer_id: str, kind: str, body: dict[str, Any]) -> None:
         frame = dumps({"type": kind, **body})

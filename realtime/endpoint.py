@@ -13,6 +13,7 @@ only when the count changed.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -150,7 +151,7 @@ class Realtime:
             if left is None or room is None:
                 continue
             stock_left = int(left)
-            seq = await self.broker.publish(
+            outcome = await self.broker.publish(
                 room.decode(),
                 "stock",
                 {"card_id": card_id, "stock_left": stock_left, "ts": now},
@@ -159,12 +160,8 @@ class Realtime:
                 min_interval_ms=int(self.stock_interval * 1000),
                 value=str(stock_left),
             )
-            if seq is None and await self._held_back(room.decode(), card_id, stock_left):
-                self._dirty.add(card_id)  # too soon after the last one: the next tick sends the latest
-
-    async def _held_back(self, room_id: str, card_id: str, stock_left: int) -> bool:
-        last = await self.redis.hget("{room:" + room_id + "}:gate", f"v:stock:{card_id}")
-        return last is None or int(last) != stock_left
+            if outcome == "later":
+                self._dirty.add(card_id)  # too soon after the last one: a later tick sends the latest
 
     async def _report_presence(self) -> None:
         now = self.clock.now_ms()
@@ -448,7 +445,7 @@ class Realtime:
         )
 
 
-class _Peer:
+class _Peer(abc.ABC):
     """The adapter's side of one connection: how to close it, and its chat state."""
 
     def __init__(self, conn: Connection) -> None:
@@ -458,8 +455,9 @@ class _Peer:
         self.name: str | None = None if conn.viewer_id is not None else "Host"
         self.chat_sent: asyncio.Future[None] | None = None
 
+    @abc.abstractmethod
     def close(self, code: int, reason: str) -> None:
-        raise NotImplementedError
+        """Start closing the socket with ``code``."""
 
 
 class _RawPeer(_Peer):

@@ -95,10 +95,6 @@ class RawSocket:
             p.transport.resume_reading()
         p.close_timer = p.loop.call_later(p.close_timeout, p.transport.close)
 
-    def buffered(self) -> int:
-        """Bytes written but not yet taken by the kernel: how far behind this viewer is."""
-        return self._protocol.transport.get_write_buffer_size()
-
 
 class HubWebSocketProtocol(WebSocketsSansIOProtocol):
     raw: RawSocket | None = None
