@@ -1,4 +1,5 @@
-"""HTTP endpoints of ``live``: host sign-up, rooms and their lifecycle, per-invitee invites, joining."""
+"""HTTP endpoints of ``live``: host sign-up, rooms (the host's list of them) and their lifecycle, per-invitee
+invites, joining."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from live import invites
+from live import host_rooms, invites
 from live.access import (
     HostIdentity,
     Identity,
@@ -23,11 +24,21 @@ from live.access import (
 from live.errors import InvalidInvite, InvalidToken, RoomStateConflict
 from live.models import Host, Invite, Room, Viewer
 from live.rooms import RoomAction, transition
-from live.schemas import HostIn, HostOut, InviteIn, InviteOut, JoinIn, JoinOut, RoomIn, RoomOut
+from live.schemas import (
+    HostIn,
+    HostOut,
+    InviteIn,
+    InviteOut,
+    JoinIn,
+    JoinOut,
+    RoomIn,
+    RoomOut,
+    RoomsQuery,
+)
 from live.views import public_room, room_json
 from livecart.clock import parse_iso
-from livecart.errors import Forbidden
-from livecart.http import read_json, state
+from livecart.errors import Forbidden, Unprocessable
+from livecart.http import read_json, read_query, state
 from livecart.ids import new_id, random_code
 from livecart.openapi import doc
 from shop.errors import UnknownResource
@@ -69,6 +80,26 @@ async def create_room(request: Request) -> JSONResponse:
         await _check_host_exists(session, host)
         session.add(room)
     return JSONResponse(room_json(room, base_url=st.settings.base_url, for_host=True), status_code=201)
+
+
+@doc(query=RoomsQuery, responses={200: [RoomOut]}, summary="List your rooms, newest first, a page at a time")
+async def list_rooms(request: Request) -> JSONResponse:
+    """The host's own rooms as ``GET /api/rooms/{room}`` shows them to the host (invite link included).
+    A full page may have more after it: ask again with ``before`` set to its last room's id."""
+    st = state(request)
+    host = require_host(request, st.signer)
+    query = read_query(request, RoomsQuery)
+    async with st.sessions() as session:
+        after = None
+        if query.before is not None:
+            after = await session.get(Room, query.before)
+            if after is None or after.host_id != host.host_id:  # another host's room reads as unknown
+                raise Unprocessable("before: this is not one of your rooms.")
+        rooms = await host_rooms.page(
+            session, host.host_id, limit=query.limit, status=query.status, after=after
+        )
+    base = st.settings.base_url
+    return JSONResponse([room_json(room, base_url=base, for_host=True) for room in rooms])
 
 
 async def _check_host_exists(session: Any, host: HostIdentity) -> None:
@@ -284,6 +315,7 @@ def _returning_identity(request: Request, room_id: str) -> ViewerIdentity | None
 routes = [
     Route("/api/hosts", create_host, methods=["POST"]),
     Route("/api/rooms", create_room, methods=["POST"]),
+    Route("/api/rooms", list_rooms, methods=["GET"]),
     Route("/api/rooms/{room:id}", get_room, methods=["GET"]),
     Route("/api/rooms/{room:id}/live", go_live, methods=["POST"]),
     Route("/api/rooms/{room:id}/end", end_room, methods=["POST"]),

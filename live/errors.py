@@ -33,3 +33,9 @@ class ViewerCap(Conflict):
     """The room has as many WHEP viewers as this server encodes for, and no external engine is set."""
 
     default_code = "viewer_cap"
+
+
+class ForgedForward(Forbidden):
+    """A request that claims to be forwarded by another worker of this deployment without its token."""
+
+    default_code = "forged_forward"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field, Strict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict
 
 from livecart.fields import DisplayName, HostName, Label, RequestBody, Title, Token
+from livecart.settings import IceServer
 
 
 class HostIn(RequestBody):
@@ -36,6 +38,29 @@ class InviteIn(RequestBody):
     label: Label | None = None
     max_uses: Annotated[int, Field(ge=1, le=INVITE_MAX_USES)] = 1
     expires_in_seconds: Annotated[int, Field(gt=0, le=INVITE_MAX_SECONDS)] = INVITE_DEFAULT_SECONDS
+
+
+#: ``GET /api/rooms``: rooms per page unless told otherwise, and at most.
+ROOMS_PAGE_DEFAULT = 50
+ROOMS_PAGE_MAX = 200
+
+
+class RoomsQuery(BaseModel):
+    """The query string of ``GET /api/rooms`` (validated laxly: query values are text)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: Literal["scheduled", "live", "ended"] | None = Field(
+        default=None, description="Only the rooms in this status"
+    )
+    limit: int = Field(
+        default=ROOMS_PAGE_DEFAULT, ge=1, le=ROOMS_PAGE_MAX, description="Rooms in this page (at most 200)"
+    )
+    before: str | None = Field(
+        default=None,
+        pattern=r"^[0-9A-Za-z_-]{1,64}$",
+        description="The next page: the id of the last room of the previous one (one of your rooms)",
+    )
 
 
 class HostOut(BaseModel):
@@ -78,3 +103,32 @@ class InviteOut(BaseModel):
     expires_at: str
     created_at: str
     revoked: bool
+
+
+class IceServerOut(BaseModel):
+    """One STUN or TURN server, as a browser's RTCPeerConnection takes it (an RTCIceServer)"""
+
+    urls: list[str]
+    #: Absent (not null) when the server needs none: a browser would take null for the text "null".
+    username: str | None = None
+    credential: str | None = None
+
+
+class VideoOut(BaseModel):
+    """How a browser connects to the room's video: the ICE servers for its RTCPeerConnection"""
+
+    ice_servers: list[IceServerOut]
+
+    @classmethod
+    def of(cls, servers: Sequence[IceServer]) -> VideoOut:
+        """The configured servers (``LIVECART_ICE_SERVERS``), each ``urls`` as a list."""
+        return cls(
+            ice_servers=[
+                IceServerOut(
+                    urls=[s.urls] if isinstance(s.urls, str) else list(s.urls),
+                    username=s.username,
+                    credential=s.credential,
+                )
+                for s in servers
+            ]
+        )

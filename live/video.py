@@ -12,8 +12,11 @@ be) are in ``live/video_rules.py``; who may publish or watch is checked by ``liv
 - A session whose connection fails, closes, or is not connected ``connect_timeout`` seconds after its
   answer is removed; ending the room, deleting the ingest and shutting down close all of its peers.
 
-Sessions live in this process (the ``Video`` object is part of the app state): run one worker for in-process
-video, or send video to an external engine (``LIVECART_VIDEO_EXTERNAL_URL``).
+Sessions live in this process (the ``Video`` object is part of the app state). With several workers
+(``livecart serve --workers N``) a room's ingest and all of its viewers are in the one process that took
+the publish, its owner: given ``siblings``, an ingest records its owner in Redis while it lives (and stops
+if another worker's publish took the room over), and the endpoints forward a room's requests to its owner
+(``live/video_siblings.py``). Ending a room held by a sibling asks that sibling to close it.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ from aiortc import (
 )
 from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
+from redis.exceptions import RedisError
 
 from live.access import HostIdentity, Identity
 from live.errors import InvalidSdp, NotLive
 from live.thumbnail import jpeg
+from live.video_siblings import Siblings
 from livecart.errors import Forbidden, LiveCartError, NotFound, ServiceUnavailable
 from livecart.ids import new_id
 from livecart.metrics import Metrics
@@ -89,8 +94,10 @@ class Video:
         metrics: Metrics | None = None,
         thumbnail_every: float = 3.0,
         connect_timeout: float = 20.0,
+        siblings: Siblings | None = None,
     ) -> None:
         self._ice_servers = list(ice_servers)
+        self._siblings = siblings
         self._metrics = metrics
         self._thumbnail_every = thumbnail_every
         self._connect_timeout = connect_timeout
@@ -153,6 +160,8 @@ class Video:
         self._watch(pc, ingest.tasks, lambda: self._stop_ingest(ingest, reason="connection lost"))
         self._count()
         log.info("room %s: ingest %s started (%s)", room_id, ingest.id, ", ".join(sorted(tracks)))
+        if self._siblings is not None:
+            await self._claim(self._siblings, ingest)
         if previous is not None:
             await self._stop_ingest(previous, reason="replaced by a new publish")
         return Negotiated(ingest.id, answer)
@@ -216,14 +225,17 @@ class Video:
 
     # -- lifecycle --------------------------------------------------------------------------------------
 
-    async def end_room(self, room_id: str) -> None:
-        """The show ended: close its ingest and every viewer of it. Never raises (commerce goes on)."""
+    async def end_room(self, room_id: str, *, ask_siblings: bool = True) -> None:
+        """The show ended: close its ingest and every viewer of it, here or, when a sibling worker holds
+        them and ``ask_siblings``, there. Never raises (commerce goes on)."""
         ingest = self._ingests.get(room_id)
         if ingest is not None:
             try:
                 await self._stop_ingest(ingest, reason="room ended")
             except Exception:
                 log.exception("room %s: closing its video failed", room_id)
+        elif ask_siblings and self._siblings is not None:
+            await self._siblings.end_room(room_id)
         self._thumbnails.pop(room_id, None)
 
     async def close(self) -> None:
@@ -318,6 +330,38 @@ class Video:
         self._cancel(ingest.tasks)
         await ingest.pc.close()
         self._count()
+        if self._siblings is not None:
+            try:
+                await self._siblings.release(ingest.room_id, ingest.id)
+            except (RedisError, OSError) as exc:  # the record expires on its own
+                log.warning(
+                    "room %s: could not drop the owner record of %s: %s", ingest.room_id, ingest.id, exc
+                )
+
+    async def _claim(self, siblings: Siblings, ingest: _Ingest) -> None:
+        """Record this process as the owner of the room's ingest, and keep the record alive while it lives.
+        Redis failing here leaves the ingest up (viewers reaching this worker still get it); the hold loop
+        writes the record once Redis answers again."""
+        try:
+            await siblings.claim(ingest.room_id, ingest.id)
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "room %s: could not record ingest %s as this worker's: %s", ingest.room_id, ingest.id, exc
+            )
+        if not ingest.stopped:
+            self._spawn(ingest.tasks, self._hold(siblings, ingest))
+
+    async def _hold(self, siblings: Siblings, ingest: _Ingest) -> None:
+        while True:
+            await asyncio.sleep(siblings.hold_every)
+            try:
+                held = await siblings.hold(ingest.room_id, ingest.id)
+            except (RedisError, OSError) as exc:
+                log.warning("room %s: could not refresh the owner record: %s", ingest.room_id, exc)
+                continue
+            if not held:
+                await self._stop_ingest(ingest, reason="another worker took the room's video over")
+                return
 
     async def _stop_playback(self, playback: _Playback) -> None:
         if playback.stopped:

@@ -6,6 +6,11 @@ as ``Authorization: Bearer``). WHEP and the thumbnail are the host or a viewer o
 this order, and each failure changes nothing: token (401), room (404), ownership (403), room ended (409),
 Content-Type (415), body size (413), SDP (400), where to serve (``307`` to an external engine, or
 ``viewer_cap``), then the negotiation (400 when WebRTC cannot answer the offer).
+
+With several workers, a request about a room whose video a sibling worker holds is checked here as far as
+the offer, then forwarded to that worker, which checks it again and answers; the answer is relayed with
+``Via``. The viewer cap is counted there, where all of the room's viewers are. When that worker is gone the
+room counts as not live: WHIP publishes here, WHEP is ``409 not_live``, the rest ``404``.
 """
 
 from __future__ import annotations
@@ -18,16 +23,30 @@ from starlette.routing import Route
 
 from live.access import identify, require_host
 from live.api import visible_room
-from live.errors import RoomStateConflict
+from live.errors import NotLive, RoomStateConflict
 from live.models import Room
 from live.rooms import RoomStatus
+from live.schemas import VideoOut
 from live.video import Negotiated
-from live.video_rules import Kind, Redirect, check_offer, ice_link_header, is_sdp, route_whep, route_whip
+from live.video_rules import (
+    FORWARDED_HEADER,
+    Kind,
+    Redirect,
+    check_offer,
+    ice_link_header,
+    is_forwarded,
+    is_sdp,
+    must_find_owner,
+    route_whep,
+    route_whip,
+)
 from livecart.errors import NotFound, UnsupportedMediaType
 from livecart.http import read_body, state
 from livecart.openapi import doc
 
-SDP_ERRORS = (400, 409, 413, 415)
+SDP_ERRORS = (400, 409, 413, 415, 503)
+#: 503: shutting down, or (several workers) the worker holding the room's video did not answer in time.
+SIBLING_ERRORS = (503,)
 
 
 def _check_open(room: Room) -> None:
@@ -42,6 +61,34 @@ def _check_sdp_type(request: Request) -> None:
 
 async def _offer(request: Request) -> str:
     return check_offer(await read_body(request, max_bytes=state(request).settings.max_body_bytes))
+
+
+class _Gone:
+    """The sibling that the room's record names did not take the connection: it is dead."""
+
+
+GONE = _Gone()
+
+
+def _forwarded(request: Request) -> bool:
+    siblings = state(request).siblings
+    return is_forwarded(request.headers.get(FORWARDED_HEADER), token=siblings.token if siblings else None)
+
+
+async def _at_owner(request: Request, room_id: str, body: bytes = b"") -> Response | _Gone | None:
+    """The answer of the sibling worker that holds the room's video, when one does (``GONE`` when it is
+    dead); ``None``: serve the request here. Refuses a forged claim to be forwarded (403)."""
+    st = state(request)
+    forwarded = _forwarded(request)  # checked on every request, so a forged claim is never just ignored
+    held_here = st.video.is_live(room_id)
+    if not must_find_owner(clustered=st.siblings is not None, forwarded=forwarded, held_here=held_here):
+        return None
+    assert st.siblings is not None
+    owner = await st.siblings.elsewhere(room_id)
+    if owner is None:
+        return None
+    relayed = await st.siblings.relay(request, room_id, owner, body)
+    return GONE if relayed is None else relayed
 
 
 def _redirect(route: Redirect) -> Response:
@@ -77,6 +124,10 @@ async def whip(request: Request) -> Response:
     )
     if isinstance(route, Redirect):
         return _redirect(route)
+    relayed = await _at_owner(request, room.id, offer.encode())
+    if isinstance(relayed, Response):
+        return relayed  # the sibling that holds the room's ingest replaced it there
+    # No live sibling holds the room (or the one recorded is dead): the ingest starts here.
     negotiated = await st.video.publish(room.id, host_id=host.host_id, offer=offer)
     # The room may have ended while the offer was negotiated, after ending it closed the room's video: look
     # again now that the ingest is registered (ending commits before it closes the video, so one of the two
@@ -90,10 +141,17 @@ async def whip(request: Request) -> Response:
     return _created(request, "whip", negotiated)
 
 
-@doc(summary="WHIP: stop publishing (ends every viewer's WHEP session)", responses={204: "Stopped"})
+@doc(
+    summary="WHIP: stop publishing (ends every viewer's WHEP session)",
+    responses={204: "Stopped"},
+    errors=SIBLING_ERRORS,
+)
 async def stop_whip(request: Request) -> Response:
     st = state(request)
     host = require_host(request, st.signer)
+    relayed = await _at_owner(request, request.path_params["room"])
+    if isinstance(relayed, Response):
+        return relayed
     await st.video.stop_publish(request.path_params["room"], request.path_params["session"], who=host)
     return Response(status_code=204)
 
@@ -114,6 +172,11 @@ async def whep(request: Request) -> Response:
     _check_open(room)
     _check_sdp_type(request)
     offer = await _offer(request)
+    relayed = await _at_owner(request, room.id, offer.encode())
+    if isinstance(relayed, Response):
+        return relayed
+    if relayed is GONE:
+        raise NotLive("The worker that served this room's video has gone; try again when the host is back.")
     # No await between counting the viewers and ``play`` taking the slot: concurrent offers cannot overshoot.
     route = route_whep(
         room_id=room.id,
@@ -127,10 +190,13 @@ async def whep(request: Request) -> Response:
     return _created(request, "whep", await st.video.play(room.id, viewer=who, offer=offer))
 
 
-@doc(summary="WHEP: stop watching", responses={204: "Stopped"})
+@doc(summary="WHEP: stop watching", responses={204: "Stopped"}, errors=SIBLING_ERRORS)
 async def stop_whep(request: Request) -> Response:
     st = state(request)
     who = identify(request, st.signer)
+    relayed = await _at_owner(request, request.path_params["room"])
+    if isinstance(relayed, Response):
+        return relayed
     await st.video.stop_play(request.path_params["room"], request.path_params["session"], who=who)
     return Response(status_code=204)
 
@@ -138,14 +204,40 @@ async def stop_whep(request: Request) -> Response:
 @doc(
     summary="A recent frame of the room's live video, as a small JPEG",
     responses={200: "image/jpeg, at most 320 pixels wide"},
+    errors=SIBLING_ERRORS,
 )
 async def thumbnail(request: Request) -> Response:
     st = state(request)
     room = await visible_room(request, identify(request, st.signer))
+    relayed = await _at_owner(request, room.id)
+    if isinstance(relayed, Response):
+        return relayed
     image = st.video.thumbnail(room.id)
     if image is None:
         raise NotFound("This room has no thumbnail (yet): none is grabbed before its video is live.")
     return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3"})
+
+
+@doc(
+    summary="How a browser connects to the room's video: the ICE (STUN/TURN) servers for its peer",
+    responses={200: VideoOut},
+)
+async def video_config(request: Request) -> Response:
+    """The host or a viewer of the room only, and never cached: TURN credentials may be in it. The pages
+    ask before each WHIP or WHEP offer, so a rotated credential takes effect at the next connection."""
+    st = state(request)
+    await visible_room(request, identify(request, st.signer))
+    body = VideoOut.of(st.settings.ice_servers).model_dump_json(exclude_none=True)
+    return Response(body, media_type="application/json", headers={"Cache-Control": "private, no-store"})
+
+
+async def end_video(request: Request) -> Response:
+    """Internal, between workers: the room ended on a sibling, which asks this worker, the one holding its
+    video, to close it (``Video.end_room``). Only a forwarded request may; to others it does not exist."""
+    if not _forwarded(request):
+        raise NotFound("Not Found")
+    await state(request).video.end_room(request.path_params["room"], ask_siblings=False)
+    return Response(status_code=204)
 
 
 routes = [
@@ -154,4 +246,6 @@ routes = [
     Route("/api/rooms/{room:id}/whep", whep, methods=["POST"]),
     Route("/api/rooms/{room:id}/whep/{session:id}", stop_whep, methods=["DELETE"]),
     Route("/api/rooms/{room:id}/thumbnail.jpg", thumbnail, methods=["GET"]),
+    Route("/internal/video/rooms/{room:id}/end", end_video, methods=["POST"], include_in_schema=False),
+    Route("/api/rooms/{room:id}/video", video_config, methods=["GET"]),
 ]

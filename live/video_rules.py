@@ -7,20 +7,31 @@ Where a session goes (SPEC section 6, the scale-out path):
   this server only checks who may publish or watch.
 - otherwise WHIP is served here, and WHEP here up to ``whep_max_viewers`` per room. A viewer past the cap
   is redirected to the external engine when one is configured, and refused (``viewer_cap``) when not.
+
+Which worker serves it (``livecart serve --workers N``): a room's ingest, its viewers and its thumbnail
+live in one process, the ingest's *owner*, recorded in Redis (``live/video_siblings.py``). A request about a
+room whose ingest another worker holds is forwarded to that worker's private address; one that a sibling
+forwarded is served where it lands (never forwarded twice), and it proves where it comes from with the
+deployment's forward token, which a client cannot forge.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
 
-from live.errors import InvalidSdp, ViewerCap
+from live.errors import ForgedForward, InvalidSdp, ViewerCap
 from livecart.settings import IceServer
 
 Kind = Literal["whip", "whep"]
 SDP_MEDIA_TYPE = "application/sdp"
+#: The header by which a worker marks a request it forwards to a sibling; its value is the forward token.
+FORWARDED_HEADER = "x-livecart-forwarded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +46,71 @@ class Redirect:
     location: str
 
 
+@dataclass(frozen=True, slots=True)
+class Sibling:
+    """Forward the request to the sibling worker at ``url`` (its private address), and relay its answer."""
+
+    url: str
+
+
 Route = Serve | Redirect
+Placement = Serve | Sibling
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """Which worker holds a room's ingest, as recorded in Redis: its private address and the session id."""
+
+    url: str
+    ingest_id: str
+
+    def encode(self) -> str:
+        """The record's exact text; compare-and-delete compares it whole, so it must be deterministic."""
+        return json.dumps({"url": self.url, "ingest": self.ingest_id}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> Owner | None:
+        """The record, or ``None`` for one that is not (a foreign or damaged value counts as no owner)."""
+        try:
+            value = json.loads(raw)
+            return cls(url=str(value["url"]), ingest_id=str(value["ingest"]))
+        except (ValueError, TypeError, KeyError):
+            return None
+
+
+def forward_token(secret_key: str, group: str) -> str:
+    """The proof that a request comes from a worker of this deployment (``group``): derived from the secret
+    key, which clients never see, so a client cannot make a worker take its request for a forwarded one."""
+    message = f"livecart-video-forward:{group}".encode()
+    return hmac.new(secret_key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def is_forwarded(header: str | None, *, token: str | None) -> bool:
+    """Whether a request was forwarded by a sibling worker (its ``FORWARDED_HEADER`` holds ``token``; a
+    single worker has no token). A request that claims it and cannot prove it is refused (``ForgedForward``)
+    rather than served as if the claim were true or false."""
+    if header is None:
+        return False
+    if token is None or not hmac.compare_digest(header.encode(), token.encode()):
+        raise ForgedForward("This request claims to come from another LiveCart worker, and it does not.")
+    return True
+
+
+def must_find_owner(*, clustered: bool, forwarded: bool, held_here: bool) -> bool:
+    """Whether a video request needs the room's owner record before it can be served: only in a worker of
+    several, only for a request from a client (a forwarded one is served where it lands, so nothing goes
+    round in circles), and only when this process does not hold the room's ingest itself (then it is the
+    owner: a publish replaces its own ingest, and its viewers, sessions and thumbnail are here)."""
+    return clustered and not forwarded and not held_here
+
+
+def place(owner: Owner | None, *, me: str) -> Placement:
+    """Where a request about a room goes, given its owner record: to the sibling that holds the ingest, or
+    here when none does (WHIP publishes here; WHEP, DELETE and the thumbnail find nothing) or this one does.
+    A sibling that turns out not to answer is treated as no owner by the caller."""
+    if owner is None or owner.url == me:
+        return Serve()
+    return Sibling(owner.url)
 
 
 def external_location(template: str, *, room_id: str, kind: Kind) -> str:

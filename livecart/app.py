@@ -23,6 +23,8 @@ import realtime.endpoint
 import shop.api
 from live.access import TokenSigner
 from live.video import Video
+from live.video_rules import forward_token
+from live.video_siblings import Siblings
 from livecart import __version__, db, openapi
 from livecart.clock import Clock, SystemClock
 from livecart.embedded_redis import EmbeddedRedis
@@ -106,6 +108,16 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         await inventory.mark_committed([(str(r["card_id"]), str(r["id"])) for r in rows])
 
     signer = TokenSigner(settings.signing_keys)
+    siblings = None
+    if settings.worker_url is not None and settings.worker_group is not None:
+        siblings = Siblings(
+            redis,
+            me=settings.worker_url,
+            group=settings.worker_group,
+            token=forward_token(settings.secret_key.get_secret_value(), settings.worker_group),
+            timeout=settings.video_forward_timeout_seconds,
+            metrics=metrics_,
+        )
     catalog = Catalog(sessions=sessions, inventory=inventory, reconciler=reconciler, clock=clock)
     realtime = Realtime(
         redis=redis,
@@ -137,7 +149,8 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         reconciler=reconciler,
         catalog=catalog,
         realtime=realtime,
-        video=Video(ice_servers=settings.ice_servers, metrics=metrics_),
+        video=Video(ice_servers=settings.ice_servers, metrics=metrics_, siblings=siblings),
+        siblings=siblings,
         orders=OrderService(
             settings=settings,
             sessions=sessions,
@@ -204,6 +217,8 @@ def create_app(
             yield {"livecart": st}
         finally:
             await st.video.close()
+            if st.siblings is not None:
+                await st.siblings.close()
             await st.sweeper.stop()
             await st.realtime.stop()
             await st.writer.stop()

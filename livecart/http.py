@@ -1,11 +1,12 @@
-"""Request parsing at the edge: size-capped JSON bodies validated by pydantic models, typed app state."""
+"""Request parsing at the edge: size-capped JSON bodies and query strings validated by pydantic models,
+typed app state."""
 
 from __future__ import annotations
 
 import json
 from typing import TYPE_CHECKING, TypeVar, cast
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import HTTPConnection, Request
 
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from livecart.state import AppState
 
 M = TypeVar("M", bound=RequestBody)
+Q = TypeVar("Q", bound=BaseModel)
 
 
 class IdConvertor(Convertor[str]):
@@ -90,3 +92,17 @@ async def read_json(
                 code = (codes or {})[str(err["loc"][0])]
                 break
         raise Unprocessable(describe(exc), code=code) from None
+
+
+def read_query(request: Request, model: type[Q]) -> Q:
+    """Parse the query string as ``model`` (validated laxly: every query value is text, ``limit=20`` is 20).
+    Names the model does not know are ignored; one it knows given twice is refused, as is any bad value:
+    a 422 in the house error shape."""
+    params = request.query_params
+    for name in model.model_fields:
+        if len(params.getlist(name)) > 1:
+            raise Unprocessable(f"{name}: give this query parameter once.")
+    try:
+        return model.model_validate(dict(params))
+    except ValidationError as exc:
+        raise Unprocessable(describe(exc)) from None

@@ -48,6 +48,13 @@ class Metrics:
             registry=r,
             multiprocess_mode="livesum",
         )
+        self.video_forwards = Counter(
+            "livecart_video_forwards_total",
+            "Video requests forwarded to the sibling worker that holds the room's video, by result: answered,"
+            " owner_gone (it took no connection; the room counts as not live), failed (no answer: 503).",
+            ["result"],
+            registry=r,
+        )
         self.payments = Counter(
             "livecart_payment_events_total", "Payment webhook events by outcome.", ["outcome"], registry=r
         )

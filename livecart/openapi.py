@@ -22,6 +22,7 @@ def doc(
     *,
     summary: str,
     body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
     responses: dict[int, type[BaseModel] | list[type[BaseModel]] | str] | None = None,
     auth: bool = True,
     headers: dict[str, str] | None = None,
@@ -30,12 +31,14 @@ def doc(
     raw_body: str | None = None,
 ) -> Callable[[F], F]:
     """Attach the endpoint's contract: request model (or ``raw_body``, the media type of a non-JSON body
-    such as ``application/sdp``), responses by status, required headers."""
+    such as ``application/sdp``), the model of its query string (``query``; each field is a parameter),
+    responses by status, required headers."""
 
     def attach(fn: F) -> F:
         fn.__openapi__ = {  # type: ignore[attr-defined]
             "summary": summary,
             "body": body,
+            "query": query,
             "responses": responses or {200: "OK"},
             "auth": auth,
             "headers": headers or {},
@@ -54,6 +57,23 @@ def _ref(model: type[BaseModel], components: dict[str, Any]) -> dict[str, Any]:
         components[name] = sub
     components[model.__name__] = schema
     return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _query_params(model: type[BaseModel]) -> list[dict[str, Any]]:
+    schema = model.model_json_schema()
+    required = set(schema.get("required", []))
+    params = []
+    for name, prop in schema["properties"].items():
+        param: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": {k: v for k, v in prop.items() if k not in ("title", "description")},
+        }
+        if "description" in prop:
+            param["description"] = prop["description"]
+        params.append(param)
+    return params
 
 
 def _path_schema(convertor: Convertor[Any]) -> dict[str, Any]:
@@ -85,6 +105,8 @@ def build(routes: Iterable[BaseRoute], *, title: str, version: str) -> dict[str,
                 }
                 for name, text in meta["headers"].items()
             ]
+            if meta.get("query") is not None:
+                params += _query_params(meta["query"])
             if params:
                 op["parameters"] = params
             if meta["body"] is not None:
@@ -120,6 +142,8 @@ def build(routes: Iterable[BaseRoute], *, title: str, version: str) -> dict[str,
             error_codes = set(meta["errors"]) | ({401, 403} if meta["auth"] else set())
             if meta["body"] is not None:
                 error_codes |= {400, 413, 422}
+            if meta.get("query") is not None:
+                error_codes.add(422)
             if route.param_convertors:
                 error_codes.add(404)
             for status in sorted(error_codes):

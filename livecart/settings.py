@@ -86,9 +86,9 @@ class Settings(BaseSettings):
     ws_history: int = Field(default=1000, ge=10)
     #: Unsent bytes after which a viewer is closed as too slow (4408).
     ws_max_backlog_bytes: int = Field(default=1 << 20, ge=4096)
-    #: STUN/TURN servers of the server's WebRTC peers (WHIP, WHEP), a JSON list of ``{urls, username?,
-    #: credential?}``. None by default: no third-party server is contacted; a host with a reachable address
-    #: needs none.
+    #: STUN/TURN servers of the server's WebRTC peers (WHIP, WHEP) and of the pages' peers (which ask
+    #: ``GET /api/rooms/{room}/video``), a JSON list of ``{urls, username?, credential?}``. None by default:
+    #: no third-party server is contacted; a host with a reachable address needs none.
     ice_servers: list[IceServer] = Field(default_factory=list)
     #: WHEP viewers per room that this process encodes video for (aiortc encodes once per viewer).
     whep_max_viewers: int = Field(default=10, ge=0)
@@ -96,6 +96,14 @@ class Settings(BaseSettings):
     video_external_url: str | None = None
     #: ``overflow``: WHEP viewers past the cap are redirected there; ``always``: WHIP and WHEP both are.
     video_external_mode: Literal["overflow", "always"] = "overflow"
+    #: How long a worker waits for the sibling that holds a room's video to answer a forwarded WHIP/WHEP
+    #: request (its negotiation included) before it answers ``503``.
+    video_forward_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: Set by ``livecart serve --workers N`` in each worker, not by operators: the worker's private loopback
+    #: address, where its siblings forward the video signalling of the rooms it holds, and the id shared by
+    #: the workers of one ``serve`` (it scopes their Redis records and their forward token).
+    worker_url: str | None = None
+    worker_group: str | None = None
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -114,6 +122,10 @@ class Settings(BaseSettings):
                 raise ValueError(f"LIVECART_VIDEO_EXTERNAL_URL: {problem}")
         elif self.video_external_mode == "always":
             raise ValueError("LIVECART_VIDEO_EXTERNAL_MODE=always needs LIVECART_VIDEO_EXTERNAL_URL")
+        if (self.worker_url is None) != (self.worker_group is None):
+            raise ValueError(
+                "LIVECART_WORKER_URL and LIVECART_WORKER_GROUP are set together (by livecart serve)"
+            )
         return self
 
     @property

@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from live.access import TokenSigner
 from live.video import Video
+from live.video_siblings import Siblings
 from livecart.clock import Clock
 from livecart.metrics import Metrics
 from livecart.settings import Settings
@@ -40,3 +41,5 @@ class AppState:
     sweeper: Sweeper
     realtime: Realtime
     video: Video
+    #: The other workers of ``livecart serve --workers N``; ``None`` in a single process.
+    siblings: Siblings | None = None

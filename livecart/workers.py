@@ -5,6 +5,11 @@ them: long-lived connections (keep-alive buyers, websocket viewers) spread evenl
 socket does not do (whichever worker wakes first takes the next connection, and a burst of connections can
 land mostly on one). The supervisor restarts a worker that dies, forwards SIGINT/SIGTERM for a graceful
 stop, and gives up if workers keep dying at start (a port in use, a bad setting).
+
+Each worker also serves the app on a private loopback socket of its own (a port the kernel picks), which it
+tells the app as ``LIVECART_WORKER_URL``, with the id of this ``serve`` as ``LIVECART_WORKER_GROUP``: a
+room's video lives in one worker, and its siblings forward the room's signalling there
+(``live/video_siblings.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import socket
 import time
 from multiprocessing.process import BaseProcess
 from typing import Any
+
+from livecart.ids import random_code
 
 log = logging.getLogger("livecart.workers")
 
@@ -37,14 +44,34 @@ def listening_socket(host: str, port: int, *, backlog: int = 2048) -> socket.soc
     return sock
 
 
-def _worker(host: str, port: int, config: dict[str, Any], log_level: str, log_json: bool) -> None:
+def private_socket(*, backlog: int = 512) -> socket.socket:
+    """A loopback listener on a free port, for this one process (no ``SO_REUSEPORT``: nobody shares it)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(backlog)
+    return sock
+
+
+def _worker(host: str, port: int, config: dict[str, Any], log_level: str, log_json: bool, group: str) -> None:
     import uvicorn
 
     from livecart import logs
 
     logs.configure(log_level, as_json=log_json)
     sock = listening_socket(host, port)
-    uvicorn.Server(uvicorn.Config(**config)).run(sockets=[sock])
+    private = private_socket()
+    # Read by this process's Settings when uvicorn builds the app (the factory runs after this).
+    os.environ["LIVECART_WORKER_URL"] = f"http://127.0.0.1:{private.getsockname()[1]}"
+    os.environ["LIVECART_WORKER_GROUP"] = group
+    uvicorn.Server(uvicorn.Config(**config)).run(sockets=[sock, private])
+
+
+def _forget_live_metrics(pid: int | None) -> None:
+    """A dead worker's live gauges (its video sessions) must not count in ``/metrics`` any more."""
+    if pid is not None and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
 
 
 class Supervisor:
@@ -52,7 +79,9 @@ class Supervisor:
         self, *, host: str, port: int, workers: int, config: dict[str, Any], log_level: str, log_json: bool
     ) -> None:
         self.host, self.port, self.count = host, port, workers
-        self.args = (host, port, config, log_level, log_json)
+        #: This ``serve``'s workers among any others sharing the Redis (their video records are apart).
+        self.group = random_code(12)
+        self.args = (host, port, config, log_level, log_json, self.group)
         self._ctx = multiprocessing.get_context("spawn")
         self._procs: list[tuple[BaseProcess, float]] = []
         self._stopping = False
@@ -79,6 +108,7 @@ class Supervisor:
                     if proc.is_alive() or self._stopping:
                         continue
                     log.warning("worker %s exited with %s; restarting it", proc.pid, proc.exitcode)
+                    _forget_live_metrics(proc.pid)
                     if time.monotonic() - started < EARLY_DEATH_SECONDS:
                         early_deaths += 1
                         if early_deaths >= MAX_EARLY_DEATHS:

@@ -10,7 +10,7 @@ import { publish } from "./webrtc.js";
 
 const TOKEN_KEY = "livecart.host.token";
 const NAME_KEY = "livecart.host.name";
-const ROOMS_KEY = "livecart.host.rooms";
+const ROOMS_PAGE = 50;
 const promotersKey = (roomId) => `livecart.host.promoters.${roomId}`;
 const STATS_EVERY_MS = 4000;
 const STATS_MIN_GAP_MS = 1000;
@@ -20,6 +20,7 @@ const MAX_CHAT = 200;
 let token = localStorage.getItem(TOKEN_KEY);
 let products = [];
 let active = null; // the open room: see openRoom()
+let roomsLoad = 0; // bumped by each (re)load of the room list: an older answer that arrives late is dropped
 
 const call = (path, options = {}) => api(path, { token, ...options });
 const readJSON = (key, fallback) => {
@@ -56,6 +57,9 @@ async function signIn(candidate) {
 
 function signOut() {
   closeRoom();
+  roomsLoad++;
+  fill($("#room-list"));
+  show($("#rooms-more"), false);
   localStorage.removeItem(TOKEN_KEY);
   localStorage.removeItem(NAME_KEY);
   token = null;
@@ -73,7 +77,7 @@ function enterConsole() {
   show($("#sign-out"));
   setText($("#signed-in"), `Signed in${localStorage.getItem(NAME_KEY) ? " as " + localStorage.getItem(NAME_KEY) : ""}`);
   renderProducts();
-  renderRooms();
+  renderRooms().catch(errorTo($("#room-error")));
   route();
 }
 
@@ -137,40 +141,59 @@ onSubmit($("#product-form"), async (data, form) => {
 
 // -- rooms -----------------------------------------------------------------------------------------------
 
-function rememberRoom(room) {
-  const rooms = readJSON(ROOMS_KEY, []).filter((r) => r.id !== room.id);
-  rooms.unshift({ id: room.id, title: room.title });
-  localStorage.setItem(ROOMS_KEY, JSON.stringify(rooms.slice(0, 50)));
+// The host's rooms come from the server (GET /api/rooms, newest first), so they follow the host to any
+// browser they sign in on; a full page offers the next one.
+
+function roomItem(room) {
+  return h("li", { dataset: { roomId: room.id } },
+    h("span", { class: "title" }, room.title),
+    h("span", { class: `badge ${room.status}` }, room.status),
+    h("a", { href: `#room=${encodeURIComponent(room.id)}`, class: "button secondary" }, "Open"));
+}
+
+function roomsPage(before) {
+  const query = new URLSearchParams({ limit: String(ROOMS_PAGE) });
+  if (before) query.set("before", before);
+  return call(`/api/rooms?${query}`);
+}
+
+function showMoreRooms(page) {
+  const more = $("#rooms-more");
+  more.dataset.before = page.length ? page[page.length - 1].id : "";
+  show(more, page.length === ROOMS_PAGE);
 }
 
 async function renderRooms() {
-  const rooms = readJSON(ROOMS_KEY, []);
-  const items = await Promise.all(
-    rooms.map(async (r) => {
-      try {
-        return await call(`/api/rooms/${encodeURIComponent(r.id)}`);
-      } catch (error) {
-        return error instanceof ApiError && (error.status === 403 || error.status === 404) ? null : r;
-      }
-    }),
-  );
-  fill(
-    $("#room-list"),
-    items.filter(Boolean).map((room) =>
-      h("li", { dataset: { roomId: room.id } },
-        h("span", { class: "title" }, room.title),
-        h("span", { class: `badge ${room.status || ""}` }, room.status || "?"),
-        h("a", { href: `#room=${encodeURIComponent(room.id)}`, class: "button secondary" }, "Open")),
-    ),
-  );
+  const load = ++roomsLoad;
+  const rooms = await roomsPage();
+  if (load !== roomsLoad) return;
+  fill($("#room-list"), rooms.length
+    ? rooms.map(roomItem)
+    : [h("li", { class: "muted empty" }, "No shows yet: create one above.")]);
+  showMoreRooms(rooms);
 }
+
+$("#rooms-more").addEventListener("click", async () => {
+  const more = $("#rooms-more");
+  const load = roomsLoad;
+  more.disabled = true; // one page at a time: a double click must not append the same page twice
+  try {
+    const rooms = await roomsPage(more.dataset.before);
+    if (load !== roomsLoad) return;
+    $("#room-list").append(...rooms.map(roomItem));
+    showMoreRooms(rooms);
+  } catch (error) {
+    setText($("#room-error"), describe(error));
+  } finally {
+    more.disabled = false;
+  }
+});
 
 onSubmit($("#room-form"), async (data, form) => {
   setText($("#room-error"), "");
   const body = { title: data.title };
   if (data.scheduled_at) body.scheduled_at = new Date(data.scheduled_at).toISOString();
   const room = await call("/api/rooms", { method: "POST", body });
-  rememberRoom(room);
   form.reset();
   await renderRooms();
   location.hash = `room=${encodeURIComponent(room.id)}`;
@@ -202,7 +225,6 @@ function closeRoom() {
 async function openRoom(roomId) {
   closeRoom();
   const room = await call(`/api/rooms/${encodeURIComponent(roomId)}`);
-  rememberRoom(room);
   active = {
     id: room.id,
     room,
@@ -253,7 +275,7 @@ async function lifecycle(action) {
   setText($("#room-error-line"), "");
   renderRoom(await call(`/api/rooms/${encodeURIComponent(active.id)}/${action}`, { method: "POST" }));
   if (action === "end") stopCamera();
-  renderRooms();
+  renderRooms().catch(errorTo($("#room-error")));
 }
 $("#go-live").addEventListener("click", () => lifecycle("live").catch(errorTo($("#room-error-line"))));
 $("#end-show").addEventListener("click", () => lifecycle("end").catch(errorTo($("#room-error-line"))));
@@ -637,7 +659,9 @@ function upsertOrder(order) {
     shownState = state;
     fill(actions);
     if (next.status !== "paid") {
-      if (next.status === "refunded") actions.append(h("span", { class: "muted" }, "refunded"));
+      if (next.status === "refunded") {
+        actions.append(h("span", { class: "muted refund-note" }, next.restocked ? "refunded · restocked" : "refunded"));
+      }
       return;
     }
     if (next.tracking_number) {
@@ -646,13 +670,29 @@ function upsertOrder(order) {
       const tracking = h("input", { name: "tracking_number", placeholder: "tracking no.", maxlength: 100, required: true });
       actions.append(smallForm("Ship", tracking, (v) => v.trim() && orderAction(next, "/ship", { tracking_number: v.trim() })));
     }
-    const refund = h("button", { type: "button", class: "danger small" }, "Refund");
+    // Two clicks, no modal dialog: "Refund" arms it and offers to put the units back on sale (off unless
+    // ticked: a returned parcel may not be sellable), "Confirm refund" sends it, "Keep" disarms it.
+    const refund = h("button", { type: "button", class: "danger small refund" }, "Refund");
+    const restock = h("input", { type: "checkbox", name: "restock" });
+    const confirmBox = h("span", { class: "refund-confirm", hidden: true },
+      h("label", { class: "restock" }, restock, " put back in stock"), " ",
+      h("button", { type: "button", class: "secondary small", onclick: () => disarm() }, "Keep"));
+    const disarm = () => {
+      delete refund.dataset.armed;
+      restock.checked = false;
+      setText(refund, "Refund");
+      show(confirmBox, false);
+    };
     refund.addEventListener("click", () => {
-      if (refund.dataset.armed) return orderAction(next, "/refund", {});
-      refund.dataset.armed = "1"; // two clicks: no modal dialog, no accident
+      if (refund.dataset.armed) {
+        refund.disabled = true;
+        return orderAction(next, "/refund", { restock: restock.checked }).finally(() => (refund.disabled = false));
+      }
+      refund.dataset.armed = "1";
       setText(refund, "Confirm refund");
+      show(confirmBox);
     });
-    actions.append(refund);
+    actions.append(refund, " ", confirmBox);
   };
   entry.update(order);
   active.orders.set(order.id, entry);

@@ -1,8 +1,16 @@
 // WHIP (publish) and WHEP (watch) from the browser, non-trickle: the offer is sent once ICE gathering is
 // complete, so it carries every candidate, and the answer comes back with all of the server's.
-// fetch follows a 307 to an external video engine by itself (same method, same body).
+// fetch follows a 307 to an external video engine by itself (same method, same body). The peer uses the
+// server's STUN/TURN servers (LIVECART_ICE_SERVERS), asked for with the token before each offer: they may
+// carry TURN credentials, so no page embeds them.
 
-import { errorOf } from "./api.js";
+import { api, errorOf } from "./api.js";
+
+/** The room's ICE servers for `new RTCPeerConnection({iceServers})` (GET /api/rooms/{room}/video). */
+async function iceServers(roomId, token) {
+  const config = await api(`/api/rooms/${encodeURIComponent(roomId)}/video`, { token });
+  return config.ice_servers;
+}
 
 function gathered(pc, timeoutMs = 5000) {
   return new Promise((resolve) => {
@@ -52,7 +60,7 @@ class Session {
 
 /** WHIP: publish `stream` (camera and microphone) to the room, with the host token as the stream key. */
 export async function publish(roomId, token, stream) {
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  const pc = new RTCPeerConnection({ iceServers: await iceServers(roomId, token) });
   for (const track of stream.getTracks()) pc.addTransceiver(track, { direction: "sendonly", streams: [stream] });
   try {
     return new Session(pc, await negotiate(pc, `/api/rooms/${encodeURIComponent(roomId)}/whip`, token), token);
@@ -64,7 +72,7 @@ export async function publish(roomId, token, stream) {
 
 /** WHEP: watch the room's video in `video` (a viewer token, or the host's). */
 export async function play(roomId, token, video) {
-  const pc = new RTCPeerConnection({ iceServers: [] });
+  const pc = new RTCPeerConnection({ iceServers: await iceServers(roomId, token) });
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
   const stream = new MediaStream();

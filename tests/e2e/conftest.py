@@ -47,14 +47,22 @@ DESKTOP = ViewportSize(width=1280, height=900)
 
 
 @pytest.fixture
-async def site(redis_url: str, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    """SQLite only: what these tests check is the pages, and a browser test is slow enough already."""
+def site_settings() -> dict[str, Any]:
+    """Settings of the ``site`` besides the test defaults; a test module overrides this fixture for more."""
+    return {}
+
+
+@pytest.fixture
+async def site(redis_url: str, tmp_path: Path, site_settings: dict[str, Any]) -> AsyncIterator[LiveServer]:
+    """SQLite only: what these tests check is the pages, and a browser test is slow enough already. The
+    Redis database is ``LIVECART_TEST_REDIS_URL``'s; the port is a free one the system picks."""
     port = free_port()
     settings = make_settings(
         f"sqlite+aiosqlite:///{tmp_path / 'livecart.db'}",
         redis_url,
         tmp_path,
         base_url=f"http://127.0.0.1:{port}",
+        **site_settings,
     )
     async with LiveServer(settings, port=port) as live:
         yield live

@@ -3,7 +3,9 @@ payload, a room and a promoter link, pins and opens a card; two viewers join on 
 promoter's share link); one buys and pays while the other's stock counter drops; the host's dashboard
 shows the GMV and the promoter's commission; chat and titles render as text; price cut, restock, ship,
 CSV export; the viewer's socket reconnects with ``since``/``epoch`` after the server closed it. Writes
-``docs/host-console.png`` and ``docs/viewer-page.png``.
+``docs/host-console.png`` and ``docs/viewer-page.png``; then the parcel comes back: the host refunds the
+order from the orders table and puts it back in stock, the dashboard's GMV and the promoter's commission
+drop to nothing, and the buyer's page shows the order refunded (its ``order`` frame).
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ async def test_a_show_from_sign_up_to_shipping(
     await expect(host.locator("#socket-status")).to_have_text("hub connected")
     invite_url = await host.input_value("#invite-url")
     assert invite_url.startswith(f"{site.url}/r/")
+    room_id = invite_url.removeprefix(f"{site.url}/r/").split("?")[0]
+    await expect(host.locator("#room-list li .title")).to_have_text(["Friday night flash sale"])
 
     await host.fill("#promoter-form input[name=name]", "Leader Li")
     await host.click("#promoter-form button")
@@ -208,6 +212,37 @@ async def test_a_show_from_sign_up_to_shipping(
     await host.screenshot(path=str(DOCS / "host-console.png"), full_page=True)
     await watcher.evaluate("() => window.scrollTo(0, 0)")
     await watcher.screenshot(path=str(DOCS / "viewer-page.png"), full_page=True)
+
+    # -- the parcel comes back: the host refunds the shipped order and puts it back in stock -------------
+    refund = row.get_by_role("button", name="Refund")
+    await refund.click()  # armed, not sent: "Keep" takes it back
+    await expect(row.get_by_role("button", name="Confirm refund")).to_be_visible()
+    await row.get_by_role("button", name="Keep").click()
+    await expect(row.get_by_role("button", name="Refund")).to_be_visible()
+    await expect(row.locator("input[name=restock]")).to_be_hidden()
+    await expect(row.locator(".status")).to_have_text("paid")
+    await row.get_by_role("button", name="Refund").click()
+    await row.locator("input[name=restock]").check()
+    await row.get_by_role("button", name="Confirm refund").click()
+    await expect(row.locator(".status")).to_have_text("refunded")
+    await expect(row.locator(".refund-note")).to_have_text("refunded · restocked")
+    await expect(row.get_by_role("button", name=re.compile("Refund"))).to_have_count(0)
+    await expect(host.locator("#stat-gmv")).to_have_text("¥0.00")
+    await expect(host.locator("#stat-orders-paid")).to_have_text("0")
+    await expect(leader.locator(".name")).to_have_text("Leader Li")
+    await expect(leader.locator(".gmv")).to_have_text("¥0.00")
+    await expect(leader.locator(".commission")).to_have_text("¥0.00")  # clawed back
+    await expect(host.locator("#sell-through tr").first).to_contain_text("0/9")
+    await expect(buyer.locator("#my-orders li .status")).to_have_text("refunded")  # its order frame
+    await expect(card(watcher).locator(".stock-left")).to_have_text("9")  # the unit is on sale again
+    await expect(card(buyer).locator("button.buy")).to_have_text(re.compile("Buy now"))
+    async with httpx.AsyncClient(base_url=site.url) as client:
+        stats = await client.get(f"/api/rooms/{room_id}/stats", headers={"Authorization": f"Bearer {token}"})
+        assert (stats.json()["gmv"], stats.json()["orders_refunded"]) == (0, 1)
+
+    # -- nothing ran from any payload; the pages saw no exception or CSP refusal ---------------------------
+    await no_xss(host, buyer, watcher)
+    assert problems.seen == []
     await host_ctx.close()
 
 
