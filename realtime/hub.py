@@ -3,7 +3,10 @@
 A connection starts ``syncing``: room events that arrive while its snapshot (or its replay of missed
 events) is being fetched are held for it. When the adapter has sent the snapshot taken at position ``seq``,
 ``synced(conn, seq)`` hands back the held frames after ``seq`` and the connection is ``live``: it never
-misses an event between its snapshot and the stream, and never gets one twice.
+misses an event between its snapshot and the stream, and never gets one twice. The snapshot's position is
+read from Redis, which can be ahead of the events this process has been handed so far (its stream reader
+lags by up to one read): then nothing after ``seq`` is held yet, and the connection waits, still syncing,
+until the first event after ``seq`` arrives; the events up to ``seq`` that reach it meanwhile are dropped.
 
 A room event costs one call per live connection and nothing else: the hub keeps, per room, the tuple of
 the live connections' ``write`` callables (rebuilt only when membership changes), which the adapter calls
@@ -47,6 +50,8 @@ class Connection:
     id: int = field(default_factory=lambda: next(_ids))
     state: State = State.SYNCING
     held: list[tuple[int, bytes]] = field(default_factory=list)
+    #: set by ``synced`` while the stream has not passed the snapshot's position yet
+    after: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,21 +130,34 @@ class Hub:
             return []
         frames = [frame for s, frame in sorted(conn.held, key=lambda h: h[0]) if s > seq]
         conn.held = []
+        if frames:  # the stream is past ``seq`` here: nothing up to it can still come
+            self._go_live(conn)
+        else:
+            conn.after = seq
+        return frames
+
+    def _go_live(self, conn: Connection) -> None:
         conn.state = State.LIVE
+        conn.after = None
         self._syncing.get(conn.room_id, {}).pop(conn.id, None)
         self._stale.add(conn.room_id)
-        return frames
 
     # -- events ------------------------------------------------------------------------------------------
 
     def event(self, room_id: str, seq: int, frame: bytes) -> Delivery:
         """A room event at position ``seq``: the live connections get ``frame``; syncing ones hold it."""
         too_slow: list[Connection] = []
+        caught_up: list[Connection] = []
         for conn in self._syncing.get(room_id, {}).values():
-            if len(conn.held) >= self.max_held:
+            if conn.after is not None:
+                if seq > conn.after:
+                    caught_up.append(conn)  # gets this frame as a live connection, below
+            elif len(conn.held) >= self.max_held:
                 too_slow.append(conn)
             else:
                 conn.held.append((seq, frame))
+        for conn in caught_up:
+            self._go_live(conn)
         live, writers = self._current(room_id)
         return Delivery(frame, live, writers, tuple(too_slow))
 

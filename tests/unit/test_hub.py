@@ -40,6 +40,24 @@ def test_syncing_connection_holds_events_and_gets_exactly_those_after_its_snapsh
     assert hub.synced(conn, 7) == []  # a second call changes nothing
 
 
+def test_a_snapshot_ahead_of_this_process_waits_for_the_stream_to_pass_it() -> None:
+    """The snapshot's position comes from Redis, and this process's reader can still be handing out
+    events up to it: those are in the snapshot and must not follow it (a viewer saw 3, then 2)."""
+    hub = Hub(max_held=2)
+    sink = Sink()
+    conn = hub.join("r", "v1", sink)
+    deliver(hub, "r", 1)
+    assert hub.synced(conn, 3) == []  # e1 is older than the snapshot; e2 and e3 are still on their way
+    assert conn.state is State.SYNCING
+    for seq in (2, 3):
+        assert hub.event("r", seq, f"e{seq}".encode()).too_slow == ()  # dropped, not held
+        assert sink.frames == []
+    deliver(hub, "r", 4)
+    deliver(hub, "r", 5)
+    assert sink.frames == [b"e4", b"e5"]
+    assert conn.state is State.LIVE
+
+
 def test_held_frames_come_back_in_seq_order() -> None:
     hub = Hub()
     conn = hub.join("r", "v1")
