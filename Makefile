@@ -39,6 +39,11 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
+## The headless locust profile (loadtests/profile.py) against a fresh `livecart serve`; ARGS passes options,
+## e.g. `make loadtest ARGS="--workers 2 -u 1000 -r 100 -t 60s"` or `ARGS="--target https://shop.example.com"`.
+loadtest: $(STAMP)
+	$(BIN)/python loadtests/profile.py $(ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python loadtests/bench_buy.py
 
