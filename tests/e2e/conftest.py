@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from playwright.async_api import (
     Browser,
@@ -50,6 +51,13 @@ DESKTOP = ViewportSize(width=1280, height=900)
 def site_settings() -> dict[str, Any]:
     """Settings of the ``site`` besides the test defaults; a test module overrides this fixture for more."""
     return {}
+
+
+def api(site: LiveServer) -> httpx.AsyncClient:
+    """The tests' own API client, with no kept-alive connections: the browser steps between two of its
+    calls can outlast uvicorn's keep-alive timeout (5 s), and a request sent on a connection the server is
+    closing at that moment fails with ReadError (seen once, on a loaded machine)."""
+    return httpx.AsyncClient(base_url=site.url, timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
 
 
 @pytest.fixture

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import asyncio
 
-import httpx
 import pytest
 from playwright.async_api import Browser, expect
 
 from tests.conftest import LiveServer
-from tests.e2e.conftest import Problems, open_page
+from tests.e2e.conftest import Problems, api, open_page
 from tests.shop_api import auth, ok
 
 pytestmark = pytest.mark.integration
@@ -23,7 +22,7 @@ PAGE = 50  # the console's page of rooms (ROOMS_PAGE in host.js)
 async def test_a_host_finds_their_rooms_on_a_new_browser(
     site: LiveServer, browser: Browser, problems: Problems
 ) -> None:
-    async with httpx.AsyncClient(base_url=site.url) as client:
+    async with api(site) as client:
         mei = (await ok(await client.post("/api/hosts", json={"name": "Mei"}))).get("token")
         li = (await ok(await client.post("/api/hosts", json={"name": "Li"}))).get("token")
         titles = [f"Old show {i}" for i in range(PAGE - 1)] + ["Tuesday", "Wednesday", "Thursday"]

@@ -15,12 +15,11 @@ import csv
 import io
 import re
 
-import httpx
 import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.conftest import LiveServer
-from tests.e2e.conftest import DOCS, Problems, open_page
+from tests.e2e.conftest import DOCS, Problems, api, open_page
 
 pytestmark = pytest.mark.integration
 
@@ -236,7 +235,7 @@ async def test_a_show_from_sign_up_to_shipping(
     await expect(buyer.locator("#my-orders li .status")).to_have_text("refunded")  # its order frame
     await expect(card(watcher).locator(".stock-left")).to_have_text("9")  # the unit is on sale again
     await expect(card(buyer).locator("button.buy")).to_have_text(re.compile("Buy now"))
-    async with httpx.AsyncClient(base_url=site.url) as client:
+    async with api(site) as client:
         stats = await client.get(f"/api/rooms/{room_id}/stats", headers={"Authorization": f"Bearer {token}"})
         assert (stats.json()["gmv"], stats.json()["orders_refunded"]) == (0, 1)
 
@@ -247,7 +246,7 @@ async def test_a_show_from_sign_up_to_shipping(
 
 
 async def test_pages_send_a_strict_content_security_policy(site: LiveServer) -> None:
-    async with httpx.AsyncClient(base_url=site.url) as client:
+    async with api(site) as client:
         for path in ("/host", "/r/rm_anything", "/static/viewer.js"):
             response = await client.get(path)
             assert response.status_code == 200, path

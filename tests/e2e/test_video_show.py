@@ -17,13 +17,12 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 from aioice import stun
 from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import LiveServer
-from tests.e2e.conftest import Problems, open_page
+from tests.e2e.conftest import Problems, api, open_page
 
 pytestmark = pytest.mark.integration
 
@@ -119,7 +118,7 @@ async def test_host_camera_reaches_a_viewer(
     stun_server: tuple[StunServer, int],
     ice_servers: list[dict[str, Any]],
 ) -> None:
-    async with httpx.AsyncClient(base_url=site.url) as client:
+    async with api(site) as client:
         host_token = (await client.post("/api/hosts", json={"name": "Camera host"})).json()["token"]
         auth = {"Authorization": f"Bearer {host_token}"}
         room = (await client.post("/api/rooms", json={"title": "On camera"}, headers=auth)).json()
