@@ -41,6 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
         "access_log": False,
         "proxy_headers": True,
         "timeout_graceful_shutdown": 10,
+        "timeout_keep_alive": settings.http_keepalive_seconds,
         "ws": WS_PROTOCOL,
         "ws_per_message_deflate": False,  # the hub writes pre-built frames (realtime/uvicorn_ws.py)
         "ws_max_size": settings.ws_max_frame_bytes,

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     #: Redis connections per process; a request beyond them waits (up to the commit timeout) for one.
     redis_max_connections: int = Field(default=64, ge=2, le=10_000)
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: How long an idle keep-alive HTTP connection stays open. A buyer taps every few seconds during a show:
+    #: uvicorn's 5 s default closed their connections between two sales, and a tap sent just as the server
+    #: closed one failed on the client (longer than a load balancer's usual 60 s idle timeout).
+    http_keepalive_seconds: float = Field(default=65.0, gt=0)
     max_order_quantity: int = Field(default=100, ge=1)
     #: Origins allowed to open the room websocket ("*" for any; empty: the origin of ``base_url``).
     ws_allowed_origins: list[str] = Field(default_factory=list)

@@ -14,7 +14,9 @@ Users (the weights split ``-u``; the host is always exactly one):
   now and then.
 - ``Buyer`` is a viewer who buys: the moment a ``card`` frame says a sale is open, one order with a fresh
   ``Idempotency-Key``, retried with the same key after a connection error or a 5xx; some buyers repeat an
-  acknowledged request on purpose and must get the same order back. ``sold_out``, ``sale_not_open`` and
+  acknowledged request on purpose and must get the same order back. An attempt that gets no answer at
+  all (a dropped connection) is counted as ``buy: no answer, retried with the same key``; a 5xx is a
+  failure, and so is a buy that no attempt got an answer for. ``sold_out``, ``sale_not_open`` and
   ``limit_exceeded`` are the expected refusals of a flash sale and count as successes under their own
   names. Most buyers then pay through the dev payment provider and time the ``order`` frame that tells
   them so; some cancel; the rest let the reservation expire.
@@ -378,10 +380,18 @@ class Buyer(Viewer):
                     response.request_meta["name"] = f"buy refused: {error}"
                     response.success()
                     return None
-                response.failure(f"{response.status_code} {error}")
-                if response.status_code and response.status_code < 500:
-                    return None  # the server answered and said no: a retry would say the same
+                if not response.status_code:
+                    # No answer (the connection dropped): what a phone on a bad network retries with the
+                    # same key. Counted under its own name; a failure only if no attempt gets an answer,
+                    # and the end check finds the order if the lost attempt placed it.
+                    response.request_meta["name"] = "buy: no answer, retried with the same key"
+                    response.success()
+                else:
+                    response.failure(f"{response.status_code} {error}")
+                    if response.status_code < 500:
+                        return None  # the server answered and said no: a retry would say the same
             gevent.sleep(0.1 * 2**attempt)
+        fire(self.environment, "HTTP", "buy", 0, f"no success after {BUY_ATTEMPTS} attempts")
         return None
 
     def _buy(self, card_id: str) -> None:
