@@ -2,13 +2,15 @@
 
     .venv/bin/python loadtests/bench_fanout.py [--viewers 1000,5000] [--rate 10] [--seconds 8]
 
-For each viewer count, both servers get the same load: N viewers connected from a separate process (a
-minimal raw websocket client that counts frames and reads the send time out of each), and ``--rate``
-events per second of the same size for ``--seconds``. The hub is a real ``livecart serve`` (one worker,
-SQLite, Redis DB 10); its events are published to the room's Redis stream as the app publishes chat. The
-baseline is a ``websockets`` server that broadcasts every message its publisher connection sends.
+For each viewer count, both servers get the same load: N viewers connected from a separate process
+(``rawviewers``: a minimal websocket client that counts frames and reads the send time out of each), and
+``--rate`` events per second of the same size for ``--seconds``. The hub is a real ``livecart serve`` (one
+worker, SQLite, Redis DB 10); its events are published to the room's Redis stream as the app publishes chat.
+The baseline is a ``websockets`` server that broadcasts every message its publisher connection sends.
 
-Figures: server CPU (user + system) per delivered frame, and p50/p99 delivery delay; ratios hub/baseline
+Figures: server CPU (user + system) per delivered frame, and p50/p99 delivery delay (from the publisher's
+send time to the frame reaching the viewer's socket, the kernel's receive time; when the one viewers
+process got round to reading it is printed too); ratios hub/baseline
 (goals: CPU <= 1.0x, p99 <= 1.1x). Idle memory per viewer: the server's RSS growth from before the viewers
 connect to 2 s after the last one is in (and has its snapshot), divided by the viewers (goal <= 16 KiB).
 """
@@ -23,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +34,8 @@ import psutil  # type: ignore[import-untyped, unused-ignore]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.hubbench import REDIS_URL, Show, free_port, handshake, start_server
+from loadtests.hubbench import REDIS_URL, Show, free_port, start_server
+from loadtests.rawviewers import RawViewers, parse_frames, pong
 
 PAD = "x" * 120  # a chat message of a typical size
 
@@ -39,80 +43,53 @@ PAD = "x" * 120  # a chat message of a typical size
 # -- the viewers (a separate process) -------------------------------------------------------------------
 
 
-class _Viewer(asyncio.Protocol):
-    def __init__(self, handshake: bytes, delays: list[float], counts: list[int]) -> None:
-        self.handshake, self.delays, self.counts = handshake, delays, counts
-        self.buf = b""
-        self.upgraded = asyncio.get_running_loop().create_future()
-        self.first = asyncio.get_running_loop().create_future()  # the first frame (the hub's snapshot)
+class _Delays:
+    """Every frame each viewer gets: its delay, from the publisher's send time in it (``@t=``) to when it
+    reached the viewer's socket (the kernel's receive time), and, to compare, to when this process read it."""
 
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-        transport.write(self.handshake)
+    def __init__(self, n: int, reply: Callable[[int, bytes], None]) -> None:
+        self.reply = reply
+        self.carry = [b""] * n  # the start of a frame cut in two by the network
+        self.delays: list[float] = []
+        self.read_delays: list[float] = []
+        self.count = 0
 
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        if not self.upgraded.done():
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            self.upgraded.set_result(self.buf.startswith(b"HTTP/1.1 101"))
-            self.buf = self.buf[end + 4 :]
-        now = time.time()
-        while len(self.buf) >= 2:
-            n = self.buf[1] & 0x7F
-            head = 2 + (2 if n == 126 else 8 if n == 127 else 0)
-            if len(self.buf) < head:
-                return
-            if n == 126:
-                n = int.from_bytes(self.buf[2:4], "big")
-            elif n == 127:
-                n = int.from_bytes(self.buf[2:10], "big")
-            if len(self.buf) < head + n:
-                return
-            opcode = self.buf[0] & 0x0F
-            payload = self.buf[head : head + n]
-            self.buf = self.buf[head + n :]
-            if opcode == 0x9:  # a ping: answer it (a client's frames are masked; a zero mask is a mask)
-                self.transport.write(bytes((0x8A, 0x80 | len(payload))) + b"\0\0\0\0" + payload)
+    def on_data(self, i: int, data: bytes, at: float, now: float) -> None:
+        frames, self.carry[i] = parse_frames(self.carry[i] + data)
+        for opcode, payload in frames:
+            if opcode == 0x9:
+                self.reply(i, pong(payload))
                 continue
-            if not self.first.done():
-                self.first.set_result(None)
-            self.on_payload(payload, now)
+            t = payload.find(b"@t=")
+            if t >= 0:
+                sent = float(payload[t + 3 : payload.index(b";", t)])
+                self.count += 1
+                self.delays.append(at - sent)
+                self.read_delays.append(now - sent)
 
-    def on_payload(self, payload: bytes, now: float) -> None:
-        i = payload.find(b"@t=")
-        if i >= 0:
-            self.counts[0] += 1
-            self.delays.append(now - float(payload[i + 3 : payload.index(b";", i)]))
+    def reset(self) -> None:
+        self.delays.clear()
+        self.read_delays.clear()
+        self.count = 0
 
 
 def _viewers_main(conn: Any, host: str, port: int, paths: list[str], first_frame: bool) -> None:
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        delays: list[float] = []
-        counts = [0]
-        protos = []
-        for path in paths:
-            proto = _Viewer(handshake(path, port), delays, counts)
-            await loop.create_connection(lambda p=proto: p, host, port)  # type: ignore[misc]
-            protos.append(proto)
-        ok = sum([await p.upgraded for p in protos])
-        if first_frame:  # the hub sends a snapshot first: a viewer is ready once it has it
-            await asyncio.gather(*(p.first for p in protos))
-        conn.send(("ready", ok))
-        while True:
-            cmd = await loop.run_in_executor(None, conn.recv)
-            if cmd == "reset":
-                delays.clear()
-                counts[0] = 0
-                conn.send("ok")
-            elif cmd == "report":
-                conn.send((counts[0], sorted(delays)))
-            else:
-                return
-
-    asyncio.run(run())
+    got = _Delays(len(paths), lambda i, data: viewers.send(i, data))
+    viewers = RawViewers(host, port, paths, got.on_data, first_frame=first_frame)
+    conn.send(("ready", viewers.connect()))
+    while True:
+        viewers.poll(0.02)
+        if not conn.poll():
+            continue
+        cmd = conn.recv()
+        if cmd == "reset":
+            got.reset()
+            conn.send("ok")
+        elif cmd == "report":
+            conn.send((got.count, sorted(got.delays), sorted(got.read_delays)))
+        else:
+            viewers.close()
+            return
 
 
 def start_viewers(host: str, port: int, paths: list[str], *, first_frame: bool) -> tuple[Any, Any]:
@@ -164,10 +141,10 @@ async def measure(
     await asyncio.sleep(1.0)  # let the last ones arrive
     cpu = sum(proc.cpu_times()[:2]) - cpu0
     viewers.send("report")
-    delivered, delays = viewers.recv()
+    delivered, delays, read_delays = viewers.recv()
 
-    def pct(q: float) -> float:
-        return delays[min(len(delays) - 1, int(q * len(delays)))] * 1000 if delays else float("nan")
+    def pct(q: float, ordered: list[float] = delays) -> float:
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000 if ordered else float("nan")
 
     return {
         "events": n,
@@ -175,6 +152,7 @@ async def measure(
         "cpu_us_per_frame": cpu / max(1, delivered) * 1e6,
         "p50_ms": pct(0.5),
         "p99_ms": pct(0.99),
+        "p99_read_ms": pct(0.99, read_delays),
     }
 
 
@@ -257,7 +235,8 @@ async def main_async(args: argparse.Namespace) -> int:
             f"{n} viewers, {args.rate}/s: CPU/frame hub {hub['cpu_us_per_frame']:.2f} us vs broadcast "
             f"{base['cpu_us_per_frame']:.2f} us (ratio {results[str(n)]['cpu_ratio']:.2f}, goal <= 1.0); "
             f"p99 hub {hub['p99_ms']:.1f} ms vs {base['p99_ms']:.1f} ms "
-            f"(ratio {results[str(n)]['p99_ratio']:.2f}, goal <= 1.1); delivered hub {hub['delivered']}/"
+            f"(ratio {results[str(n)]['p99_ratio']:.2f}, goal <= 1.1; as read by the viewers process "
+            f"{hub['p99_read_ms']:.1f} vs {base['p99_read_ms']:.1f} ms); delivered hub {hub['delivered']}/"
             f"{hub['events'] * n}, broadcast {base['delivered']}/{base['events'] * n}; idle memory "
             f"per viewer hub {hub['idle_kib_per_viewer']:.1f} KiB vs broadcast "
             f"{base['idle_kib_per_viewer']:.1f} KiB "

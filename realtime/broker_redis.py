@@ -17,6 +17,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal
 
@@ -28,6 +29,13 @@ log = logging.getLogger("livecart.realtime.broker")
 Handler = Callable[[str, int, bytes, str | None], None]
 #: (room id): this process fell so far behind that the stream was trimmed past it (events are lost here)
 GapHandler = Callable[[str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Later:
+    """The gate held an event back: publish it again in ``wait_ms``."""
+
+    wait_ms: int
 
 
 def room_keys(room_id: str) -> tuple[str, str, str, str, str]:
@@ -69,16 +77,16 @@ class RedisBroker:
         gate: str = "",
         min_interval_ms: int = 0,
         value: str = "",
-    ) -> int | Literal["later", "same"]:
-        """Append an event; its seq, or why the gate held it back: ``"later"`` (too soon after the last one:
-        publish it again once ``min_interval_ms`` has passed) or ``"same"`` (that value was the last one)."""
+    ) -> int | Later | Literal["same"]:
+        """Append an event; its seq, or why the gate held it back: ``Later`` (too soon after the last one:
+        publish it again when the gate opens) or ``"same"`` (that value was the last one)."""
         keys = room_keys(room_id)[:4]
         args: list[str | int] = [
             kind, dumps(body), self.history, now_ms, gate, min_interval_ms, value, secrets.token_hex(8)
         ]  # fmt: skip
         outcome, seq, _ = (text_of(v) for v in await self._publish(keys=keys, args=args))
         if outcome == "later":
-            return "later"
+            return Later(int(seq))
         if outcome == "same":
             return "same"
         return int(seq)

@@ -4,11 +4,9 @@ A connection: Origin checked before the upgrade; the token checked before anythi
 4404); joined to the hub as syncing; the room's stream watched; then either the events after ``since`` (same
 epoch, still in the stream) or a snapshot at the current ``seq``; then the frames held meanwhile; then live.
 
-Stock counters coalesce per room, not per viewer: a card marked changed is published at most every
-``stock_interval`` (latest value wins, read from Redis when published; an unchanged value is not sent
-again), so every viewer gets at most 10 stock frames per second per card and always the final value.
-Presence is reported every second by each process; ``viewers`` events go out at most once a second, and
-only when the count changed.
+Stock counters coalesce per room, not per viewer (``realtime.stock``): at most 10 stock frames per second
+per card, and always the final value. Presence is reported every second by each process; ``viewers``
+events go out at most once a second, and only when the count changed.
 """
 
 from __future__ import annotations
@@ -41,6 +39,7 @@ from realtime.errors import CloseCode, RealtimeError
 from realtime.frames import text_frame
 from realtime.hub import Connection, Hub, State, write_all
 from realtime.models import RoomViewer, ViewerSample
+from realtime.stock import StockPublisher
 from realtime.uvicorn_ws import EXTENSION, RawSocket
 
 log = logging.getLogger("livecart.realtime")
@@ -60,7 +59,6 @@ class Realtime:
         allowed_origins: list[str],
         history: int = 1000,
         stock_interval: float = 0.1,
-        stock_tick: float = 0.025,
         presence_interval: float = 1.0,
         max_backlog_bytes: int = 1 << 20,
         close_timeout: float = 5.0,
@@ -77,14 +75,10 @@ class Realtime:
         self.max_backlog_bytes = max_backlog_bytes
         self.close_timeout = close_timeout
         self.broker = RedisBroker(redis, history=history)
-        self.stock_interval = stock_interval
-        #: how often changed cards are looked at: a value the gate held back goes out this soon after it
-        #: opens, so the final value of a sale reaches viewers within ``stock_interval + stock_tick``
-        self.stock_tick = stock_tick
+        self.stock = StockPublisher(redis, self.broker, clock, interval=stock_interval)
         self.presence_interval = presence_interval
         self._peers: dict[int, _Peer] = {}
         self._background: set[asyncio.Future[None]] = set()
-        self._dirty: set[str] = set()  # card ids whose stock changed
         self._tasks: list[asyncio.Task[None]] = []
         self._process = f"{os.getpid()}-{id(self):x}"
         self.snapshot_max_age = snapshot_max_age
@@ -100,8 +94,8 @@ class Realtime:
 
     def start(self) -> None:
         self.broker.start(self._on_frame, self._on_gap)
+        self.stock.start()
         self._tasks = [
-            asyncio.create_task(self._every(self.stock_tick, self._publish_stock), name="stock"),
             asyncio.create_task(self._every(self.presence_interval, self._report_presence), name="presence"),
         ]
 
@@ -111,6 +105,7 @@ class Realtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self.stock.stop()
         await self.broker.stop()
 
     async def _every(self, seconds: float, step: Callable[[], Any]) -> None:
@@ -126,7 +121,7 @@ class Realtime:
     # -- publishing (any process) ------------------------------------------------------------------------
 
     def stock_changed(self, card_id: str) -> None:
-        self._dirty.add(card_id)
+        self.stock.changed(card_id)
 
     async def publish_card(self, room_id: str, card: dict[str, Any]) -> None:
         await self.broker.publish(room_id, "card", {"card": card}, now_ms=self.clock.now_ms())
@@ -137,31 +132,6 @@ class Realtime:
     async def publish_order(self, order: dict[str, Any]) -> None:
         """To the buyer's own sockets only (not part of the room's sequence)."""
         await self.broker.publish_personal(order["room_id"], order["buyer_id"], "order", {"order": order})
-
-    async def _publish_stock(self) -> None:
-        if not self._dirty:
-            return
-        cards, self._dirty = list(self._dirty), set()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for card_id in cards:
-                pipe.hmget("{card:" + card_id + "}:sale", "stock_left", "room_id")
-            values = await pipe.execute()
-        now = self.clock.now_ms()
-        for card_id, (left, room) in zip(cards, values, strict=True):
-            if left is None or room is None:
-                continue
-            stock_left = int(left)
-            outcome = await self.broker.publish(
-                room.decode(),
-                "stock",
-                {"card_id": card_id, "stock_left": stock_left, "ts": now},
-                now_ms=now,
-                gate=f"stock:{card_id}",
-                min_interval_ms=int(self.stock_interval * 1000),
-                value=str(stock_left),
-            )
-            if outcome == "later":
-                self._dirty.add(card_id)  # too soon after the last one: a later tick sends the latest
 
     async def _report_presence(self) -> None:
         now = self.clock.now_ms()

@@ -6,7 +6,7 @@
 -- ARGV[1] event type  ARGV[2] JSON object of the other fields ('{}' for none)  ARGV[3] history length
 -- ARGV[4] now (ms)  ARGV[5] gate name ('' for none)  ARGV[6] min interval of the gate (ms)
 -- ARGV[7] value to deduplicate on ('' for none)  ARGV[8] epoch to take if the room has none
--- Returns {published | later | same, seq, epoch}
+-- Returns {published, seq, epoch} | {later, ms until the gate opens, epoch} | {same, 0, epoch}
 local epoch = redis.call('GET', KEYS[3])
 if not epoch then
   epoch = ARGV[8]
@@ -18,7 +18,8 @@ if gate ~= '' then
     return {'same', '0', epoch}
   end
   local last = tonumber(redis.call('HGET', KEYS[4], 't:' .. gate) or '0')
-  if tonumber(ARGV[4]) - last < tonumber(ARGV[6]) then return {'later', '0', epoch} end
+  local wait = tonumber(ARGV[6]) - (tonumber(ARGV[4]) - last)
+  if wait > 0 then return {'later', tostring(wait), epoch} end
   redis.call('HSET', KEYS[4], 't:' .. gate, ARGV[4])
   if ARGV[7] ~= '' then redis.call('HSET', KEYS[4], 'v:' .. gate, ARGV[7]) end
 end

@@ -1,0 +1,123 @@
+"""Live stock counters: a card's changed stock goes to its room at most every ``interval``, latest value wins.
+
+Coalescing is per room, not per viewer, and shared by every process: the gate (``publish.lua``, the room's
+``gate`` hash) lets one ``stock`` event per card through per ``interval`` whichever process publishes it, and
+drops a value equal to the last one published. So every viewer gets at most ``1 / interval`` stock frames
+per second per card, and always the final value:
+
+- a change is published ``tick`` after it is marked (the changes within a tick go out as one read);
+- a value the gate held back is published again the moment the gate says it opens, with whatever the stock
+  is then, so the last change of a sale reaches viewers within ``interval`` (plus a tick) of being made;
+- a card whose publishing failed (Redis down) stays marked and is tried again ``retry`` later.
+
+The value is read from the card's sale hash when published, not taken from the change, so a late publish
+never sends a stale value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from redis.asyncio import Redis
+
+from livecart.clock import Clock
+from realtime.broker_redis import Later, RedisBroker
+
+log = logging.getLogger("livecart.realtime.stock")
+
+
+class StockPublisher:
+    def __init__(
+        self,
+        redis: Redis,
+        broker: RedisBroker,
+        clock: Clock,
+        *,
+        interval: float = 0.1,
+        tick: float = 0.01,
+        retry: float = 1.0,
+    ) -> None:
+        self.redis, self.broker, self.clock = redis, broker, clock
+        self.interval, self.tick, self.retry = interval, tick, retry
+        self._dirty: set[str] = set()  # card ids whose stock changed and is not published yet
+        self._not_before: dict[str, int] = {}  # card id -> when its gate opens (ms), as the gate said
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def changed(self, card_id: str) -> None:
+        """The card's stock changed (called from the buy path: no I/O here)."""
+        self._dirty.add(card_id)
+        self._changed.set()
+
+    @property
+    def marked(self) -> frozenset[str]:
+        """The cards changed and not published yet."""
+        return frozenset(self._dirty)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="stock")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        wait: float | None = None  # until the next held-back card is due (None: until a change)
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), wait)
+            if self._changed.is_set():
+                self._changed.clear()
+                await asyncio.sleep(self.tick)
+            try:
+                await self.publish_due()
+            except Exception as exc:  # Redis down: the cards stay marked
+                log.warning("publishing stock failed: %s", exc)
+                wait = self.retry
+                continue
+            wait = self._next_due()
+
+    async def publish_due(self) -> None:
+        """Publish every marked card whose gate is open; a card the gate holds back stays marked."""
+        now = self.clock.now_ms()
+        due = [card for card in self._dirty if self._not_before.get(card, 0) <= now]
+        if not due:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for card_id in due:
+                pipe.hmget("{card:" + card_id + "}:sale", "stock_left", "room_id")
+            values = await pipe.execute()
+        self._dirty.difference_update(due)  # a change from here on marks the card again
+        for n, (card_id, (left, room)) in enumerate(zip(due, values, strict=True)):
+            if left is None or room is None:  # no sale (yet, or any more): nothing to show
+                self._not_before.pop(card_id, None)
+                continue
+            try:
+                outcome = await self.broker.publish(
+                    room.decode(),
+                    "stock",
+                    {"card_id": card_id, "stock_left": int(left), "ts": now},
+                    now_ms=now,
+                    gate=f"stock:{card_id}",
+                    min_interval_ms=round(self.interval * 1000),
+                    value=str(int(left)),
+                )
+            except BaseException:
+                self._dirty.update(due[n:])  # not published: try them again
+                raise
+            if isinstance(outcome, Later):
+                self._dirty.add(card_id)
+                self._not_before[card_id] = now + outcome.wait_ms
+            else:
+                self._not_before.pop(card_id, None)
+
+    def _next_due(self) -> float | None:
+        if not self._dirty:
+            return None
+        due = min(self._not_before.get(card, 0) for card in self._dirty)
+        return max(0.0, (due - self.clock.now_ms()) / 1000)
