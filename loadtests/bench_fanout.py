@@ -10,9 +10,13 @@ The baseline is a ``websockets`` server that broadcasts every message its publis
 
 Figures: server CPU (user + system) per delivered frame, and p50/p99 delivery delay (from the publisher's
 send time to the frame reaching the viewer's socket, the kernel's receive time; when the one viewers
-process got round to reading it is printed too); ratios hub/baseline
-(goals: CPU <= 1.0x, p99 <= 1.1x). Idle memory per viewer: the server's RSS growth from before the viewers
-connect to 2 s after the last one is in (and has its snapshot), divided by the viewers (goal <= 16 KiB).
+process got round to reading it is printed too); ratios hub/baseline (goals: CPU <= 1.0x, p99 <= 1.1x).
+Idle memory per viewer: the server's RSS growth from before the viewers connect to 2 s after the last one is
+in (and has its snapshot), divided by the viewers (goal <= 16 KiB).
+
+Capacity runs (``docs/capacity.md``) measure the hub alone: ``--workers 2`` serves the room from two
+processes, ``--sample 10`` has only every tenth viewer time its frames (the others count them), so that one
+viewers process can follow rooms of 10,000 and more.
 """
 
 from __future__ import annotations
@@ -45,16 +49,24 @@ PAD = "x" * 120  # a chat message of a typical size
 
 class _Delays:
     """Every frame each viewer gets: its delay, from the publisher's send time in it (``@t=``) to when it
-    reached the viewer's socket (the kernel's receive time), and, to compare, to when this process read it."""
+    reached the viewer's socket (the kernel's receive time), and, to compare, to when this process read it.
+    With ``sample`` > 1 only every ``sample``-th viewer parses its frames and times them; the others count
+    theirs (for rooms larger than one client process can parse on a shared 2-core machine)."""
 
-    def __init__(self, n: int, reply: Callable[[int, bytes], None]) -> None:
+    def __init__(self, n: int, reply: Callable[[int, bytes], None], sample: int = 1) -> None:
         self.reply = reply
-        self.carry = [b""] * n  # the start of a frame cut in two by the network
+        self.parses = [i % sample == 0 for i in range(n)]
+        self.carry = [b""] * n  # the start of a frame cut in two by the network (or of a cut ``@t=``)
         self.delays: list[float] = []
         self.read_delays: list[float] = []
         self.count = 0
 
     def on_data(self, i: int, data: bytes, at: float, now: float) -> None:
+        if not self.parses[i]:
+            data = self.carry[i] + data
+            self.count += data.count(b"@t=")
+            self.carry[i] = data[-2:]  # too short to hold a whole ``@t=``: nothing is counted twice
+            return
         frames, self.carry[i] = parse_frames(self.carry[i] + data)
         for opcode, payload in frames:
             if opcode == 0x9:
@@ -73,8 +85,8 @@ class _Delays:
         self.count = 0
 
 
-def _viewers_main(conn: Any, host: str, port: int, paths: list[str], first_frame: bool) -> None:
-    got = _Delays(len(paths), lambda i, data: viewers.send(i, data))
+def _viewers_main(conn: Any, host: str, port: int, paths: list[str], first_frame: bool, sample: int) -> None:
+    got = _Delays(len(paths), lambda i, data: viewers.send(i, data), sample)
     viewers = RawViewers(host, port, paths, got.on_data, first_frame=first_frame)
     conn.send(("ready", viewers.connect()))
     while True:
@@ -92,10 +104,13 @@ def _viewers_main(conn: Any, host: str, port: int, paths: list[str], first_frame
             return
 
 
-def start_viewers(host: str, port: int, paths: list[str], *, first_frame: bool) -> tuple[Any, Any]:
+def start_viewers(
+    host: str, port: int, paths: list[str], *, first_frame: bool, sample: int = 1
+) -> tuple[Any, Any]:
     ctx = multiprocessing.get_context("spawn")
     parent, child = ctx.Pipe()
-    proc = ctx.Process(target=_viewers_main, args=(child, host, port, paths, first_frame), daemon=True)
+    args = (child, host, port, paths, first_frame, sample)
+    proc = ctx.Process(target=_viewers_main, args=args, daemon=True)
     proc.start()
     return proc, parent
 
@@ -127,19 +142,29 @@ def message(seq: int) -> str:
     return f"@t={time.time():.6f};{seq};{PAD}"
 
 
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    return sum(sum(p.cpu_times()[:2]) for p in procs)
+
+
+def server_processes(pid: int) -> list[psutil.Process]:
+    """The server's processes: its workers (``--workers N``), or the one process that is the worker."""
+    top = psutil.Process(pid)
+    return top.children(recursive=True) or [top]
+
+
 async def measure(
-    proc: psutil.Process, viewers: Any, publish: Any, *, rate: float, seconds: float
+    procs: list[psutil.Process], viewers: Any, publish: Any, *, rate: float, seconds: float
 ) -> dict[str, Any]:
     viewers.send("reset")
     viewers.recv()
-    cpu0 = sum(proc.cpu_times()[:2])
+    cpu0 = cpu_seconds(procs)
     n = int(rate * seconds)
     started = time.monotonic()
     for i in range(n):
         await publish(i)
         await asyncio.sleep(max(0.0, started + (i + 1) / rate - time.monotonic()))
     await asyncio.sleep(1.0)  # let the last ones arrive
-    cpu = sum(proc.cpu_times()[:2]) - cpu0
+    cpu = cpu_seconds(procs) - cpu0
     viewers.send("report")
     delivered, delays, read_delays = viewers.recv()
 
@@ -174,7 +199,7 @@ async def run_baseline(viewers_n: int, rate: float, seconds: float) -> dict[str,
             async def publish(i: int) -> None:
                 await pub.send(message(i))
 
-            result = await measure(server_proc, viewers, publish, rate=rate, seconds=seconds)
+            result = await measure([server_proc], viewers, publish, rate=rate, seconds=seconds)
         viewers.send("stop")
         proc.join(5)
         return {**result, "idle_kib_per_viewer": idle_kib}
@@ -182,12 +207,14 @@ async def run_baseline(viewers_n: int, rate: float, seconds: float) -> dict[str,
         server.kill()
 
 
-async def run_hub(viewers_n: int, rate: float, seconds: float, work: Path) -> dict[str, Any]:
+async def run_hub(
+    viewers_n: int, rate: float, seconds: float, work: Path, *, workers: int = 1, sample: int = 1
+) -> dict[str, Any]:
     from redis.asyncio import Redis
 
     from realtime.broker_redis import RedisBroker
 
-    server, port = start_server(work / "hub.db")
+    server, port = start_server(work / "hub.db", workers=workers)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
             show = Show(c)
@@ -195,20 +222,20 @@ async def run_hub(viewers_n: int, rate: float, seconds: float, work: Path) -> di
             await show.open("Fan-out")
             paths = await show.viewer_paths(viewers_n)
         room = show.room
-        server_proc = psutil.Process(server.pid)
         await asyncio.sleep(1.0)
-        rss0 = server_proc.memory_info().rss
-        proc, viewers = start_viewers("127.0.0.1", port, paths, first_frame=True)
+        procs = server_processes(server.pid)
+        rss0 = sum(p.memory_info().rss for p in procs)
+        proc, viewers = start_viewers("127.0.0.1", port, paths, first_frame=True, sample=sample)
         assert viewers.recv()[0] == "ready"
         await asyncio.sleep(2.0)  # presence settles
-        idle_kib = (server_proc.memory_info().rss - rss0) / viewers_n / 1024
+        idle_kib = (sum(p.memory_info().rss for p in procs) - rss0) / viewers_n / 1024
         redis = Redis.from_url(REDIS_URL)
         broker = RedisBroker(redis)
 
         async def publish(i: int) -> None:
             await broker.publish(room["id"], "chat", {"from": "Host", "text": message(i)}, now_ms=0)
 
-        result = await measure(server_proc, viewers, publish, rate=rate, seconds=seconds)
+        result = await measure(procs, viewers, publish, rate=rate, seconds=seconds)
         await redis.aclose()
         viewers.send("stop")
         proc.join(5)
@@ -222,8 +249,20 @@ async def main_async(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="fanout-"))
     results: dict[str, Any] = {}
     for n in [int(v) for v in args.viewers.split(",")]:
-        base = await run_baseline(n, args.rate, args.seconds)
-        hub = await run_hub(n, args.rate, args.seconds, work)
+        hub_only = args.hub_only or args.workers > 1 or args.sample > 1
+        base = None if hub_only else await run_baseline(n, args.rate, args.seconds)
+        hub = await run_hub(n, args.rate, args.seconds, work, workers=args.workers, sample=args.sample)
+        if base is None:
+            results[str(n)] = {"hub": hub}
+            print(
+                f"{n} viewers, {args.rate}/s, {args.workers} worker(s): CPU/frame "
+                f"{hub['cpu_us_per_frame']:.2f} us; p50 {hub['p50_ms']:.1f} ms, p99 {hub['p99_ms']:.1f} ms "
+                f"(as read by the viewers process {hub['p99_read_ms']:.1f} ms); delivered "
+                f"{hub['delivered']}/{hub['events'] * n}; idle memory per viewer "
+                f"{hub['idle_kib_per_viewer']:.1f} KiB",
+                flush=True,
+            )
+            continue
         results[str(n)] = {
             "baseline": base,
             "hub": hub,
@@ -252,6 +291,11 @@ def main() -> int:
     p.add_argument("--viewers", default="1000,5000")
     p.add_argument("--rate", type=float, default=10.0, help="events per second")
     p.add_argument("--seconds", type=float, default=8.0)
+    p.add_argument("--workers", type=int, default=1, help="hub worker processes (more than 1: hub only)")
+    p.add_argument(
+        "--sample", type=int, default=1, help="every Nth viewer times its frames (N > 1: hub only)"
+    )
+    p.add_argument("--hub-only", action="store_true", help="no baseline (for capacity runs)")
     return asyncio.run(main_async(p.parse_args()))
 
 

@@ -119,15 +119,17 @@ class RawViewers:
                         if level == socket.SOL_SOCKET and kind == SCM_TIMESTAMPNS:
                             sec, nsec = _TIMESPEC.unpack(data[: _TIMESPEC.size])
                             at = sec + nsec / 1e9
-                    if not at:
-                        raise RuntimeError("the kernel gave no receive time (SO_TIMESTAMPNS)")
                 else:
                     n, at = sock.recv_into(self._buf), 0.0
             except BlockingIOError:
                 continue
-            if n == 0:
+            if n == 0:  # closed by the server
                 self.epoll.unregister(fd)
+                if i in self.pending:
+                    raise RuntimeError(f"viewer {i}: the server closed the connection before the first frame")
                 continue
+            if self.timestamps and not at:
+                raise RuntimeError("the kernel gave no receive time (SO_TIMESTAMPNS)")
             data = bytes(self._buf[:n])
             if i in self.pending:
                 self._admit(i, data, at)
