@@ -1,1 +1,2 @@
-"""Rooms and their lifecycle, invites and share links, viewer identity (video and pages come later)."""
+"""Rooms and their lifecycle, invites and share links, viewer identity, WebRTC video, the host console and
+viewer pages."""

@@ -1,1 +1,2 @@
-"""The websocket hub (per-room channels, snapshot + deltas). Built in a later issue."""
+"""The websocket hub: per-room channels, snapshot + sequenced deltas, coalesced live stock, honest presence,
+fan-out across processes through Redis."""

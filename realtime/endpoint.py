@@ -130,8 +130,8 @@ class Realtime:
         await self.broker.publish(room_id, "room", {"room": room}, now_ms=self.clock.now_ms())
 
     async def publish_order(self, order: dict[str, Any]) -> None:
-        """To the buyer's own sockets only (not part of the room's sequence)."""
-        await self.broker.publish_personal(order["room_id"], order["buyer_id"], "order", {"order": order})
+        """To the buyer's own sockets only (not part of the room's sequence); queued, not awaited."""
+        self.broker.send_personal(order["room_id"], order["buyer_id"], "order", {"order": order})
 
     async def _report_presence(self) -> None:
         now = self.clock.now_ms()

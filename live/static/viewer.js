@@ -387,6 +387,8 @@ function upsertOrder(order) {
     };
     orders.set(order.id, entry);
     $("#my-orders").prepend(entry.node);
+  } else if (order.status === "reserved" && entry.order.status !== "reserved") {
+    return; // a late copy: an order never goes back to reserved (the frame of a buy can follow its 201)
   }
   entry.update(order);
 }
