@@ -72,6 +72,7 @@ class RedisBroker:
         self._on_gap: GapHandler | None = None
         self._personal: list[tuple[str, str, str]] = []  # (stream, viewer, frame) not sent yet
         self._sending: asyncio.Task[None] | None = None
+        self._stopped = False
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -105,6 +106,9 @@ class RedisBroker:
         under load a call for many costs a fraction of a call each: redis-py spends about 130 us of CPU on
         any one command). A frame Redis refuses is
         logged and dropped: it is a notice, the state is in SQL and the HTTP answers."""
+        if self._stopped:  # shutting down: Redis is about to be closed under the frame
+            log.debug("personal %s frame for %s dropped: the broker has stopped", kind, viewer_id)
+            return
         self._personal.append((room_keys(room_id)[4], viewer_id, dumps({"type": kind, **body})))
         if self._sending is None:
             self._sending = asyncio.get_running_loop().create_task(self._send_personal())
@@ -168,6 +172,8 @@ class RedisBroker:
         self._task = asyncio.create_task(self._read(), name="realtime-reader")
 
     async def stop(self) -> None:
+        """Send the personal frames queued so far and stop reading; frames queued from now on are dropped."""
+        self._stopped = True
         await self.flush_personal()
         if self._task is not None:
             while not self._task.done():

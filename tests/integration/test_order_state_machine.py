@@ -552,6 +552,7 @@ class OrderLifecycle(RuleBasedStateMachine):
     @staticmethod
     async def _stop(state: AppState) -> None:
         try:
+            await state.realtime.stop()  # its queued order frames out before Redis is closed
             await state.writer.stop()
         finally:
             await state.redis.aclose()

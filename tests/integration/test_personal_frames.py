@@ -1,8 +1,9 @@
 """Personal frames (a buyer's order) against real Redis: queued without waiting, sent in one call per room,
-in order, and all of them out by the time the broker stops."""
+in order, all of them out by the time the broker stops, and none queued after it (Redis closes next)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from redis.asyncio import Redis
@@ -27,6 +28,9 @@ async def test_frames_are_queued_then_sent_in_order_per_room(redis_url: str) -> 
         assert await personal(redis, "rm_b") == [(f"vw_{n % 2}", n) for n in range(30) if not n % 3]
         broker.send_personal("rm_b", "vw_9", "order", {"order": {"n": 99}})
         await broker.stop()  # stopping sends what is queued
+        assert (await personal(redis, "rm_b"))[-1] == ("vw_9", 99)
+        broker.send_personal("rm_b", "vw_9", "order", {"order": {"n": 100}})  # after the stop: dropped
+        await asyncio.sleep(0.05)
         assert (await personal(redis, "rm_b"))[-1] == ("vw_9", 99)
     finally:
         await redis.flushdb()
