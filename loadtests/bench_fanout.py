@@ -39,7 +39,7 @@ import psutil  # type: ignore[import-untyped, unused-ignore]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests.hubbench import REDIS_URL, Show, free_port, start_server
-from loadtests.rawviewers import RawViewers, parse_frames, pong
+from loadtests.rawviewers import RawViewers, parse_frames, pong, serve
 
 PAD = "x" * 120  # a chat message of a typical size
 
@@ -88,20 +88,8 @@ class _Delays:
 def _viewers_main(conn: Any, host: str, port: int, paths: list[str], first_frame: bool, sample: int) -> None:
     got = _Delays(len(paths), lambda i, data: viewers.send(i, data), sample)
     viewers = RawViewers(host, port, paths, got.on_data, first_frame=first_frame)
-    conn.send(("ready", viewers.connect()))
-    while True:
-        viewers.poll(0.02)
-        if not conn.poll():
-            continue
-        cmd = conn.recv()
-        if cmd == "reset":
-            got.reset()
-            conn.send("ok")
-        elif cmd == "report":
-            conn.send((got.count, sorted(got.delays), sorted(got.read_delays)))
-        else:
-            viewers.close()
-            return
+    report = lambda: (got.count, sorted(got.delays), sorted(got.read_delays))  # noqa: E731
+    serve(viewers, conn, {"reset": got.reset, "report": report})
 
 
 def start_viewers(

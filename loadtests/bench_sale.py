@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from loadtests.hubbench import REDIS_URL, Show, start_server  # noqa: E402
-from loadtests.rawviewers import RawViewers, parse_frames, pong  # noqa: E402
+from loadtests.rawviewers import RawViewers, parse_frames, pong, serve  # noqa: E402
 
 
 class _SaleViewers:
@@ -124,20 +124,7 @@ def _max_per_second(times: list[float]) -> int:
 def _viewers_main(conn: Any, host: str, port: int, paths: list[str]) -> None:
     got = _SaleViewers(len(paths), lambda i, data: viewers.send(i, data))
     viewers = RawViewers(host, port, paths, got.on_data)
-    conn.send(("ready", viewers.connect()))
-    while True:
-        viewers.poll(0.02)
-        if not conn.poll():
-            continue
-        cmd = conn.recv()
-        if cmd == "reset":
-            got.reset()
-            conn.send("ok")
-        elif isinstance(cmd, tuple) and cmd[0] == "report":
-            conn.send(got.report(*cmd[1:]))
-        else:
-            viewers.close()
-            return
+    serve(viewers, conn, {"reset": got.reset, "report": got.report})
 
 
 async def drive_sale(

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from loadtests.hubbench import REDIS_URL, Show, start_server  # noqa: E402
-from loadtests.rawviewers import RawViewers  # noqa: E402
+from loadtests.rawviewers import RawViewers, serve  # noqa: E402
 
 PAD = "x" * 100
 READ_EVERY = 0.05  # seconds between two reads of a viewer's socket
@@ -48,21 +48,13 @@ def _viewers_main(conn: Any, port: int, paths: list[str]) -> None:
         counted[0] += len(data)
 
     viewers = RawViewers("127.0.0.1", port, paths, on_data, timestamps=False)
-    conn.send(("ready", viewers.connect()))
     cpu0 = time.process_time()
-    while True:
-        # Reading each socket a few times a second, not at every frame, keeps this process's cost per frame
-        # small (a read costs the same for one frame or fifteen) and changes nothing for the servers: what
-        # they write waits in the viewers' kernel buffers (a few KiB each), far below the TCP window.
-        time.sleep(READ_EVERY)
-        viewers.poll(0.0)
-        if conn.poll():
-            cmd = conn.recv()
-            if cmd == "count":
-                conn.send((counted[0], time.process_time() - cpu0))
-            else:
-                viewers.close()
-                return
+    # Reading each socket a few times a second, not at every frame, keeps this process's cost per frame small
+    # (a read costs about the same for one frame or fifteen), so it leaves the cores to the workers. It moves
+    # the loopback's ACK work from this process's reads to delayed-ACK timers, which the workers mostly pay
+    # (docs/benchmarks.md, "Two workers vs one"): the same for one worker and for two.
+    count = lambda: (counted[0], time.process_time() - cpu0)  # noqa: E731
+    serve(viewers, conn, {"count": count}, read_every=READ_EVERY)
 
 
 async def run(workers: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:

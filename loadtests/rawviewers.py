@@ -20,6 +20,8 @@ import socket
 import struct
 import time
 from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any
 
 from loadtests.hubbench import handshake
 
@@ -128,7 +130,9 @@ class RawViewers:
                 if i in self.pending:
                     raise RuntimeError(f"viewer {i}: the server closed the connection before the first frame")
                 continue
-            if self.timestamps and not at:
+            if self.timestamps and not at and i not in self.pending:
+                # (Linux turns receive timestamps on for the whole machine a moment after the first socket
+                # asks, so the first answers to the upgrades may come without one: they are not timed.)
                 raise RuntimeError("the kernel gave no receive time (SO_TIMESTAMPNS)")
             data = bytes(self._buf[:n])
             if i in self.pending:
@@ -173,6 +177,34 @@ class RawViewers:
         for sock in self.socks:
             sock.close()
         self.epoll.close()
+
+
+def serve(
+    viewers: RawViewers,
+    conn: Connection,
+    commands: dict[str, Callable[..., Any]],
+    *,
+    read_every: float | None = None,
+) -> None:
+    """A viewers process's main loop: connect every viewer (``("ready", upgraded)`` to the parent), then
+    read and answer the parent's commands over ``conn`` until one is not in ``commands``. A command is a
+    name or a tuple (name, *args); what its handler returns goes back. ``read_every``: read each socket once
+    per that many seconds instead of as soon as it has data (fewer, larger reads)."""
+    conn.send(("ready", viewers.connect()))
+    while True:
+        if read_every is None:
+            viewers.poll(0.02)
+        else:
+            time.sleep(read_every)
+            viewers.poll(0.0)
+        if not conn.poll():
+            continue
+        cmd = conn.recv()
+        name, args = (cmd[0], cmd[1:]) if isinstance(cmd, tuple) else (cmd, ())
+        if name not in commands:
+            viewers.close()
+            return
+        conn.send(commands[name](*args))
 
 
 def _frame_len(buf: bytes) -> int:

@@ -251,15 +251,17 @@ class Realtime:
             else _AsgiPeer(conn, websocket)
         )
         self._peers[conn.id] = peer
-        if isinstance(raw, RawSocket):
-            conn.write = raw.write
-            raw.limit_backlog(self.max_backlog_bytes)
-            raw.on_too_slow = lambda: self._close(conn, CloseCode.TOO_SLOW, "too slow to keep up")
-            raw.on_closing = lambda: self._gone(conn)
-        else:  # not served by HubWebSocketProtocol: one ASGI send per frame (slower, same frames)
-            conn.write = lambda frame: self._spawn(_send_text(websocket, _payload(frame)))
         detached = False
-        try:
+        try:  # from here on, however it ends, the connection leaves the hub unless it was detached
+            if isinstance(raw, RawSocket):
+                conn.write = raw.write
+                raw.on_too_slow = lambda: self._close(conn, CloseCode.TOO_SLOW, "too slow to keep up")
+                raw.on_closing = lambda: self._gone(conn)
+                if not raw.open():  # the client left while it was being admitted (the hooks came late)
+                    return
+                raw.limit_backlog(self.max_backlog_bytes)
+            else:  # not served by HubWebSocketProtocol: one ASGI send per frame (slower, same frames)
+                conn.write = lambda frame: self._spawn(_send_text(websocket, _payload(frame)))
             await self._sync(websocket, conn)
             if isinstance(raw, RawSocket):
                 # In sync: from here on the socket is served by callbacks, and this task ends.

@@ -33,6 +33,21 @@ PG_URL = os.environ.get("LIVECART_TEST_PG_URL", "postgresql+asyncpg://postgres@1
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+#: Test modules whose in-process server runs on uvloop, the loop ``livecart serve`` runs on (uvicorn picks it
+#: when it is installed). The hub writes to the transports directly, and uvloop's differ from asyncio's (one
+#: raises on a closed transport where asyncio's does nothing). The rest stay on asyncio: httpx over anyio on
+#: uvloop trips on a socket the test itself killed (``test_crash.py``), which says nothing about the app.
+UVLOOP_MODULES = frozenset({"test_realtime.py"})
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
+    if item.path.name in UVLOOP_MODULES:
+        import uvloop
+
+        return {"uvloop": uvloop.new_event_loop}
+    return {"asyncio": asyncio.new_event_loop}
+
+
 def _unavailable(what: str) -> None:
     if IN_CI:
         pytest.fail(f"{what} is not reachable, and CI=true forbids skipping integration tests")

@@ -349,6 +349,34 @@ async def test_connect_and_disconnect_churn_leaks_nothing(
     assert not server.state.realtime.broker._watched
 
 
+async def test_a_viewer_gone_during_its_admission_leaves_nothing_behind(
+    client: httpx.AsyncClient, server: LiveServer
+) -> None:
+    """Clients that send the upgrade and vanish at once (a phone losing signal) are never counted and leave
+    no connection in the hub: their admission ends quietly, whatever point it had reached."""
+    sale = await new_sale(client, stock=1)
+    viewers = [await join(client, sale, f"Gone {i}") for i in range(5)]
+    path = f"/ws/rooms/{sale.room_id}"
+    for i in range(60):
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            f"GET {path}?token={viewers[i % 5].token} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            f"Sec-WebSocket-Version: 13\r\nOrigin: {ORIGIN}\r\n\r\n".encode()
+        )
+        await writer.drain()
+        if i % 3 == 1:
+            await asyncio.sleep(0.002 * (i % 7))  # vanish at different points of the admission
+        writer.transport.abort()
+    async with asyncio.timeout(5):
+        while server.state.realtime.hub.count():
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(2.5)  # a presence report or two
+    stats = await ok(await client.get(f"/api/rooms/{sale.room_id}/stats", headers=auth(sale.host_token)))
+    assert (stats["viewers_now"], stats["connections_now"]) == (0, 0)
+    assert not server.state.realtime.broker._watched
+
+
 async def test_a_room_redis_lost_gets_a_snapshot_not_a_gap(
     client: httpx.AsyncClient, server: LiveServer
 ) -> None:
