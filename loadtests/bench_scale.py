@@ -50,9 +50,9 @@ def _viewers_main(conn: Any, port: int, paths: list[str]) -> None:
     viewers = RawViewers("127.0.0.1", port, paths, on_data, timestamps=False)
     cpu0 = time.process_time()
     # Reading each socket a few times a second, not at every frame, keeps this process's cost per frame small
-    # (a read costs about the same for one frame or fifteen), so it leaves the cores to the workers. It moves
-    # the loopback's ACK work from this process's reads to delayed-ACK timers, which the workers mostly pay
-    # (docs/benchmarks.md, "Two workers vs one"): the same for one worker and for two.
+    # (a read costs about the same for one frame or fifteen), so it leaves the cores to the workers. It also
+    # raises the workers' own CPU per frame (probably the loopback's ACKs, now sent by delayed-ACK timers;
+    # docs/benchmarks.md, "Two workers vs one"), the same for one worker and for two.
     count = lambda: (counted[0], time.process_time() - cpu0)  # noqa: E731
     serve(viewers, conn, {"count": count}, read_every=READ_EVERY)
 
