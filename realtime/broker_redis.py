@@ -104,8 +104,8 @@ class RedisBroker:
         """Queue a frame for one viewer's sockets. The caller does not wait for Redis: the frames queued
         within ``personal_delay`` go in one script call per room (a buy's 201 does not wait for its frame, and
         under load a call for many costs a fraction of a call each: redis-py spends about 130 us of CPU on
-        any one command). A frame Redis refuses is
-        logged and dropped: it is a notice, the state is in SQL and the HTTP answers."""
+        any one command). A frame Redis refuses is logged and dropped: it is a notice, the state is in SQL
+        and the HTTP answers."""
         if self._stopped:  # shutting down: Redis is about to be closed under the frame
             log.debug("personal %s frame for %s dropped: the broker has stopped", kind, viewer_id)
             return
@@ -121,7 +121,7 @@ class RedisBroker:
     async def _send_personal(self) -> None:
         try:
             while self._personal:
-                await asyncio.sleep(self.personal_delay)  # the frames of the next few ms join this pipeline
+                await asyncio.sleep(self.personal_delay)  # the frames of the next few ms join this batch
                 batch, self._personal = self._personal, []
                 by_stream: dict[str, list[str]] = {}
                 for key, to, frame in batch:

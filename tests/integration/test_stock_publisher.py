@@ -4,6 +4,7 @@ the moment the gate opens, and a card whose publish failed kept until it goes ou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -28,6 +29,17 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
     await client.aclose()
 
 
+@contextlib.asynccontextmanager
+async def running(redis: Redis, **settings: float) -> AsyncIterator[StockPublisher]:
+    """A started publisher, stopped on the way out."""
+    publisher = StockPublisher(redis, RedisBroker(redis), SystemClock(), **settings)
+    publisher.start()
+    try:
+        yield publisher
+    finally:
+        await publisher.stop()
+
+
 async def stock_events(redis: Redis) -> list[tuple[int, int]]:
     """The room's stock events so far: (stock left, server time in ms)."""
     entries = await redis.xrange(room_keys(ROOM)[1])
@@ -43,9 +55,7 @@ async def wait_for(redis: Redis, predicate: object, timeout: float = 3.0) -> lis
 
 
 async def test_a_held_back_value_goes_out_when_the_gate_opens(redis: Redis) -> None:
-    publisher = StockPublisher(redis, RedisBroker(redis), SystemClock(), interval=0.3, tick=0.01)
-    publisher.start()
-    try:
+    async with running(redis, interval=0.3, tick=0.01) as publisher:
         publisher.changed(CARD)
         first = await wait_for(redis, lambda e: len(e) == 1)
         for left in (99, 98, 97):  # three sales just after: the gate is closed for 300 ms
@@ -60,14 +70,10 @@ async def test_a_held_back_value_goes_out_when_the_gate_opens(redis: Redis) -> N
         assert left == 97
         assert t1 - t0 >= 300  # never sooner than the interval
         assert seen_at - t0 <= 300 + 100, "the held-back value waited past the gate's opening"
-    finally:
-        await publisher.stop()
 
 
 async def test_a_burst_gives_at_most_one_event_per_interval_and_ends_on_the_truth(redis: Redis) -> None:
-    publisher = StockPublisher(redis, RedisBroker(redis), SystemClock(), interval=0.1)
-    publisher.start()
-    try:
+    async with running(redis, interval=0.1) as publisher:
         first_sale = time.time() * 1000
         for left in range(99, -1, -1):  # 100 sales over about a second
             await redis.hset(SALE, "stock_left", left)
@@ -81,30 +87,22 @@ async def test_a_burst_gives_at_most_one_event_per_interval_and_ends_on_the_trut
         assert 3 <= len(events) <= (last_sale - first_sale) / 100 + 2, events  # about 10 a second, not 100
         values = [v for v, _ in events]
         assert values == sorted(values, reverse=True) and len(set(values)) == len(values)
-    finally:
-        await publisher.stop()
 
 
 async def test_a_card_whose_publish_failed_goes_out_once_redis_takes_it(redis: Redis) -> None:
     gate = room_keys(ROOM)[3]
     await redis.set(gate, "not a hash")  # the publish script fails on it (WRONGTYPE): a real Redis error
-    publisher = StockPublisher(redis, RedisBroker(redis), SystemClock(), interval=0.1, retry=0.2)
-    publisher.start()
-    try:
+    async with running(redis, interval=0.1, retry=0.2) as publisher:
         publisher.changed(CARD)
         await asyncio.sleep(0.3)
         assert await stock_events(redis) == []
         await redis.delete(gate)
         events = await wait_for(redis, lambda e: len(e) == 1, timeout=1.0)
         assert events[0][0] == 100
-    finally:
-        await publisher.stop()
 
 
 async def test_an_unchanged_value_and_a_card_without_a_sale_publish_nothing(redis: Redis) -> None:
-    publisher = StockPublisher(redis, RedisBroker(redis), SystemClock(), interval=0.05)
-    publisher.start()
-    try:
+    async with running(redis, interval=0.05) as publisher:
         publisher.changed(CARD)
         await wait_for(redis, lambda e: len(e) == 1)
         await asyncio.sleep(0.1)
@@ -113,5 +111,3 @@ async def test_an_unchanged_value_and_a_card_without_a_sale_publish_nothing(redi
         await asyncio.sleep(0.3)
         assert len(await stock_events(redis)) == 1
         assert not publisher.marked
-    finally:
-        await publisher.stop()
