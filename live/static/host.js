@@ -5,7 +5,7 @@
 import { api, ApiError, describe, money, percent, toMinor } from "./api.js";
 import { drawLine } from "./chart.js";
 import { $, clock, copyText, fill, h, onSubmit, remaining, setText, show } from "./dom.js";
-import { RoomSocket } from "./hub.js";
+import { RoomSocket, routeFrames } from "./hub.js";
 import { publish } from "./webrtc.js";
 
 const TOKEN_KEY = "livecart.host.token";
@@ -280,38 +280,25 @@ async function lifecycle(action) {
 $("#go-live").addEventListener("click", () => lifecycle("live").catch(errorTo($("#room-error-line"))));
 $("#end-show").addEventListener("click", () => lifecycle("end").catch(errorTo($("#room-error-line"))));
 
-function onFrame(frame) {
-  switch (frame.type) {
-    case "snapshot":
+const onFrame = routeFrames(
+  {
+    snapshot(frame) {
       renderRoom(frame.room);
       setText($("#stat-viewers-now"), frame.viewers);
       for (const card of frame.cards) upsertCard(card);
-      break;
-    case "card":
-      upsertCard(frame.card);
-      break;
-    case "stock": {
-      const entry = active.cards.get(frame.card_id);
-      if (entry) entry.update({ ...entry.card, stock_left: frame.stock_left });
-      break;
-    }
-    case "viewers":
-      setText($("#stat-viewers-now"), frame.count);
-      break;
-    case "room":
-      renderRoom(frame.room);
-      break;
-    case "chat":
-      addChat(frame.from, frame.text);
-      break;
-    case "error":
-      notice(`The live connection says: ${frame.error}`);
-      break;
-    default:
-      break;
-  }
-  scheduleStats();
-}
+    },
+    card: upsertCard,
+    stock(cardId, stockLeft) {
+      const entry = active.cards.get(cardId);
+      if (entry) entry.update({ ...entry.card, stock_left: stockLeft });
+    },
+    viewers: (count) => setText($("#stat-viewers-now"), count),
+    room: renderRoom,
+    chat: addChat,
+    error: (error) => notice(`The live connection says: ${error}`),
+  },
+  () => scheduleStats(),
+);
 
 // -- camera (WHIP) ---------------------------------------------------------------------------------------
 

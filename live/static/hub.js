@@ -5,6 +5,32 @@
 
 const FINAL = new Set([4401, 4403, 4404]);
 
+// What a frame of each type hands its handler (the frames of SPEC §5; the snapshot goes whole).
+const PAYLOAD = {
+  snapshot: (frame) => [frame],
+  card: (frame) => [frame.card],
+  stock: (frame) => [frame.card_id, frame.stock_left],
+  viewers: (frame) => [frame.count],
+  room: (frame) => [frame.room],
+  chat: (frame) => [frame.from, frame.text],
+  order: (frame) => [frame.order],
+  error: (frame) => [frame.error],
+};
+
+/**
+ * A RoomSocket `onFrame` that hands each frame to the page's handler of its type (a page leaves out the
+ * types it ignores; unknown types are ignored), then calls `after` with the frame.
+ * @param {{[type: string]: (...payload: any[]) => void}} handlers
+ * @param {(frame: object) => void} [after]
+ */
+export function routeFrames(handlers, after = () => {}) {
+  return (frame) => {
+    const handle = Object.hasOwn(handlers, frame.type) ? handlers[frame.type] : null;
+    if (handle && Object.hasOwn(PAYLOAD, frame.type)) handle(...PAYLOAD[frame.type](frame));
+    after(frame);
+  };
+}
+
 export class RoomSocket {
   /**
    * @param {string} roomId

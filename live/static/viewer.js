@@ -4,7 +4,7 @@
 
 import { api, ApiError, describe, money, randomKey } from "./api.js";
 import { $, clock, copyText, fill, h, onSubmit, remaining, setText, show } from "./dom.js";
-import { RoomSocket } from "./hub.js";
+import { RoomSocket, routeFrames } from "./hub.js";
 import { play } from "./webrtc.js";
 
 const roomId = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
@@ -100,9 +100,9 @@ function enterShow() {
 
 // -- frames ----------------------------------------------------------------------------------------------
 
-function onFrame(frame) {
-  switch (frame.type) {
-    case "snapshot": {
+const onFrame = routeFrames(
+  {
+    snapshot(frame) {
       renderRoom(frame.room);
       setText($("#viewer-count"), frame.viewers);
       const present = new Set(frame.cards.map((c) => c.id));
@@ -114,36 +114,20 @@ function onFrame(frame) {
       }
       for (const card of frame.cards) upsertCard(card);
       synced = true;
-      break;
-    }
-    case "card":
-      upsertCard(frame.card);
-      break;
-    case "stock": {
-      const entry = cards.get(frame.card_id);
-      if (entry) upsertCard({ ...entry.card, stock_left: frame.stock_left });
-      break;
-    }
-    case "viewers":
-      setText($("#viewer-count"), frame.count);
-      break;
-    case "room":
-      renderRoom(frame.room);
-      break;
-    case "chat":
-      addChat(frame.from, frame.text);
-      break;
-    case "order":
-      upsertOrder(frame.order);
-      break;
-    case "error":
-      setText($("#chat-error"), CHAT_ERRORS[frame.error] || `The server refused that: ${frame.error}`);
-      break;
-    default:
-      break;
-  }
-  show($("#no-cards"), cards.size === 0);
-}
+    },
+    card: upsertCard,
+    stock(cardId, stockLeft) {
+      const entry = cards.get(cardId);
+      if (entry) upsertCard({ ...entry.card, stock_left: stockLeft });
+    },
+    viewers: (count) => setText($("#viewer-count"), count),
+    room: renderRoom,
+    chat: addChat,
+    order: upsertOrder,
+    error: (error) => setText($("#chat-error"), CHAT_ERRORS[error] || `The server refused that: ${error}`),
+  },
+  () => show($("#no-cards"), cards.size === 0),
+);
 
 function renderRoom(next) {
   const was = room.status;
