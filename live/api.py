@@ -11,17 +11,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from base.clock import parse_iso
+from base.http import read_json, read_query
+from base.ids import new_id, random_code
+from base.openapi import doc
+from identity.errors import InvalidInvite, InvalidToken
+from identity.guards import bearer, identify, require_host, require_in_room, require_room_owner
+from identity.tokens import HostIdentity, Identity, ViewerIdentity, is_invite_token
 from live import host_rooms, invites
-from live.access import (
-    HostIdentity,
-    Identity,
-    ViewerIdentity,
-    bearer,
-    identify,
-    is_invite_token,
-    require_host,
-)
-from live.errors import InvalidInvite, InvalidToken, RoomStateConflict
+from live.errors import InvalidPage, RoomStateConflict, SignupClosed, UnknownRoom
 from live.models import Host, Invite, Room, Viewer
 from live.rooms import RoomAction, transition
 from live.schemas import (
@@ -35,22 +33,17 @@ from live.schemas import (
     RoomOut,
     RoomsQuery,
 )
+from live.services import services
 from live.views import public_room, room_json
-from livecart.clock import parse_iso
-from livecart.errors import Forbidden, Unprocessable
-from livecart.http import read_json, read_query, state
-from livecart.ids import new_id, random_code
-from livecart.openapi import doc
-from shop.errors import UnknownResource
 
 
 @doc(
     body=HostIn, responses={201: HostOut}, auth=False, summary="Sign up as a host (while open sign-up is on)"
 )
 async def create_host(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     if not st.settings.signup_open:
-        raise Forbidden("Open sign-up is off on this server.", code="signup_closed")
+        raise SignupClosed("Open sign-up is off on this server.")
     body = await read_json(request, HostIn)
     host = Host(id=new_id("hst"), name=body.name, created_ms=st.clock.now_ms())
     async with st.sessions() as session, session.begin():
@@ -62,7 +55,7 @@ async def create_host(request: Request) -> JSONResponse:
 
 @doc(body=RoomIn, responses={201: RoomOut}, summary="Create a room (a show)")
 async def create_room(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     body = await read_json(request, RoomIn)
     room = Room(
@@ -86,7 +79,7 @@ async def create_room(request: Request) -> JSONResponse:
 async def list_rooms(request: Request) -> JSONResponse:
     """The host's own rooms as ``GET /api/rooms/{room}`` shows them to the host (invite link included).
     A full page may have more after it: ask again with ``before`` set to its last room's id."""
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     query = read_query(request, RoomsQuery)
     async with st.sessions() as session:
@@ -94,7 +87,7 @@ async def list_rooms(request: Request) -> JSONResponse:
         if query.before is not None:
             after = await session.get(Room, query.before)
             if after is None or after.host_id != host.host_id:  # another host's room reads as unknown
-                raise Unprocessable("before: this is not one of your rooms.")
+                raise InvalidPage("before: this is not one of your rooms.")
         rooms = await host_rooms.page(
             session, host.host_id, limit=query.limit, status=query.status, after=after
         )
@@ -109,20 +102,17 @@ async def _check_host_exists(session: Any, host: HostIdentity) -> None:
 
 async def visible_room(request: Request, who: Identity) -> Room:
     """The room of the path, when ``who`` is its host or one of its viewers (404 / 403 otherwise)."""
-    async with state(request).sessions() as session:
+    async with services(request).sessions() as session:
         room = await session.get(Room, request.path_params["room"])
     if room is None:
-        raise UnknownResource("No such room.")
-    if isinstance(who, HostIdentity) and room.host_id != who.host_id:
-        raise Forbidden("This room belongs to another host.")
-    if isinstance(who, ViewerIdentity) and who.room_id != room.id:
-        raise Forbidden("You are not a viewer of this room.")
+        raise UnknownRoom("No such room.")
+    require_in_room(who, room.id, room.host_id)
     return room
 
 
 @doc(responses={200: RoomOut}, summary="Get a room (its host, or a viewer of it)")
 async def get_room(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     who = identify(request, st.signer)
     room = await visible_room(request, who)
     return JSONResponse(
@@ -131,15 +121,14 @@ async def get_room(request: Request) -> JSONResponse:
 
 
 async def _lifecycle(request: Request, action: RoomAction) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     now = st.clock.now_ms()
     async with st.sessions() as session, session.begin():
         room = await session.get(Room, request.path_params["room"], with_for_update=True)
         if room is None:
-            raise UnknownResource("No such room.")
-        if room.host_id != host.host_id:
-            raise Forbidden("This room belongs to another host.")
+            raise UnknownRoom("No such room.")
+        require_room_owner(host, room.host_id)
         new_status = transition(room.status, action)
         if new_status != room.status:
             room.status = new_status.value
@@ -148,9 +137,9 @@ async def _lifecycle(request: Request, action: RoomAction) -> JSONResponse:
             else:
                 room.ended_ms = now
     if action is RoomAction.END:
-        await st.catalog.close_room_cards(room.id)
+        await st.room_ended(room.id)
         await st.video.end_room(room.id)
-    await st.realtime.publish_room(room.id, public_room(room))
+    await st.events.room_changed(room.id, public_room(room))
     return JSONResponse(room_json(room, base_url=st.settings.base_url, for_host=True))
 
 
@@ -167,15 +156,14 @@ async def end_room(request: Request) -> JSONResponse:
 async def _own_room(session: Any, host: HostIdentity, room_id: str) -> Room:
     room = await session.get(Room, room_id)
     if room is None:
-        raise UnknownResource("No such room.")
-    if room.host_id != host.host_id:
-        raise Forbidden("This room belongs to another host.")
+        raise UnknownRoom("No such room.")
+    require_room_owner(host, room.host_id)
     return room  # type: ignore[no-any-return]
 
 
 @doc(body=InviteIn, responses={201: InviteOut}, summary="Create a per-invitee invite (max uses, expiry)")
 async def create_invite(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     body = await read_json(request, InviteIn)
     now = st.clock.now_ms()
@@ -201,7 +189,7 @@ async def create_invite(request: Request) -> JSONResponse:
 
 @doc(responses={200: [InviteOut]}, summary="List the room's per-invitee invites")
 async def list_invites(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     async with st.sessions() as session:
         room = await _own_room(session, host, request.path_params["room"])
@@ -213,13 +201,13 @@ async def list_invites(request: Request) -> JSONResponse:
 
 @doc(responses={200: InviteOut}, summary="Revoke a per-invitee invite (whoever joined with it stays)")
 async def revoke_invite(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     async with st.sessions() as session, session.begin():
         room = await _own_room(session, host, request.path_params["room"])
         invite = await invites.revoke(session, room.id, request.path_params["invite"])
         if invite is None:
-            raise UnknownResource("This room has no such invite.")
+            raise UnknownRoom("This room has no such invite.")
     return JSONResponse(invites.invite_json(invite, signer=st.signer, base_url=st.settings.base_url))
 
 
@@ -234,7 +222,7 @@ async def join_room(request: Request) -> JSONResponse:
     viewer) or a viewer's share code (that viewer becomes the referrer). With either invite, ``ref`` may
     name a share code for attribution. A returning viewer (their viewer token for this room as bearer)
     keeps their identity and first referrer, and takes no further use of a per-invitee invite."""
-    st = state(request)
+    st = services(request)
     body = await read_json(request, JoinIn)
     room_id = request.path_params["room"]
     base = st.settings.base_url.rstrip("/")
@@ -254,7 +242,7 @@ async def join_room(request: Request) -> JSONResponse:
                 await invites.check_usable(session, claim, now_ms=now)
         room = await session.get(Room, room_id)
         if room is None:
-            raise UnknownResource("No such room.")
+            raise UnknownRoom("No such room.")
         if room.status == "ended":
             raise InvalidInvite("This show has ended.")
         referrer: Viewer | None = None
@@ -304,7 +292,7 @@ def _returning_identity(request: Request, room_id: str) -> ViewerIdentity | None
     if token is None:
         return None
     try:
-        who = state(request).signer.verify(token)
+        who = services(request).signer.verify(token)
     except InvalidToken:
         return None
     if not isinstance(who, ViewerIdentity) or who.room_id != room_id:

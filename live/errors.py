@@ -1,41 +1,78 @@
-"""Errors of ``live``: rooms, invites, identity, video."""
+"""Errors of ``live``: rooms, invites, video.
+
+LiveError
+├── UnknownRoom, UnknownVideoSession, NoThumbnail      (not found)
+├── RoomStateConflict, NotLive, ViewerCap              (the room's state does not allow it)
+├── SignupClosed, ForgedForward, NotYourVideo          (refused)
+├── InvalidSdp                                         (a bad offer)
+├── InvalidPage                                        (a bad page of a list)
+└── VideoUnavailable                                   (shutting down, or a sibling did not answer)
+"""
 
 from __future__ import annotations
 
-from livecart.errors import BadRequest, Conflict, Forbidden, Unauthorized
+from base.errors import LiveCartError
 
 
-class InvalidInvite(Forbidden):
-    default_code = "invalid_invite"
+class LiveError(LiveCartError):
+    """The root of ``live``'s errors."""
 
 
-class InvalidToken(Unauthorized):
-    default_code = "unauthorized"
+class UnknownRoom(LiveError):
+    default_code = "not_found"
 
 
-class RoomStateConflict(Conflict):
+class UnknownVideoSession(LiveError):
+    default_code = "unknown_session"
+
+
+class NoThumbnail(LiveError):
+    default_code = "not_found"
+
+
+class RoomStateConflict(LiveError):
     default_code = "invalid_room_state"
 
 
-class InvalidSdp(BadRequest):
+class InvalidSdp(LiveError):
     """An SDP offer that is empty, not SDP, or that WebRTC cannot answer (no common codec, no media)."""
 
     default_code = "invalid_sdp"
 
 
-class NotLive(Conflict):
+class NotLive(LiveError):
     """WHEP for a room whose host is not publishing video (now)."""
 
     default_code = "not_live"
 
 
-class ViewerCap(Conflict):
+class ViewerCap(LiveError):
     """The room has as many WHEP viewers as this server encodes for, and no external engine is set."""
 
     default_code = "viewer_cap"
 
 
-class ForgedForward(Forbidden):
+class SignupClosed(LiveError):
+    default_code = "signup_closed"
+
+
+class ForgedForward(LiveError):
     """A request that claims to be forwarded by another worker of this deployment without its token."""
 
     default_code = "forged_forward"
+
+
+class NotYourVideo(LiveError):
+    """A WHIP or WHEP session that belongs to someone else."""
+
+    default_code = "forbidden"
+
+
+class InvalidPage(LiveError):
+    default_code = "invalid_request"
+
+
+class VideoUnavailable(LiveError):
+    """The server is shutting down, or the worker that holds the room's video did not answer in time."""
+
+    default_code = "unavailable"

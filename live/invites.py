@@ -13,10 +13,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from live.access import InviteClaim, TokenSigner
-from live.errors import InvalidInvite
+from base.clock import iso
+from identity.errors import InvalidInvite
+from identity.tokens import InviteClaim, TokenSigner
 from live.models import Invite
-from livecart.clock import iso
 
 
 async def consume(session: AsyncSession, claim: InviteClaim, *, now_ms: int) -> int:

@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict
 
-from livecart.fields import DisplayName, HostName, Label, RequestBody, Title, Token
-from livecart.settings import IceServer
+from base.fields import DisplayName, HostName, Label, RequestBody, Title, Token
+from base.settings import IceServer
 
 
 class HostIn(RequestBody):

@@ -39,14 +39,14 @@ from aiortc.contrib.media import MediaRelay
 from aiortc.mediastreams import MediaStreamError
 from redis.exceptions import RedisError
 
-from live.access import HostIdentity, Identity
-from live.errors import InvalidSdp, NotLive
+from base.errors import LiveCartError
+from base.ids import new_id
+from base.metrics import Metrics
+from base.settings import IceServer
+from identity.tokens import HostIdentity, Identity
+from live.errors import InvalidSdp, NotLive, NotYourVideo, UnknownVideoSession, VideoUnavailable
 from live.thumbnail import jpeg
 from live.video_siblings import Siblings
-from livecart.errors import Forbidden, LiveCartError, NotFound, ServiceUnavailable
-from livecart.ids import new_id
-from livecart.metrics import Metrics
-from livecart.settings import IceServer
 
 log = logging.getLogger("livecart.video")
 
@@ -151,7 +151,7 @@ class Video:
         answer = await self._negotiate(pc, offer, receive_only)
         if self._closing:
             await pc.close()
-            raise ServiceUnavailable("The server is shutting down.")
+            raise VideoUnavailable("The server is shutting down.")
         ingest = _Ingest(id=new_id("whip"), room_id=room_id, host_id=host_id, pc=pc, tracks=tracks)
         previous = self._ingests.get(room_id)
         self._ingests[room_id] = ingest
@@ -169,9 +169,9 @@ class Video:
     async def stop_publish(self, room_id: str, session_id: str, *, who: Identity) -> None:
         ingest = self._ingests.get(room_id)
         if ingest is None or ingest.id != session_id:
-            raise NotFound("This room has no such WHIP session.", code="unknown_session")
+            raise UnknownVideoSession("This room has no such WHIP session.")
         if not (isinstance(who, HostIdentity) and who.host_id == ingest.host_id):
-            raise Forbidden("Only the room's host may stop its video.")
+            raise NotYourVideo("Only the room's host may stop its video.")
         await self._stop_ingest(ingest, reason="deleted")
 
     # -- WHEP -------------------------------------------------------------------------------------------
@@ -217,10 +217,10 @@ class Video:
     async def stop_play(self, room_id: str, session_id: str, *, who: Identity) -> None:
         playback = self._playbacks.get(session_id)
         if playback is None or playback.room_id != room_id:
-            raise NotFound("This room has no such WHEP session.", code="unknown_session")
+            raise UnknownVideoSession("This room has no such WHEP session.")
         room_host = isinstance(who, HostIdentity) and who.host_id == playback.ingest.host_id
         if who != playback.owner and not room_host:
-            raise Forbidden("This WHEP session is someone else's.")
+            raise NotYourVideo("This WHEP session is someone else's.")
         await self._stop_playback(playback)
 
     # -- lifecycle --------------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ class Video:
 
     def _check_open(self) -> None:
         if self._closing:
-            raise ServiceUnavailable("The server is shutting down.")
+            raise VideoUnavailable("The server is shutting down.")
 
     async def _negotiate(self, pc: RTCPeerConnection, offer: str, prepare: Callable[[], None]) -> str:
         """Set the offer, let ``prepare`` attach or refuse media, answer. Non-trickle: aiortc's

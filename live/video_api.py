@@ -21,12 +21,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from live.access import identify, require_host
+from base.errors import WrongMediaType
+from base.http import read_body
+from base.openapi import doc
+from identity.guards import identify, require_host
 from live.api import visible_room
-from live.errors import NotLive, RoomStateConflict
+from live.errors import NoThumbnail, NotLive, RoomStateConflict, UnknownRoom, UnknownVideoSession
 from live.models import Room
 from live.rooms import RoomStatus
 from live.schemas import VideoOut
+from live.services import services
 from live.video import Negotiated
 from live.video_rules import (
     FORWARDED_HEADER,
@@ -40,9 +44,6 @@ from live.video_rules import (
     route_whep,
     route_whip,
 )
-from livecart.errors import NotFound, UnsupportedMediaType
-from livecart.http import read_body, state
-from livecart.openapi import doc
 
 SDP_ERRORS = (400, 409, 413, 415, 503)
 #: 503: shutting down, or (several workers) the worker holding the room's video did not answer in time.
@@ -56,11 +57,11 @@ def _check_open(room: Room) -> None:
 
 def _check_sdp_type(request: Request) -> None:
     if not is_sdp(request.headers.get("content-type")):
-        raise UnsupportedMediaType("Send the offer with 'Content-Type: application/sdp'.")
+        raise WrongMediaType("Send the offer with 'Content-Type: application/sdp'.")
 
 
 async def _offer(request: Request) -> str:
-    return check_offer(await read_body(request, max_bytes=state(request).settings.max_body_bytes))
+    return check_offer(await read_body(request, max_bytes=services(request).settings.max_body_bytes))
 
 
 class _Gone:
@@ -71,14 +72,14 @@ GONE = _Gone()
 
 
 def _forwarded(request: Request) -> bool:
-    siblings = state(request).siblings
+    siblings = services(request).siblings
     return is_forwarded(request.headers.get(FORWARDED_HEADER), token=siblings.token if siblings else None)
 
 
 async def _at_owner(request: Request, room_id: str, body: bytes = b"") -> Response | _Gone | None:
     """The answer of the sibling worker that holds the room's video, when one does (``GONE`` when it is
     dead); ``None``: serve the request here. Refuses a forged claim to be forwarded (403)."""
-    st = state(request)
+    st = services(request)
     forwarded = _forwarded(request)  # checked on every request, so a forged claim is never just ignored
     held_here = st.video.is_live(room_id)
     if not must_find_owner(clustered=st.siblings is not None, forwarded=forwarded, held_here=held_here):
@@ -97,7 +98,7 @@ def _redirect(route: Redirect) -> Response:
 
 def _created(request: Request, kind: Kind, negotiated: Negotiated) -> Response:
     headers = {"Location": f"/api/rooms/{request.path_params['room']}/{kind}/{negotiated.session_id}"}
-    link = ice_link_header(state(request).settings.ice_servers)
+    link = ice_link_header(services(request).settings.ice_servers)
     if link:
         headers["Link"] = link
     return Response(negotiated.answer, status_code=201, media_type="application/sdp", headers=headers)
@@ -113,7 +114,7 @@ def _created(request: Request, kind: Kind, negotiated: Negotiated) -> Response:
     errors=SDP_ERRORS,
 )
 async def whip(request: Request) -> Response:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     room = await visible_room(request, host)
     _check_open(room)
@@ -135,7 +136,7 @@ async def whip(request: Request) -> Response:
     async with st.sessions() as session:
         current = await session.get(Room, room.id)
     if current is None or current.status == RoomStatus.ENDED:
-        with contextlib.suppress(NotFound):  # already gone (replaced, or its peer went away)
+        with contextlib.suppress(UnknownVideoSession):  # already gone (replaced, or its peer went away)
             await st.video.stop_publish(room.id, negotiated.session_id, who=host)
         raise RoomStateConflict("This show ended while its video was connecting.", code="room_ended")
     return _created(request, "whip", negotiated)
@@ -147,7 +148,7 @@ async def whip(request: Request) -> Response:
     errors=SIBLING_ERRORS,
 )
 async def stop_whip(request: Request) -> Response:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     relayed = await _at_owner(request, request.path_params["room"])
     if isinstance(relayed, Response):
@@ -166,7 +167,7 @@ async def stop_whip(request: Request) -> Response:
     errors=SDP_ERRORS,
 )
 async def whep(request: Request) -> Response:
-    st = state(request)
+    st = services(request)
     who = identify(request, st.signer)
     room = await visible_room(request, who)
     _check_open(room)
@@ -192,7 +193,7 @@ async def whep(request: Request) -> Response:
 
 @doc(summary="WHEP: stop watching", responses={204: "Stopped"}, errors=SIBLING_ERRORS)
 async def stop_whep(request: Request) -> Response:
-    st = state(request)
+    st = services(request)
     who = identify(request, st.signer)
     relayed = await _at_owner(request, request.path_params["room"])
     if isinstance(relayed, Response):
@@ -207,14 +208,14 @@ async def stop_whep(request: Request) -> Response:
     errors=SIBLING_ERRORS,
 )
 async def thumbnail(request: Request) -> Response:
-    st = state(request)
+    st = services(request)
     room = await visible_room(request, identify(request, st.signer))
     relayed = await _at_owner(request, room.id)
     if isinstance(relayed, Response):
         return relayed
     image = st.video.thumbnail(room.id)
     if image is None:
-        raise NotFound("This room has no thumbnail (yet): none is grabbed before its video is live.")
+        raise NoThumbnail("This room has no thumbnail (yet): none is grabbed before its video is live.")
     return Response(image, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3"})
 
 
@@ -225,7 +226,7 @@ async def thumbnail(request: Request) -> Response:
 async def video_config(request: Request) -> Response:
     """The host or a viewer of the room only, and never cached: TURN credentials may be in it. The pages
     ask before each WHIP or WHEP offer, so a rotated credential takes effect at the next connection."""
-    st = state(request)
+    st = services(request)
     await visible_room(request, identify(request, st.signer))
     body = VideoOut.of(st.settings.ice_servers).model_dump_json(exclude_none=True)
     return Response(body, media_type="application/json", headers={"Cache-Control": "private, no-store"})
@@ -235,8 +236,8 @@ async def end_video(request: Request) -> Response:
     """Internal, between workers: the room ended on a sibling, which asks this worker, the one holding its
     video, to close it (``Video.end_room``). Only a forwarded request may; to others it does not exist."""
     if not _forwarded(request):
-        raise NotFound("Not Found")
-    await state(request).video.end_room(request.path_params["room"], ask_siblings=False)
+        raise UnknownRoom("Not Found")
+    await services(request).video.end_room(request.path_params["room"], ask_siblings=False)
     return Response(status_code=204)
 
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import quote
 
+from base.settings import IceServer
 from live.errors import ForgedForward, InvalidSdp, ViewerCap
-from livecart.settings import IceServer
 
 Kind = Literal["whip", "whep"]
 SDP_MEDIA_TYPE = "application/sdp"

@@ -26,10 +26,10 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import Response
 
+from base.logs import request_id
+from base.metrics import Metrics
+from live.errors import VideoUnavailable
 from live.video_rules import FORWARDED_HEADER, Owner, Sibling, place
-from livecart.errors import ServiceUnavailable
-from livecart.logs import request_id
-from livecart.metrics import Metrics
 
 log = logging.getLogger("livecart.video")
 
@@ -134,7 +134,7 @@ class Siblings:
             if owner is not None:
                 path = f"/internal/video/rooms/{room_id}/end"
                 await self._send("POST", owner, path, b"", {FORWARDED_HEADER: self.token}, room_id)
-        except ServiceUnavailable:
+        except VideoUnavailable:
             pass  # logged by _send; that worker's video of the room lasts until its host stops it
         except Exception:
             log.exception("room %s: asking the worker that holds its video to close it failed", room_id)
@@ -152,7 +152,7 @@ class Siblings:
         except httpx.HTTPError as exc:
             self._count("failed")
             log.warning("room %s: the worker at %s did not answer: %r", room_id, owner.url, exc)
-            raise ServiceUnavailable(
+            raise VideoUnavailable(
                 "The worker that serves this room's video did not answer in time; retry shortly.",
                 code="video_worker_unavailable",
             ) from None

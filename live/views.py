@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from base.clock import iso
 from live.models import Room
-from livecart.clock import iso
 
 
 def public_room(room: Room) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import gc
 import logging
 from collections.abc import AsyncIterator
 
-from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -20,30 +19,36 @@ import live.api
 import live.pages
 import live.video_api
 import realtime.endpoint
+import reporting.api
 import shop.api
-from live.access import TokenSigner
+from base import db, openapi
+from base.clock import Clock, SystemClock
+from base.embedded_redis import EmbeddedRedis
+from base.logs import RequestIdMiddleware
+from base.metrics import Metrics
+from base.redis_client import redis_client
+from base.settings import Settings
+from identity.tokens import TokenSigner
+from live.services import LiveServices
 from live.video import Video
 from live.video_rules import forward_token
 from live.video_siblings import Siblings
-from livecart import __version__, db, openapi
-from livecart.clock import Clock, SystemClock
-from livecart.embedded_redis import EmbeddedRedis
-from livecart.errors import exception_handlers
-from livecart.http import state
-from livecart.logs import RequestIdMiddleware
-from livecart.metrics import Metrics
-from livecart.settings import Settings
-from livecart.state import AppState
+from livecart import __version__, schema
+from livecart.edge import exception_handlers
+from livecart.state import AppState, state
+from realtime.broker_redis import RedisBroker
 from realtime.endpoint import Realtime
+from realtime.publisher import Publisher
+from realtime.stock import StockPublisher
+from reporting.api import ReportingServices
 from shop.cards import Catalog
 from shop.inventory.store import SENTINEL, Inventory
-from shop.models import Order
 from shop.orders.service import OrderService
 from shop.orders.writer import OrderWriter
 from shop.payments.service import PaymentService
 from shop.reconcile import Reconciler
+from shop.services import ShopServices
 from shop.sweeper import Sweeper
-from shop.views import order_json
 
 log = logging.getLogger("livecart.app")
 
@@ -81,23 +86,20 @@ async def openapi_json(request: Request) -> JSONResponse:
 
 
 async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> AppState:
+    """Every service of the process, each given what it uses at construction (nothing is assigned later)."""
     metrics_ = Metrics()
     engine = db.create_engine(settings.database_url)
     if settings.migrations_on_start:
-        await db.migrate(engine)
+        await schema.migrate(engine)
     sessions = db.sessionmaker(engine)
-    # A bounded pool that makes a burst wait for a free connection (within the commit timeout) instead of
-    # failing it: the default pool raises once 100 connections are in use.
-    pool = BlockingConnectionPool.from_url(
-        redis_url,
-        max_connections=settings.redis_max_connections,
-        timeout=settings.commit_timeout_seconds,
-        socket_timeout=settings.commit_timeout_seconds,
-        socket_connect_timeout=settings.commit_timeout_seconds,
-        health_check_interval=30,
-    )
-    redis = Redis.from_pool(pool)
-    inventory = Inventory(redis)
+    redis = redis_client(redis_url, settings)
+    signer = TokenSigner(settings.signing_keys)
+
+    # Realtime's publishing half comes first: the domain services announce their changes through it.
+    broker = RedisBroker(redis, history=settings.ws_history)
+    publisher = Publisher(broker, StockPublisher(redis, broker, clock), clock)
+
+    inventory = Inventory(redis, events=publisher)
     grace_ms = int(settings.orphan_grace_seconds * 1000)
     reconciler = Reconciler(
         sessions=sessions, inventory=inventory, clock=clock, metrics=metrics_, grace_ms=grace_ms
@@ -107,7 +109,21 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         metrics_.order_batches.inc()
         await inventory.mark_committed([(str(r["card_id"]), str(r["id"])) for r in rows])
 
-    signer = TokenSigner(settings.signing_keys)
+    writer = OrderWriter(engine, commit_timeout=settings.commit_timeout_seconds, on_committed=committed)
+    catalog = Catalog(
+        sessions=sessions, inventory=inventory, reconciler=reconciler, clock=clock, events=publisher
+    )
+    realtime = Realtime(
+        redis=redis,
+        broker=broker,
+        publisher=publisher,
+        sessions=sessions,
+        signer=signer,
+        clock=clock,
+        snapshot=catalog.room_cards,
+        allowed_origins=settings.origins,
+        max_backlog_bytes=settings.ws_max_backlog_bytes,
+    )
     siblings = None
     if settings.worker_url is not None and settings.worker_group is not None:
         siblings = Siblings(
@@ -118,25 +134,38 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
             timeout=settings.video_forward_timeout_seconds,
             metrics=metrics_,
         )
-    catalog = Catalog(sessions=sessions, inventory=inventory, reconciler=reconciler, clock=clock)
-    realtime = Realtime(
-        redis=redis,
+    video = Video(ice_servers=settings.ice_servers, metrics=metrics_, siblings=siblings)
+    orders = OrderService(
+        settings=settings,
         sessions=sessions,
-        signer=signer,
+        inventory=inventory,
+        writer=writer,
+        reconciler=reconciler,
         clock=clock,
-        snapshot=catalog.room_cards,
-        allowed_origins=settings.origins,
-        history=settings.ws_history,
-        max_backlog_bytes=settings.ws_max_backlog_bytes,
+        metrics=metrics_,
+        events=publisher,
     )
-    inventory.on_change = realtime.stock_changed
-    catalog.on_card = realtime.publish_card
-    writer = OrderWriter(
-        engine,
-        commit_timeout=settings.commit_timeout_seconds,
-        on_committed=committed,
+    payments = PaymentService(
+        settings=settings,
+        sessions=sessions,
+        inventory=inventory,
+        reconciler=reconciler,
+        clock=clock,
+        metrics=metrics_,
+        events=publisher,
     )
-    state = AppState(
+    sweeper = Sweeper(
+        sessions=sessions,
+        inventory=inventory,
+        reconciler=reconciler,
+        clock=clock,
+        metrics=metrics_,
+        interval=settings.sweep_interval_seconds,
+        grace_ms=grace_ms,
+        events=publisher,
+        currency=settings.currency,
+    )
+    return AppState(
         settings=settings,
         clock=clock,
         metrics=metrics_,
@@ -148,44 +177,38 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         writer=writer,
         reconciler=reconciler,
         catalog=catalog,
+        orders=orders,
+        payments=payments,
+        sweeper=sweeper,
         realtime=realtime,
-        video=Video(ice_servers=settings.ice_servers, metrics=metrics_, siblings=siblings),
+        video=video,
         siblings=siblings,
-        orders=OrderService(
+        live=LiveServices(
             settings=settings,
-            sessions=sessions,
-            inventory=inventory,
-            writer=writer,
-            reconciler=reconciler,
             clock=clock,
-            metrics=metrics_,
+            signer=signer,
+            sessions=sessions,
+            events=publisher,
+            room_ended=catalog.close_room_cards,
+            video=video,
+            siblings=siblings,
         ),
-        payments=PaymentService(
+        shop=ShopServices(
             settings=settings,
+            signer=signer,
             sessions=sessions,
-            inventory=inventory,
-            reconciler=reconciler,
-            clock=clock,
-            metrics=metrics_,
+            catalog=catalog,
+            orders=orders,
+            payments=payments,
         ),
-        sweeper=Sweeper(
-            sessions=sessions,
-            inventory=inventory,
-            reconciler=reconciler,
+        reporting=ReportingServices(
             clock=clock,
-            metrics=metrics_,
-            interval=settings.sweep_interval_seconds,
-            grace_ms=grace_ms,
+            signer=signer,
+            sessions=sessions,
+            stock_left=inventory.stock_left_many,
+            presence=realtime.presence,
         ),
     )
-    state.orders.on_order = realtime.publish_order
-    state.payments.on_order = realtime.publish_order
-
-    async def expired(order: Order) -> None:
-        await realtime.publish_order(order_json(order, currency=settings.currency))
-
-    state.sweeper.on_expired = expired
-    return state
 
 
 def create_app(
@@ -194,7 +217,7 @@ def create_app(
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, AppState]]:
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
         embedded: EmbeddedRedis | None = None
         redis_url = settings.redis_url
         if redis_url is None:
@@ -214,7 +237,14 @@ def create_app(
             # full passes, which otherwise walk it all (tens of ms) a few times a second under load.
             gc.collect()
             gc.freeze()
-            yield {"livecart": st}
+            yield {
+                "livecart": st,  # the wiring's own endpoints (health, metrics)
+                "settings": st.settings,
+                "live": st.live,
+                "shop": st.shop,
+                "reporting": st.reporting,
+                "realtime": st.realtime,
+            }
         finally:
             await st.video.close()
             if st.siblings is not None:
@@ -237,6 +267,7 @@ def create_app(
         *live.video_api.routes,
         *realtime.endpoint.routes,
         *shop.api.routes[1:],
+        *reporting.api.routes,
         *live.pages.routes,
     ]
     app = Starlette(

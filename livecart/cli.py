@@ -9,10 +9,11 @@ import os
 import sys
 import tempfile
 
-from livecart import db, logs
-from livecart.clock import SystemClock
-from livecart.embedded_redis import EmbeddedRedis
-from livecart.settings import Settings
+from base import db, logs
+from base.clock import SystemClock
+from base.embedded_redis import EmbeddedRedis
+from base.settings import Settings
+from livecart import schema
 from livecart.workers import Supervisor
 from realtime.uvicorn_ws import WS_PROTOCOL
 
@@ -69,15 +70,14 @@ def _serve(args: argparse.Namespace) -> int:
 async def _migrate(settings: Settings) -> None:
     engine = db.create_engine(settings.database_url)
     try:
-        await db.migrate(engine)
+        await schema.migrate(engine)
     finally:
         await engine.dispose()
 
 
 async def _reconcile(settings: Settings) -> list[dict[str, object]]:
-    from redis.asyncio import Redis
-
-    from livecart.metrics import Metrics
+    from base.metrics import Metrics
+    from base.redis_client import redis_client
     from shop.inventory.store import Inventory
     from shop.reconcile import Reconciler
 
@@ -87,7 +87,7 @@ async def _reconcile(settings: Settings) -> list[dict[str, object]]:
         embedded = EmbeddedRedis(settings.data_dir)
         url = embedded.start()
     engine = db.create_engine(settings.database_url)
-    redis = Redis.from_url(url)
+    redis = redis_client(url, settings)
     try:
         reconciler = Reconciler(
             sessions=db.sessionmaker(engine),
@@ -117,14 +117,14 @@ async def _reconcile(settings: Settings) -> list[dict[str, object]]:
 
 
 async def _create_host(settings: Settings, name: str) -> dict[str, str]:
-    from live.access import TokenSigner
+    from base.ids import new_id
+    from identity.tokens import TokenSigner
     from live.models import Host
-    from livecart.ids import new_id
 
     engine = db.create_engine(settings.database_url)
     try:
         if settings.migrations_on_start:
-            await db.migrate(engine)
+            await schema.migrate(engine)
         host = Host(id=new_id("hst"), name=name, created_ms=SystemClock().now_ms())
         async with db.sessionmaker(engine)() as session, session.begin():
             session.add(host)

@@ -1,25 +1,31 @@
-"""Everything an endpoint reaches: built once in the lifespan from one Settings object."""
+"""Everything the process runs: built once in the lifespan from one Settings object (the app wiring and
+tests reach it; a package's endpoints reach only their own part: ``LiveServices``, ``ShopServices``, ...)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
 
-from live.access import TokenSigner
+from base.clock import Clock
+from base.metrics import Metrics
+from base.settings import Settings
+from identity.tokens import TokenSigner
+from live.services import LiveServices
 from live.video import Video
 from live.video_siblings import Siblings
-from livecart.clock import Clock
-from livecart.metrics import Metrics
-from livecart.settings import Settings
 from realtime.endpoint import Realtime
+from reporting.api import ReportingServices
 from shop.cards import Catalog
 from shop.inventory.store import Inventory
 from shop.orders.service import OrderService
 from shop.orders.writer import OrderWriter
 from shop.payments.service import PaymentService
 from shop.reconcile import Reconciler
+from shop.services import ShopServices
 from shop.sweeper import Sweeper
 
 
@@ -42,4 +48,13 @@ class AppState:
     realtime: Realtime
     video: Video
     #: The other workers of ``livecart serve --workers N``; ``None`` in a single process.
-    siblings: Siblings | None = None
+    siblings: Siblings | None
+    #: what each package's endpoints are given (each reaches only its own)
+    live: LiveServices
+    shop: ShopServices
+    reporting: ReportingServices
+
+
+def state(conn: HTTPConnection) -> AppState:
+    """The whole process's services: for the wiring's own endpoints (health, metrics) and for tests."""
+    return cast(AppState, conn.state.livecart)

@@ -24,7 +24,7 @@ import time
 from multiprocessing.process import BaseProcess
 from typing import Any
 
-from livecart.ids import random_code
+from base.ids import random_code
 
 log = logging.getLogger("livecart.workers")
 
@@ -55,7 +55,7 @@ def private_socket(*, backlog: int = 512) -> socket.socket:
 def _worker(host: str, port: int, config: dict[str, Any], log_level: str, log_json: bool, group: str) -> None:
     import uvicorn
 
-    from livecart import logs
+    from base import logs
 
     logs.configure(log_level, as_json=log_json)
     sock = listening_socket(host, port)

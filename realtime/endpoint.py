@@ -26,20 +26,20 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-import livecart.http  # noqa: F401  # registers the ``{x:id}`` path convertor used below
-from live.access import HostIdentity, TokenSigner, ViewerIdentity
-from live.errors import InvalidToken
+import base.http  # noqa: F401  # registers the ``{x:id}`` path convertor used below
+from base.clock import Clock
+from base.db import insert_ignoring_conflicts
+from identity.errors import InvalidToken
+from identity.tokens import HostIdentity, TokenSigner, ViewerIdentity
 from live.models import Room, Viewer
 from live.views import public_room
-from livecart.clock import Clock
-from livecart.db import insert_ignoring_conflicts
 from realtime.broker_redis import RedisBroker, dumps, room_keys, text_of
 from realtime.chat import ChatLimiter, chat_text
 from realtime.errors import CloseCode, RealtimeError
 from realtime.frames import text_frame
 from realtime.hub import Connection, Hub, State, write_all
 from realtime.models import RoomViewer, ViewerSample
-from realtime.stock import StockPublisher
+from realtime.publisher import Publisher
 from realtime.uvicorn_ws import EXTENSION, RawSocket
 
 log = logging.getLogger("livecart.realtime")
@@ -52,13 +52,13 @@ class Realtime:
         self,
         *,
         redis: Redis,
+        broker: RedisBroker,
+        publisher: Publisher,
         sessions: async_sessionmaker[AsyncSession],
         signer: TokenSigner,
         clock: Clock,
         snapshot: Callable[[str, dict[str, int]], Awaitable[list[dict[str, Any]]]],
         allowed_origins: list[str],
-        history: int = 1000,
-        stock_interval: float = 0.1,
         presence_interval: float = 1.0,
         max_backlog_bytes: int = 1 << 20,
         close_timeout: float = 5.0,
@@ -74,8 +74,8 @@ class Realtime:
         self.hub = Hub()
         self.max_backlog_bytes = max_backlog_bytes
         self.close_timeout = close_timeout
-        self.broker = RedisBroker(redis, history=history)
-        self.stock = StockPublisher(redis, self.broker, clock, interval=stock_interval)
+        self.broker = broker
+        self.publisher = publisher
         self.presence_interval = presence_interval
         self._peers: dict[int, _Peer] = {}
         self._background: set[asyncio.Future[None]] = set()
@@ -94,7 +94,7 @@ class Realtime:
 
     def start(self) -> None:
         self.broker.start(self._on_frame, self._on_gap)
-        self.stock.start()
+        self.publisher.stock.start()
         self._tasks = [
             asyncio.create_task(self._every(self.presence_interval, self._report_presence), name="presence"),
         ]
@@ -105,7 +105,7 @@ class Realtime:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await self.stock.stop()
+        await self.publisher.stock.stop()
         await self.broker.stop()
 
     async def _every(self, seconds: float, step: Callable[[], Any]) -> None:
@@ -118,20 +118,7 @@ class Realtime:
             except Exception as exc:  # Redis down: try again next tick
                 log.warning("%s failed: %s", getattr(step, "__name__", step), exc)
 
-    # -- publishing (any process) ------------------------------------------------------------------------
-
-    def stock_changed(self, card_id: str) -> None:
-        self.stock.changed(card_id)
-
-    async def publish_card(self, room_id: str, card: dict[str, Any]) -> None:
-        await self.broker.publish(room_id, "card", {"card": card}, now_ms=self.clock.now_ms())
-
-    async def publish_room(self, room_id: str, room: dict[str, Any]) -> None:
-        await self.broker.publish(room_id, "room", {"room": room}, now_ms=self.clock.now_ms())
-
-    async def publish_order(self, order: dict[str, Any]) -> None:
-        """To the buyer's own sockets only (not part of the room's sequence); queued, not awaited."""
-        self.broker.send_personal(order["room_id"], order["buyer_id"], "order", {"order": order})
+    # -- presence (any process) -------------------------------------------------------------------------
 
     async def _report_presence(self) -> None:
         now = self.clock.now_ms()
@@ -484,7 +471,7 @@ async def _close(websocket: WebSocket, code: int, reason: str) -> None:
 
 
 async def room_socket(websocket: WebSocket) -> None:
-    realtime: Realtime = websocket.state.livecart.realtime
+    realtime: Realtime = websocket.state.realtime
     await realtime.serve(websocket)
 
 

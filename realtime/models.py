@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import ForeignKey
 from sqlalchemy.orm import Mapped, mapped_column
 
-from livecart.db import Base
+from base.db import Base
 
 
 class RoomViewer(Base):

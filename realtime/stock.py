@@ -22,7 +22,7 @@ import logging
 
 from redis.asyncio import Redis
 
-from livecart.clock import Clock
+from base.clock import Clock
 from realtime.broker_redis import Later, RedisBroker
 
 log = logging.getLogger("livecart.realtime.stock")

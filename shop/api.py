@@ -1,22 +1,21 @@
-"""HTTP endpoints of ``shop`` (SPEC §4): products, cards, orders, payments, room orders and stats."""
+"""HTTP endpoints of ``shop`` (SPEC §4): products, cards, orders, payments and a room's orders."""
 
 from __future__ import annotations
 
 import csv
 import io
 
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from live.access import HostIdentity, identify, require_host, require_viewer
+from base.http import read_body, read_json
+from base.openapi import doc
+from identity.guards import identify, require_host, require_room_owner, require_viewer
+from identity.tokens import HostIdentity
+from live.errors import UnknownRoom
 from live.models import Room
-from livecart.errors import BadRequest, Forbidden
-from livecart.http import read_body, read_json, state
-from livecart.openapi import doc
-from shop.errors import UnknownResource
-from shop.models import Card
+from shop.errors import InvalidIdempotencyKey, MissingIdempotencyKey, UnknownResource
 from shop.orders.repo import room_orders
 from shop.payments.signing import HEADER as SIGNATURE_HEADER
 from shop.schemas import (
@@ -32,10 +31,9 @@ from shop.schemas import (
     ProductIn,
     ProductOut,
     RefundIn,
-    RoomStats,
     ShipIn,
 )
-from shop.stats import room_stats
+from shop.services import services
 from shop.views import order_json
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -43,7 +41,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 @doc(body=ProductIn, responses={201: ProductOut}, summary="Create a product")
 async def create_product(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     body = await read_json(request, ProductIn)
     return JSONResponse(await st.catalog.create_product(host, body), status_code=201)
@@ -51,13 +49,13 @@ async def create_product(request: Request) -> JSONResponse:
 
 @doc(responses={200: [ProductOut]}, summary="List your products")
 async def list_products(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     return JSONResponse(await st.catalog.list_products(require_host(request, st.signer)))
 
 
 @doc(body=CardIn, responses={201: CardOut}, errors=[409], summary="Pin a product card in a room")
 async def create_card(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     body = await read_json(request, CardIn)
     return JSONResponse(
@@ -67,7 +65,7 @@ async def create_card(request: Request) -> JSONResponse:
 
 @doc(body=CardOpenIn, responses={200: CardOut}, errors=[409], summary="Open the flash sale of a card")
 async def open_card(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     body = await read_json(request, CardOpenIn, empty_ok=True)
     return JSONResponse(await st.catalog.open_card(host, request.path_params["card"], body))
@@ -75,14 +73,14 @@ async def open_card(request: Request) -> JSONResponse:
 
 @doc(responses={200: CardOut}, summary="Close the sale of a card")
 async def close_card(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     return JSONResponse(await st.catalog.close_card(host, request.path_params["card"]))
 
 
 @doc(body=CardPatchIn, responses={200: CardOut}, summary="Cut the price (new reservations) or add stock")
 async def patch_card(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     body = await read_json(request, CardPatchIn)
     return JSONResponse(await st.catalog.patch_card(host, request.path_params["card"], body))
@@ -90,21 +88,18 @@ async def patch_card(request: Request) -> JSONResponse:
 
 @doc(responses={200: CardOut}, summary="Get a card with its live stock")
 async def get_card(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     return JSONResponse(await st.catalog.view(identify(request, st.signer), request.path_params["card"]))
 
 
 def _idempotency_key(request: Request) -> str:
     key = request.headers.get(IDEMPOTENCY_HEADER)
     if key is None or not key.strip():
-        raise BadRequest(
-            "Send an Idempotency-Key header (a fresh random value per purchase attempt).",
-            code="missing_idempotency_key",
+        raise MissingIdempotencyKey(
+            "Send an Idempotency-Key header (a fresh random value per purchase attempt)."
         )
     if len(key) > 255 or not key.isprintable() or not key.isascii():
-        raise BadRequest(
-            "The Idempotency-Key must be 1-255 printable ASCII characters.", code="invalid_idempotency_key"
-        )
+        raise InvalidIdempotencyKey("The Idempotency-Key must be 1-255 printable ASCII characters.")
     return key
 
 
@@ -118,7 +113,7 @@ def _idempotency_key(request: Request) -> str:
     summary="Buy: reserve units of a card (pay within the reservation window)",
 )
 async def place_order(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     viewer = require_viewer(request, st.signer)
     key = _idempotency_key(request)
     body = await read_json(request, OrderIn, codes={"quantity": "invalid_quantity"})
@@ -130,27 +125,27 @@ async def place_order(request: Request) -> JSONResponse:
 
 @doc(responses={200: OrderOut}, summary="Get an order (its buyer, or the host)")
 async def get_order(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     return JSONResponse(await st.orders.get(identify(request, st.signer), request.path_params["order"]))
 
 
 @doc(responses={200: PayOut}, errors=[409], summary="Start paying a reserved order")
 async def pay_order(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     viewer = require_viewer(request, st.signer)
     return JSONResponse(await st.payments.start_checkout(viewer, request.path_params["order"]))
 
 
 @doc(responses={200: OrderOut}, errors=[409], summary="Cancel a reserved order (stock is released)")
 async def cancel_order(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     viewer = require_viewer(request, st.signer)
     return JSONResponse(await st.orders.cancel(viewer, request.path_params["order"]))
 
 
 @doc(body=RefundIn, responses={200: OrderOut}, errors=[409], summary="Refund a paid order")
 async def refund_order(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     body = await read_json(request, RefundIn, empty_ok=True)
     return JSONResponse(await st.orders.refund(host, request.path_params["order"], restock=body.restock))
@@ -158,21 +153,21 @@ async def refund_order(request: Request) -> JSONResponse:
 
 @doc(body=ShipIn, responses={200: OrderOut}, errors=[409], summary="Mark a paid order shipped")
 async def ship_order(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     body = await read_json(request, ShipIn)
     return JSONResponse(await st.orders.ship(host, request.path_params["order"], body.tracking_number))
 
 
 def _require_dev_payments(request: Request) -> None:
-    if not state(request).settings.dev_payments_enabled:
+    if not services(request).settings.dev_payments_enabled:
         raise UnknownResource("The dev payment provider is disabled on this server.")
 
 
 @doc(responses={200: PaymentOut}, auth=False, summary="Dev provider: the checkout (payment status)")
 async def dev_checkout(request: Request) -> JSONResponse:
     _require_dev_payments(request)
-    return JSONResponse(await state(request).payments.get_payment(request.path_params["payment"]))
+    return JSONResponse(await services(request).payments.get_payment(request.path_params["payment"]))
 
 
 @doc(
@@ -186,7 +181,7 @@ async def dev_complete(request: Request) -> JSONResponse:
     _require_dev_payments(request)
     body = await read_json(request, DevCompleteIn)
     return JSONResponse(
-        await state(request).payments.dev_complete(request.path_params["payment"], body.outcome)
+        await services(request).payments.dev_complete(request.path_params["payment"], body.outcome)
     )
 
 
@@ -198,20 +193,19 @@ async def dev_complete(request: Request) -> JSONResponse:
     summary="Payment provider webhook (signed)",
 )
 async def payment_webhook(request: Request) -> JSONResponse:
-    st = state(request)
+    st = services(request)
     body = await read_body(request, max_bytes=st.settings.max_body_bytes)
     return JSONResponse(await st.payments.receive_webhook(body, request.headers.get(SIGNATURE_HEADER)))
 
 
 async def _own_room(request: Request) -> tuple[HostIdentity, Room]:
-    st = state(request)
+    st = services(request)
     host = require_host(request, st.signer)
     async with st.sessions() as session:
         room = await session.get(Room, request.path_params["room"])
     if room is None:
-        raise UnknownResource("No such room.")
-    if room.host_id != host.host_id:
-        raise Forbidden("This room belongs to another host.")
+        raise UnknownRoom("No such room.")
+    require_room_owner(host, room.host_id)
     return host, room
 
 
@@ -235,7 +229,7 @@ CSV_COLUMNS = [
 
 @doc(responses={200: [OrderOut]}, summary="Orders of a room (?format=csv for a CSV export)")
 async def list_room_orders(request: Request) -> Response:
-    st = state(request)
+    st = services(request)
     _, room = await _own_room(request)
     async with st.sessions() as session:
         rows = await room_orders(session, room.id)
@@ -262,20 +256,6 @@ def _csv_safe(value: object) -> str:
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
-@doc(responses={200: RoomStats}, summary="Live statistics of a room, derived from SQL")
-async def get_room_stats(request: Request) -> JSONResponse:
-    st = state(request)
-    _, room = await _own_room(request)
-    async with st.sessions() as session:
-        card_ids = list((await session.execute(select(Card.id).where(Card.room_id == room.id))).scalars())
-        stock = await st.inventory.stock_left_many(card_ids) if card_ids else {}
-        stats = await room_stats(
-            session, room.id, stock_left=stock, now_ms=st.clock.now_ms(), currency=st.settings.currency
-        )
-    stats.update(await st.realtime.presence(room.id))  # live presence, counted by the hub across processes
-    return JSONResponse(stats)
-
-
 routes = [
     # The router tries routes in order: the flash-sale buy, by far the busiest, first.
     Route("/api/cards/{card:id}/orders", place_order, methods=["POST"]),
@@ -295,5 +275,4 @@ routes = [
     Route("/api/payments/dev/{payment:id}/complete", dev_complete, methods=["POST"]),
     Route("/api/payments/webhook", payment_webhook, methods=["POST"]),
     Route("/api/rooms/{room:id}/orders", list_room_orders, methods=["GET"]),
-    Route("/api/rooms/{room:id}/stats", get_room_stats, methods=["GET"]),
 ]

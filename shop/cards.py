@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from live.access import HostIdentity, Identity, ViewerIdentity
+from base.clock import Clock
+from base.events import Events
+from base.ids import new_id
+from identity.guards import require_in_room, require_room_owner
+from identity.tokens import HostIdentity, Identity
+from live.errors import UnknownRoom
 from live.models import Room
 from live.rooms import accepts_sales
-from livecart.clock import Clock
-from livecart.errors import Forbidden
-from livecart.ids import new_id
-from shop.errors import OrderStateConflict, UnknownResource
+from shop.errors import CardStateConflict, NothingToChange, UnknownResource
 from shop.inventory.rules import CardStatus
 from shop.inventory.store import Inventory
 from shop.models import Card, Product
@@ -26,10 +28,6 @@ from shop.views import card_json, product_json
 log = logging.getLogger("livecart.cards")
 
 
-class CardStateConflict(OrderStateConflict):
-    default_code = "invalid_card_state"
-
-
 class Catalog:
     def __init__(
         self,
@@ -38,13 +36,14 @@ class Catalog:
         inventory: Inventory,
         reconciler: Reconciler,
         clock: Clock,
+        events: Events,
     ) -> None:
         self.sessions = sessions
         self.inventory = inventory
         self.reconciler = reconciler
         self.clock = clock
         #: told every card's new state after a change (the realtime hub publishes it to the room)
-        self.on_card: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None
+        self.events = events
 
     # -- products --------------------------------------------------------------------------------------
 
@@ -78,9 +77,8 @@ class Catalog:
         async with self.sessions() as session, session.begin():
             room = await session.get(Room, room_id)
             if room is None:
-                raise UnknownResource("No such room.")
-            if room.host_id != host.host_id:
-                raise Forbidden("This room belongs to another host.")
+                raise UnknownRoom("No such room.")
+            require_room_owner(host, room.host_id)
             if not accepts_sales(room.status):
                 raise CardStateConflict("The show has ended.", code="room_ended")
             product = await session.get(Product, body.product_id)
@@ -134,8 +132,7 @@ class Catalog:
         if row is None:
             raise UnknownResource("No such card.")
         card, room, product = row
-        if room.host_id != host.host_id:
-            raise Forbidden("This card belongs to another host.")
+        require_room_owner(host, room.host_id, what="card")
         return card, room, product
 
     async def open_card(self, host: HostIdentity, card_id: str, body: CardOpenIn) -> dict[str, Any]:
@@ -160,9 +157,7 @@ class Catalog:
 
     async def patch_card(self, host: HostIdentity, card_id: str, body: CardPatchIn) -> dict[str, Any]:
         if body.price is None and body.add_stock is None:
-            from livecart.errors import Unprocessable
-
-            raise Unprocessable("Give price and/or add_stock.")
+            raise NothingToChange("Give price and/or add_stock.")
         async with self.sessions() as session, session.begin():
             await self._owned(session, host, card_id)
             values: dict[str, Any] = {}
@@ -178,11 +173,7 @@ class Catalog:
         return await self._announce(await self.view(host, card_id))
 
     async def _announce(self, card: dict[str, Any]) -> dict[str, Any]:
-        if self.on_card is not None:
-            try:
-                await self.on_card(card["room_id"], card)
-            except Exception as exc:  # the change is made; viewers catch up from the next snapshot
-                log.warning("card %s: could not publish the change: %s", card["id"], exc)
+        await self.events.card_changed(card["room_id"], card)
         return card
 
     async def room_cards(
@@ -234,10 +225,7 @@ class Catalog:
         if row is None:
             raise UnknownResource("No such card.")
         card, room, product = row
-        if isinstance(who, HostIdentity) and room.host_id != who.host_id:
-            raise Forbidden("This card belongs to another host.")
-        if isinstance(who, ViewerIdentity) and who.room_id != room.id:
-            raise Forbidden("You are not a viewer of this card's room.")
+        require_in_room(who, room.id, room.host_id, what="card")
         sale = await self.inventory.sale(card_id)
         if sale is None:
             await self.reconciler.reconcile_card(card_id, trigger="missing")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from livecart.db import insert_ignoring_conflicts
-from livecart.ids import new_id
+from base.db import insert_ignoring_conflicts
+from base.ids import new_id
 from shop.inventory.rules import commission_amount
 from shop.models import Commission, Order
 from shop.orders import repo

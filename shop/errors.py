@@ -1,37 +1,91 @@
-"""Errors of ``shop``, each with its contract code."""
+"""Errors of ``shop``, each with its contract code.
+
+ShopError
+├── UnknownResource                                    (no such card, order, product, payment)
+├── SoldOut, SaleNotOpen, LimitExceeded                (the sale says no)
+├── OrderStateConflict, CardStateConflict              (the state does not allow it)
+├── InvalidQuantity, IdempotencyMismatch, NothingToChange
+├── MissingIdempotencyKey, InvalidIdempotencyKey, InvalidSignature, InvalidWebhook
+├── WrongRoom                                          (a viewer token of another room)
+└── InventoryUnavailable, CommitTimedOut               (nothing was acknowledged: retry)
+"""
 
 from __future__ import annotations
 
-from livecart.errors import Conflict, NotFound, ServiceUnavailable, Unprocessable
+from base.errors import LiveCartError
 
 
-class SoldOut(Conflict):
+class ShopError(LiveCartError):
+    """The root of ``shop``'s errors."""
+
+
+class SoldOut(ShopError):
     default_code = "sold_out"
 
 
-class SaleNotOpen(Conflict):
+class SaleNotOpen(ShopError):
     default_code = "sale_not_open"
 
 
-class LimitExceeded(Conflict):
+class LimitExceeded(ShopError):
     default_code = "limit_exceeded"
 
 
-class InvalidQuantity(Unprocessable):
+class InvalidQuantity(ShopError):
     default_code = "invalid_quantity"
 
 
-class IdempotencyMismatch(Unprocessable):
+class IdempotencyMismatch(ShopError):
     default_code = "idempotency_key_reused"
 
 
-class OrderStateConflict(Conflict):
+class MissingIdempotencyKey(ShopError):
+    default_code = "missing_idempotency_key"
+
+
+class InvalidIdempotencyKey(ShopError):
+    default_code = "invalid_idempotency_key"
+
+
+class NothingToChange(ShopError):
+    default_code = "invalid_request"
+
+
+class OrderStateConflict(ShopError):
     default_code = "invalid_order_state"
 
 
-class UnknownResource(NotFound):
+class CardStateConflict(ShopError):
+    default_code = "invalid_card_state"
+
+
+class UnknownResource(ShopError):
     default_code = "not_found"
 
 
-class InventoryUnavailable(ServiceUnavailable):
+class WrongRoom(ShopError):
+    """A viewer token of another room than the card's."""
+
+    default_code = "forbidden"
+
+
+class InvalidSignature(ShopError):
+    """A payment webhook whose signature is missing, malformed, stale or wrong."""
+
+    default_code = "invalid_signature"
+
+
+class InvalidWebhook(ShopError):
+    """A signed webhook body that is not an event this server understands."""
+
+    default_code = "invalid_event"
+
+
+class InventoryUnavailable(ShopError):
+    default_code = "unavailable"
+
+
+class CommitTimedOut(ShopError):
+    """The order row could not be committed before its deadline; it was not written and never will be."""
+
     default_code = "unavailable"

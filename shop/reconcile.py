@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from base.clock import Clock
+from base.metrics import Metrics
 from live.models import Room
-from livecart.clock import Clock
-from livecart.metrics import Metrics
 from shop.inventory.rules import rebuild_from_sql
 from shop.inventory.store import ACTIVE_CARDS, SENTINEL, Inventory, LoadResult
 from shop.models import Card

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from livecart.fields import Description, Identifier, RequestBody, Title, TrackingNumber, Url
+from base.fields import Description, Identifier, RequestBody, Title, TrackingNumber, Url
 
 MAX_PRICE = 100_000_000_00  # 100 million in minor units
 MAX_STOCK = 10_000_000
@@ -112,41 +112,3 @@ class PaymentOut(BaseModel):
     provider: str
     status: Literal["pending", "succeeded", "failed", "refunded"]
     amount: int
-
-
-class CardStats(BaseModel):
-    card_id: str
-    product_name: str
-    price: int
-    stock_total: int
-    stock_left: int
-    reserved: int
-    sold: int
-    sell_through: float
-    gmv: int
-
-
-class PromoterStats(BaseModel):
-    viewer_id: str
-    name: str
-    viewers: int
-    orders_paid: int
-    gmv: int
-    commission: int
-
-
-class RoomStats(BaseModel):
-    viewers_now: int
-    viewers_peak: int
-    viewers_unique: int
-    connections_now: int
-    viewers_joined: int
-    orders_reserved: int
-    orders_paid: int
-    orders_refunded: int
-    buyers_paid: int
-    gmv: int
-    currency: str
-    conversion: float
-    cards: list[CardStats]
-    promoters: list[PromoterStats]

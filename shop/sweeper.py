@@ -16,17 +16,18 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from livecart.clock import Clock
-from livecart.metrics import Metrics
+from base.clock import Clock
+from base.events import Events
+from base.metrics import Metrics
 from shop.inventory.rules import StaleAction, decide_stale
 from shop.inventory.store import SENTINEL, Inventory
 from shop.models import Order
 from shop.orders import repo
 from shop.reconcile import Reconciler
+from shop.views import order_json
 
 log = logging.getLogger("livecart.sweeper")
 
@@ -44,6 +45,8 @@ class Sweeper:
         metrics: Metrics,
         interval: float,
         grace_ms: int,
+        events: Events,
+        currency: str,
     ) -> None:
         self.sessions = sessions
         self.inventory = inventory
@@ -55,8 +58,9 @@ class Sweeper:
         self._owner = f"{os.getpid()}:{id(self)}"
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
-        #: told of every order this sweeper expired (the buyer's ``order`` frame); a failure is only logged
-        self.on_expired: Callable[[Order], Awaitable[None]] | None = None
+        #: told of every order this sweeper expired (the buyer's ``order`` frame)
+        self.events = events
+        self.currency = currency
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="sweeper")
@@ -124,12 +128,7 @@ class Sweeper:
         return counts
 
     async def _tell(self, order: Order) -> None:
-        if self.on_expired is None:
-            return
-        try:
-            await self.on_expired(order)
-        except Exception as exc:
-            log.warning("order %s: could not tell the buyer it expired: %s", order.id, exc)
+        await self.events.order_changed(order_json(order, currency=self.currency))
 
     async def _sweep_card(self, card_id: str, now: int, counts: dict[str, int]) -> None:
         stale = await self.inventory.stale(card_id, now_ms=now, grace_ms=self.grace_ms)

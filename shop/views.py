@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from livecart.clock import iso
+from base.clock import iso
 from shop.inventory.rules import card_status
 from shop.inventory.store import Reservation
 from shop.models import Card, Order, Product

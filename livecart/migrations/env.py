@@ -1,4 +1,4 @@
-"""Alembic environment. Used programmatically (``livecart.db.migrate``) or by ``alembic`` with
+"""Alembic environment. Used programmatically (``livecart.schema.migrate``) or by ``alembic`` with
 ``-x url=...`` / ``LIVECART_DATABASE_URL``."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from sqlalchemy.engine import Connection
 import live.models
 import realtime.models
 import shop.models
-from livecart.db import Base, create_engine
-from livecart.settings import Settings
+from base.db import Base, create_engine
+from base.settings import Settings
 
 assert live.models and realtime.models and shop.models  # register the tables on Base.metadata
 target_metadata = Base.metadata

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from base.events import NO_EVENTS, Events
 from shop.inventory.rules import key
 
 ACTIVE_CARDS = "livecart:cards:active"
@@ -126,10 +126,10 @@ def _text(value: Any) -> str:
 class Inventory:
     """Flash-sale stock of every card, in Redis. All methods are single atomic script calls."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, events: Events = NO_EVENTS) -> None:
         self.redis = redis
         #: told the card id whenever a script may have changed its stock (the realtime stock counters)
-        self.on_change: Callable[[str], None] = lambda card_id: None
+        self.events = events
         self._scripts: dict[str, AsyncScript] = {
             name: redis.register_script(script_source(name)) for name in SCRIPTS
         }
@@ -140,7 +140,7 @@ class Inventory:
         result = [_text(v) for v in await self._scripts[name](keys=keys or card_keys(card_id), args=args)]
         outcomes = _CHANGES_STOCK.get(name, set())
         if outcomes is None or result[0] in outcomes:
-            self.on_change(card_id)
+            self.events.stock_changed(card_id)
         return result
 
     async def create_sale(

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from livecart.db import SQLITE_BUSY_TIMEOUT_MS, SQLITE_PRAGMAS
+from base.db import SQLITE_BUSY_TIMEOUT_MS, SQLITE_PRAGMAS
 
 Row = dict[str, Any]
 

@@ -13,17 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from live.access import HostIdentity, Identity, ViewerIdentity
-from livecart.clock import Clock
-from livecart.errors import Forbidden
-from livecart.ids import new_id
-from livecart.metrics import Metrics
-from livecart.settings import Settings
+from base.clock import Clock
+from base.events import Events
+from base.ids import new_id
+from base.metrics import Metrics
+from base.settings import Settings
+from identity.guards import require_buyer, require_room_owner
+from identity.tokens import HostIdentity, Identity, ViewerIdentity
 from shop import commissions
 from shop.errors import (
     IdempotencyMismatch,
@@ -34,6 +34,7 @@ from shop.errors import (
     SaleNotOpen,
     SoldOut,
     UnknownResource,
+    WrongRoom,
 )
 from shop.inventory.rules import OrderStatus
 from shop.inventory.store import Inventory, ReserveResult
@@ -60,6 +61,7 @@ class OrderService:
         reconciler: Reconciler,
         clock: Clock,
         metrics: Metrics,
+        events: Events,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -69,7 +71,7 @@ class OrderService:
         self.clock = clock
         self.metrics = metrics
         #: told each order a buyer should see change (the realtime hub sends it to them alone)
-        self.on_order: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+        self.events = events
 
     # -- buy -------------------------------------------------------------------------------------------
 
@@ -148,7 +150,7 @@ class OrderService:
         if res.outcome == "idempotency_mismatch":
             raise IdempotencyMismatch("This Idempotency-Key was already used for a different quantity.")
         if res.outcome == "wrong_room":
-            raise Forbidden("Your viewer token is for another room.")
+            raise WrongRoom("Your viewer token is for another room.")
         if res.outcome == "no_sale":
             raise UnknownResource("No such card.")
         if res.outcome == "sale_not_open":
@@ -185,12 +187,8 @@ class OrderService:
             log.warning("reservation %s left to the orphan sweeper: %s", order_id, exc)
 
     async def tell(self, order: dict[str, Any]) -> dict[str, Any]:
-        """Send the order to its buyer's sockets; a failure here never fails the operation."""
-        if self.on_order is not None:
-            try:
-                await self.on_order(order)
-            except Exception as exc:
-                log.warning("order %s: could not tell the buyer: %s", order["id"], exc)
+        """Send the order to its buyer's sockets (a notice: it never fails the operation)."""
+        await self.events.order_changed(order)
         return order
 
     # -- after the buy ---------------------------------------------------------------------------------
@@ -201,10 +199,10 @@ class OrderService:
         if found is None:
             raise UnknownResource("No such order.")
         order, room = found
-        if isinstance(who, ViewerIdentity) and order.buyer_id != who.viewer_id:
-            raise Forbidden("This is not your order.")
-        if isinstance(who, HostIdentity) and room.host_id != who.host_id:
-            raise Forbidden("This order is in another host's room.")
+        if isinstance(who, ViewerIdentity):
+            require_buyer(who, order.buyer_id)
+        else:
+            require_room_owner(who, room.host_id, what="order")
         return order_json(order, currency=self.settings.currency)
 
     async def cancel(self, viewer: ViewerIdentity, order_id: str) -> dict[str, Any]:
@@ -234,8 +232,7 @@ class OrderService:
             if found is None:
                 raise UnknownResource("No such order.")
             order, room = found
-            if room.host_id != host.host_id:
-                raise Forbidden("This order is in another host's room.")
+            require_room_owner(host, room.host_id, what="order")
             if order.status != OrderStatus.PAID:
                 raise OrderStateConflict(f"Only a paid order can be refunded; this one is {order.status}.")
             await self.inventory.begin_refund(order.card_id, order_id, now_ms=now)
@@ -261,8 +258,7 @@ class OrderService:
             if found is None:
                 raise UnknownResource("No such order.")
             order, room = found
-            if room.host_id != host.host_id:
-                raise Forbidden("This order is in another host's room.")
+            require_room_owner(host, room.host_id, what="order")
             if order.status != OrderStatus.PAID:
                 raise OrderStateConflict(f"Only a paid order can be shipped; this one is {order.status}.")
             order.tracking_number = tracking_number
@@ -272,6 +268,5 @@ class OrderService:
     def _explain(current: Order | None, viewer: ViewerIdentity, rule: str) -> NoReturn:
         if current is None:
             raise UnknownResource("No such order.")
-        if current.buyer_id != viewer.viewer_id:
-            raise Forbidden("This is not your order.")
+        require_buyer(viewer, current.buyer_id)
         raise OrderStateConflict(f"This order is {current.status}; {rule}.")

@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shop.errors import CommitTimedOut
 from shop.orders.bulk import BatchInserter, Row, batch_inserter
 
 log = logging.getLogger("livecart.orders.writer")
@@ -32,10 +33,6 @@ log = logging.getLogger("livecart.orders.writer")
 
 class WriterClosed(RuntimeError):
     pass
-
-
-class CommitTimedOut(TimeoutError):
-    """The row could not be committed before its deadline; it was not written and never will be."""
 
 
 class IdempotencyTaken(Exception):

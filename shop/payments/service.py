@@ -12,23 +12,23 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from pydantic import BaseModel, StringConstraints, ValidationError
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from live.access import ViewerIdentity
-from livecart.clock import Clock
-from livecart.db import insert_ignoring_conflicts
-from livecart.errors import BadRequest, Forbidden
-from livecart.http import describe
-from livecart.ids import new_id
-from livecart.metrics import Metrics
-from livecart.settings import Settings
+from base.clock import Clock
+from base.db import insert_ignoring_conflicts
+from base.events import Events
+from base.http import describe
+from base.ids import new_id
+from base.metrics import Metrics
+from base.settings import Settings
+from identity.guards import require_buyer
+from identity.tokens import ViewerIdentity
 from shop import commissions
-from shop.errors import OrderStateConflict, UnknownResource
+from shop.errors import InvalidSignature, InvalidWebhook, OrderStateConflict, UnknownResource
 from shop.inventory.rules import OrderStatus, PaymentDecision, decide_payment
 from shop.inventory.store import Inventory
 from shop.models import Order, Payment, PaymentEvent
@@ -59,10 +59,6 @@ class WebhookEvent(BaseModel):
     data: EventData
 
 
-class InvalidSignature(BadRequest):
-    default_code = "invalid_signature"
-
-
 def payment_json(p: Payment) -> dict[str, Any]:
     return {
         "id": p.id,
@@ -83,13 +79,14 @@ class PaymentService:
         reconciler: Reconciler,
         clock: Clock,
         metrics: Metrics,
+        events: Events,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
         self.inventory = inventory
         self.reconciler = reconciler
         #: told each order whose payment settled (the realtime hub sends it to its buyer)
-        self.on_order: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+        self.events = events
         self.clock = clock
         self.metrics = metrics
 
@@ -99,8 +96,7 @@ class PaymentService:
             order = await repo.order(session, order_id)
             if order is None:
                 raise UnknownResource("No such order.")
-            if order.buyer_id != viewer.viewer_id:
-                raise Forbidden("This is not your order.")
+            require_buyer(viewer, order.buyer_id)
             if order.status != OrderStatus.RESERVED:
                 raise OrderStateConflict(
                     f"This order is {order.status}; only a reserved order can be paid.",
@@ -147,9 +143,7 @@ class PaymentService:
         try:
             event = WebhookEvent.model_validate_json(body)
         except ValidationError as exc:
-            raise BadRequest(
-                f"The event is not a payment event: {describe(exc)}", code="invalid_event"
-            ) from None
+            raise InvalidWebhook(f"The event is not a payment event: {describe(exc)}") from None
         if event.type not in (SUCCEEDED, FAILED):
             self.metrics.payments.labels(outcome="ignored").inc()
             return {"received": True, "outcome": "ignored"}
@@ -159,15 +153,12 @@ class PaymentService:
             return {"received": True, "outcome": "unknown_payment"}
         outcome = await self._apply(event.id, event.type, payment_id)
         self.metrics.payments.labels(outcome=outcome).inc()
-        if outcome in ("paid", "paid_late", "refunded_late") and self.on_order is not None:
+        if outcome in ("paid", "paid_late", "refunded_late"):
             async with self.sessions() as session:
                 payment = await session.get(Payment, payment_id)
                 order = await repo.order(session, payment.order_id) if payment else None
             if order is not None:
-                try:
-                    await self.on_order(order_json(order, currency=self.settings.currency))
-                except Exception as exc:
-                    log.warning("order %s: could not tell the buyer: %s", order.id, exc)
+                await self.events.order_changed(order_json(order, currency=self.settings.currency))
         return {"received": True, "outcome": outcome}
 
     async def _apply(self, event_id: str, kind: str, payment_id: str) -> str:

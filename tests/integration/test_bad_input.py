@@ -29,7 +29,7 @@ import pytest_asyncio
 import redis
 from sqlalchemy import select
 
-from livecart.db import Base
+from base.db import Base
 from tests.conftest import PG_URL, REDIS_URL, LiveServer, _unavailable, make_settings, reset_postgres
 from tests.shop_api import Buyer, Sale, auth, buy, join, new_sale, ok, pay
 

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from live.access import TokenSigner
+from identity.tokens import TokenSigner
 from live.models import Invite, Viewer
 from shop.models import Commission
 from tests.conftest import LiveServer, make_settings

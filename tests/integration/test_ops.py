@@ -121,7 +121,7 @@ async def test_embedded_redis_persists_across_restarts(tmp_path: Path) -> None:
 def test_prod_refuses_the_default_secret(env: str) -> None:
     from pydantic import ValidationError
 
-    from livecart.settings import Settings
+    from base.settings import Settings
 
     with pytest.raises(ValidationError, match="LIVECART_SECRET_KEY"):
         Settings(env=env)

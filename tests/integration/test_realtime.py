@@ -387,7 +387,9 @@ async def test_a_room_redis_lost_gets_a_snapshot_not_a_gap(
     redis = server.state.redis
     for key in await redis.keys("{room:" + sale.room_id + "}:*"):
         await redis.delete(key)  # the room's stream, seq and epoch are gone (Redis restarted empty)
-    await server.state.realtime.publish_room(sale.room_id, {"id": sale.room_id})  # a new epoch begins
+    await server.state.realtime.publisher.room_changed(
+        sale.room_id, {"id": sale.room_id}
+    )  # a new epoch begins
     url = ws_url(server, sale.room_id, viewer.token, since=snapshot["seq"], epoch=snapshot["epoch"])
     async with websockets.connect(url, origin=ORIGIN) as ws:  # type: ignore[arg-type]
         again = await next_frame(ws)

@@ -31,10 +31,10 @@ import pytest
 import redis
 from redis.asyncio import Redis as AsyncRedis
 
+from base.ids import random_code
 from live.video import Video
 from live.video_rules import FORWARDED_HEADER, Owner
 from live.video_siblings import Siblings
-from livecart.ids import random_code
 from tests.conftest import IN_CI, REDIS_URL
 from tests.integration.test_video import (
     EXTERNAL,

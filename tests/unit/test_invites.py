@@ -10,14 +10,15 @@ import pytest
 from itsdangerous import URLSafeSerializer
 from pydantic import ValidationError
 
-from live.access import INVITE_SALT, InviteClaim, TokenSigner, ViewerIdentity, is_invite_token
-from live.errors import InvalidInvite, InvalidToken
+from base.ids import random_code
+from base.settings import Settings
+from identity.errors import InvalidInvite, InvalidToken
+from identity.tokens import INVITE_SALT, InviteClaim, TokenSigner, ViewerIdentity, is_invite_token
 from live.invites import refusal
 from live.models import Invite
 from live.schemas import INVITE_DEFAULT_SECONDS, INVITE_MAX_SECONDS, InviteIn
 from livecart.app import create_app
-from livecart.ids import random_code
-from livecart.settings import Settings
+from livecart.edge import status_of
 from tests.unit.test_signing import _flips
 
 NOW = 1_800_000_000_000
@@ -31,7 +32,7 @@ def refused(signer: TokenSigner, token: str, *, room_id: str = ROOM, now_ms: int
     """The detail of the refusal; fails the test when the token is accepted."""
     with pytest.raises(InvalidInvite) as raised:
         signer.verify_invite(token, room_id=room_id, now_ms=now_ms)
-    assert raised.value.status == 403 and raised.value.code == "invalid_invite"
+    assert status_of(type(raised.value)) == 403 and raised.value.code == "invalid_invite"
     return raised.value.detail
 
 
@@ -127,7 +128,7 @@ def test_an_invite_is_never_a_bearer_token() -> None:
     for candidate in (token, "h." + token[2:], "v." + token[2:]):
         with pytest.raises(InvalidToken) as raised:
             signer.verify(candidate)
-        assert raised.value.status == 401
+        assert status_of(type(raised.value)) == 401
 
 
 def test_a_viewer_token_shaped_like_an_invite_is_still_only_a_viewer_token() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from base.settings import Settings
 from livecart.app import create_app
-from livecart.settings import Settings
 
 
 def test_the_room_list_documents_its_query(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from live.errors import RoomStateConflict
 from live.rooms import RoomAction, RoomStatus, accepts_sales, transition
-from livecart.errors import Conflict
+from livecart.edge import status_of
 from shop.inventory.rules import (
     HOLDING,
     CardStatus,
@@ -289,7 +289,7 @@ def test_an_ended_room_cannot_go_live_again() -> None:
     with pytest.raises(RoomStateConflict) as raised:
         transition("ended", RoomAction.GO_LIVE)
     err = raised.value
-    assert isinstance(err, Conflict) and err.status == 409 and err.code == "room_ended"
+    assert status_of(type(err)) == 409 and err.code == "room_ended"
     assert err.body() == {"error": "room_ended", "detail": err.detail} and "ended" in err.detail
 
 

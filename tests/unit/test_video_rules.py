@@ -9,11 +9,12 @@ import av
 import pytest
 from pydantic import ValidationError
 
+from base.settings import IceServer, Settings
 from live.errors import InvalidSdp, ViewerCap
 from live.thumbnail import jpeg
 from live.video import Video
 from live.video_rules import Redirect, Serve, check_offer, ice_link_header, is_sdp, route_whep, route_whip
-from livecart.settings import IceServer, Settings
+from livecart.edge import status_of
 
 EXTERNAL = "https://sfu.example.com/{room}/{kind}"
 
@@ -37,7 +38,7 @@ def test_whep_past_the_cap_without_an_external_engine_is_refused() -> None:
     assert whep(1, external=None) == Serve()
     with pytest.raises(ViewerCap) as caught:
         whep(2, external=None)
-    assert caught.value.status == 409 and caught.value.extra == {"max_viewers": 2}
+    assert status_of(type(caught.value)) == 409 and caught.value.extra == {"max_viewers": 2}
 
 
 def test_mode_always_sends_both_whip_and_whep_away() -> None:

@@ -1,20 +1,18 @@
 """Request parsing at the edge: size-capped JSON bodies and query strings validated by pydantic models,
-typed app state."""
+the settings."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, TypeVar, cast
+from typing import TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import HTTPConnection, Request
 
-from livecart.errors import BadRequest, PayloadTooLarge, Unprocessable
-from livecart.fields import RequestBody
-
-if TYPE_CHECKING:
-    from livecart.state import AppState
+from base.errors import BodyTooLarge, InvalidRequest, MalformedRequest
+from base.fields import RequestBody
+from base.settings import Settings
 
 M = TypeVar("M", bound=RequestBody)
 Q = TypeVar("Q", bound=BaseModel)
@@ -36,23 +34,24 @@ class IdConvertor(Convertor[str]):
 register_url_convertor("id", IdConvertor())  # before any module builds its routes (they import this one)
 
 
-def state(conn: HTTPConnection) -> AppState:
-    return cast("AppState", conn.state.livecart)
+def settings(conn: HTTPConnection) -> Settings:
+    """The app's one Settings object (the lifespan puts it in the request state as ``settings``)."""
+    return cast(Settings, conn.state.settings)
 
 
 async def read_body(request: Request, *, max_bytes: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():
-            raise BadRequest("Content-Length is not a number.", code="invalid_request")
+            raise MalformedRequest("Content-Length is not a number.", code="invalid_request")
         if int(length) > max_bytes:
-            raise PayloadTooLarge(f"The request body is larger than {max_bytes} bytes.")
+            raise BodyTooLarge(f"The request body is larger than {max_bytes} bytes.")
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > max_bytes:
-            raise PayloadTooLarge(f"The request body is larger than {max_bytes} bytes.")
+            raise BodyTooLarge(f"The request body is larger than {max_bytes} bytes.")
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -69,20 +68,22 @@ async def read_json(
     request: Request, model: type[M], *, codes: dict[str, str] | None = None, empty_ok: bool = False
 ) -> M:
     """Parse the body as ``model``. ``codes`` maps a field name to the error code used when it is invalid."""
-    body = await read_body(request, max_bytes=state(request).settings.max_body_bytes)
+    body = await read_body(request, max_bytes=settings(request).max_body_bytes)
     if not body.strip():
         if not empty_ok:
-            raise BadRequest("A JSON body is required.", code="invalid_json")
+            raise MalformedRequest("A JSON body is required.", code="invalid_json")
         data: object = {}
     else:
         try:
             data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"The body is not valid JSON: {exc}", code="invalid_json") from None
+            raise MalformedRequest(f"The body is not valid JSON: {exc}", code="invalid_json") from None
         except RecursionError:
-            raise BadRequest("The body nests too deeply to be a request.", code="invalid_json") from None
+            raise MalformedRequest(
+                "The body nests too deeply to be a request.", code="invalid_json"
+            ) from None
     if not isinstance(data, dict):
-        raise Unprocessable("The body must be a JSON object.")
+        raise InvalidRequest("The body must be a JSON object.")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -91,7 +92,7 @@ async def read_json(
             if err["loc"] and str(err["loc"][0]) in (codes or {}):
                 code = (codes or {})[str(err["loc"][0])]
                 break
-        raise Unprocessable(describe(exc), code=code) from None
+        raise InvalidRequest(describe(exc), code=code) from None
 
 
 def read_query(request: Request, model: type[Q]) -> Q:
@@ -101,8 +102,8 @@ def read_query(request: Request, model: type[Q]) -> Q:
     params = request.query_params
     for name in model.model_fields:
         if len(params.getlist(name)) > 1:
-            raise Unprocessable(f"{name}: give this query parameter once.")
+            raise InvalidRequest(f"{name}: give this query parameter once.")
     try:
         return model.model_validate(dict(params))
     except ValidationError as exc:
-        raise Unprocessable(describe(exc)) from None
+        raise InvalidRequest(describe(exc)) from None

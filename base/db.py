@@ -1,4 +1,4 @@
-"""SQL engine, the declarative base and migrations.
+"""SQL engine, sessions and the declarative base (migrations: ``livecart.schema``).
 
 Sessions: ``async_sessionmaker(expire_on_commit=False)``; repository functions take a session and never
 commit; the service owns ``async with session.begin()``. Write transactions start with a guarded write
@@ -8,15 +8,11 @@ on the row — never read-then-write.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
 from sqlalchemy import BigInteger, MetaData, event
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.sql.dml import Insert
@@ -83,23 +79,3 @@ def insert_ignoring_conflicts(session: AsyncSession, table: type[Base]) -> Inser
 
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
-
-
-def alembic_config(url: str | None = None) -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    if url:
-        cfg.set_main_option("sqlalchemy.url", url)
-    return cfg
-
-
-async def migrate(engine: AsyncEngine) -> None:
-    """Apply all migrations up to head on this engine's database."""
-
-    def upgrade(connection: Connection) -> None:
-        cfg = alembic_config()
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
-
-    async with engine.begin() as conn:
-        await conn.run_sync(upgrade)

@@ -16,10 +16,8 @@ import time
 from dataclasses import dataclass
 
 from itsdangerous import BadData, BadSignature, SignatureExpired, URLSafeSerializer, URLSafeTimedSerializer
-from starlette.requests import HTTPConnection
 
-from live.errors import InvalidInvite, InvalidToken
-from livecart.errors import Forbidden
+from identity.errors import InvalidInvite, InvalidToken
 
 HOST_SALT = "livecart.host.v1"
 VIEWER_SALT = "livecart.viewer.v1"
@@ -144,32 +142,3 @@ class TokenSigner:
         except BadSignature as exc:
             raise InvalidToken("This token is not valid.") from exc
         raise InvalidToken("This token is not valid.")
-
-
-def bearer(conn: HTTPConnection) -> str | None:
-    header = conn.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
-def identify(conn: HTTPConnection, signer: TokenSigner) -> Identity:
-    token = bearer(conn)
-    if token is None:
-        raise InvalidToken("Send 'Authorization: Bearer <token>'.")
-    return signer.verify(token)
-
-
-def require_host(conn: HTTPConnection, signer: TokenSigner) -> HostIdentity:
-    who = identify(conn, signer)
-    if not isinstance(who, HostIdentity):
-        raise Forbidden("Only a host may do this.")
-    return who
-
-
-def require_viewer(conn: HTTPConnection, signer: TokenSigner) -> ViewerIdentity:
-    who = identify(conn, signer)
-    if not isinstance(who, ViewerIdentity):
-        raise Forbidden("Only a viewer of the room may do this; join the room first.")
-    return who

@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from livecart.ids import random_code
+from base.ids import random_code
 
 #: Request ids made here: a random prefix per process and a counter (unique, and cheap on every request).
 _REQUEST_ID_PREFIX = f"req_{random_code(10)}_"

@@ -1,0 +1,1 @@
+"""Who is calling and what they may touch: signed tokens and the guards that check them (on ``base``)."""

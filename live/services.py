@@ -1,0 +1,38 @@
+"""What ``live``'s endpoints work with, built once by the app wiring and reached through the request state
+(``services(request)``): nothing outside this list, and nothing of another package's but what it names."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
+
+from base.clock import Clock
+from base.events import Events
+from base.settings import Settings
+from identity.tokens import TokenSigner
+from live.video import Video
+from live.video_siblings import Siblings
+
+#: Called when a show ends, after its room is committed as ended (the shop closes the room's cards).
+RoomEnded = Callable[[str], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveServices:
+    settings: Settings
+    clock: Clock
+    signer: TokenSigner
+    sessions: async_sessionmaker[AsyncSession]
+    events: Events
+    room_ended: RoomEnded
+    video: Video
+    #: The other workers of ``livecart serve --workers N``; ``None`` in a single process.
+    siblings: Siblings | None = None
+
+
+def services(conn: HTTPConnection) -> LiveServices:
+    return cast(LiveServices, conn.state.live)

@@ -1,0 +1,63 @@
+"""HTTP endpoint of ``reporting``: a room's live statistics for its host."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from base.clock import Clock
+from base.http import settings
+from base.openapi import doc
+from identity.guards import require_host, require_room_owner
+from identity.tokens import TokenSigner
+from live.errors import UnknownRoom
+from live.models import Room
+from reporting.schemas import RoomStats
+from reporting.stats import room_stats
+from shop.models import Card
+
+#: card ids -> the live stock of each (``None`` where Redis has no sale)
+StockLeft = Callable[[list[str]], Awaitable[dict[str, int | None]]]
+#: room id -> ``{"viewers_now": n, "connections_now": n}``, counted by the realtime hub across processes
+Presence = Callable[[str], Awaitable[dict[str, int]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ReportingServices:
+    clock: Clock
+    signer: TokenSigner
+    sessions: async_sessionmaker[AsyncSession]
+    stock_left: StockLeft
+    presence: Presence
+
+
+def services(conn: HTTPConnection) -> ReportingServices:
+    return cast(ReportingServices, conn.state.reporting)
+
+
+@doc(responses={200: RoomStats}, summary="Live statistics of a room, derived from SQL")
+async def get_room_stats(request: Request) -> JSONResponse:
+    st = services(request)
+    host = require_host(request, st.signer)
+    async with st.sessions() as session:
+        room = await session.get(Room, request.path_params["room"])
+        if room is None:
+            raise UnknownRoom("No such room.")
+        require_room_owner(host, room.host_id)
+        card_ids = list((await session.execute(select(Card.id).where(Card.room_id == room.id))).scalars())
+        stock = await st.stock_left(card_ids) if card_ids else {}
+        stats = await room_stats(
+            session, room.id, stock_left=stock, now_ms=st.clock.now_ms(), currency=settings(request).currency
+        )
+    stats.update(await st.presence(room.id))
+    return JSONResponse(stats)
+
+
+routes = [Route("/api/rooms/{room:id}/stats", get_room_stats, methods=["GET"])]

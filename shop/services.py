@@ -1,0 +1,30 @@
+"""What ``shop``'s endpoints work with, built once by the app wiring and reached through the request state
+(``services(request)``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
+
+from base.settings import Settings
+from identity.tokens import TokenSigner
+from shop.cards import Catalog
+from shop.orders.service import OrderService
+from shop.payments.service import PaymentService
+
+
+@dataclass(frozen=True, slots=True)
+class ShopServices:
+    settings: Settings
+    signer: TokenSigner
+    sessions: async_sessionmaker[AsyncSession]
+    catalog: Catalog
+    orders: OrderService
+    payments: PaymentService
+
+
+def services(conn: HTTPConnection) -> ShopServices:
+    return cast(ShopServices, conn.state.shop)
