@@ -329,6 +329,18 @@ class Inventory:
             values = await pipe.execute()
         return {c: (int(v) if v is not None else None) for c, v in zip(card_ids, values, strict=True)}
 
+    async def stock_of(self, card_ids: list[str]) -> dict[str, tuple[int, str] | None]:
+        """Per card, its sale's stock left and room, ``None`` without a sale (``realtime``'s ``StockSource``:
+        the live stock counters read the value when they publish it)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for card_id in card_ids:
+                pipe.hmget(card_keys(card_id)[0], "stock_left", "room_id")
+            values = await pipe.execute()
+        return {
+            card_id: (int(left), _text(room)) if left is not None and room is not None else None
+            for card_id, (left, room) in zip(card_ids, values, strict=True)
+        }
+
     async def reservations(self, card_id: str) -> dict[str, Reservation]:
         raw = await self.redis.hgetall(card_keys(card_id)[1])
         return {_text(k): Reservation.parse(_text(k), _text(v)) for k, v in raw.items()}
