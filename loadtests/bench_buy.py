@@ -33,9 +33,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -50,9 +47,11 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import loadgen
 
-from livecart import db
+from base import db
+from loadtests.harness import Port, ServeProcess, join_many, new_sale, reset_postgres
 from shop.inventory.store import card_keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -140,89 +139,38 @@ class CpuProbe:
 # -- the server under test ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def start_server(*, database_url: str, redis_url: str, workers: int, workdir: Path) -> ServeProcess:
+    env = {
+        **os.environ,
+        "LIVECART_ENV": "dev",
+        "LIVECART_LOG_LEVEL": "WARNING",
+        "LIVECART_REDIS_URL": redis_url,
+        "LIVECART_DATABASE_URL": database_url,
+        "LIVECART_SECRET_KEY": SECRET,
+        "LIVECART_DATA_DIR": str(workdir / "data"),
+        "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="metrics-", dir=workdir),
+    }
+    port = Port()
+    return ServeProcess(env, workers=workers, log=workdir / f"server-{port.number}.log", port=port)
 
 
-class Server:
-    def __init__(self, *, database_url: str, redis_url: str, workers: int, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = workdir / f"server-{self.port}.log"
-        env = {
-            **os.environ,
-            "LIVECART_ENV": "dev",
-            "LIVECART_LOG_LEVEL": "WARNING",
-            "LIVECART_REDIS_URL": redis_url,
-            "LIVECART_DATABASE_URL": database_url,
-            "LIVECART_SECRET_KEY": SECRET,
-            "LIVECART_DATA_DIR": str(workdir / "data"),
-            "PROMETHEUS_MULTIPROC_DIR": tempfile.mkdtemp(prefix="metrics-", dir=workdir),
-        }
-        self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "livecart.cli",
-                "serve",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(workers),
-            ],
-            env=env,
-            cwd=ROOT,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own process group: master and workers are stopped together
-        )
-
-    def log_tail(self, n: int = 40) -> str:
-        with contextlib.suppress(OSError):
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        return ""
-
-    async def wait_ready(self, within: float = 90.0) -> None:
-        deadline = time.monotonic() + within
-        async with httpx.AsyncClient(base_url=self.url, timeout=2) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log_tail()}")
-                with contextlib.suppress(httpx.HTTPError):
-                    if (await client.get("/healthz")).status_code == 200:
-                        # all workers up: each has its own lifespan; give the slower one a moment
-                        for _ in range(50):
-                            if len(psutil.Process(self.process.pid).children()) >= 1:
-                                break
-                            await asyncio.sleep(0.1)
-                        await asyncio.sleep(1.0)
-                        return
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"server not ready after {within:.0f}s:\n{self.log_tail()}")
-
-    def workers(self) -> list[int]:
-        with contextlib.suppress(psutil.Error):
-            return [c.pid for c in psutil.Process(self.process.pid).children()]
-        return []
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGINT)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=15)
-        # whatever of the group we started is still there (a worker stuck in shutdown): kill it
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=5)
-        self._log.close()
+async def wait_ready(server: ServeProcess) -> None:
+    await server.wait_ready(within=90.0)
+    # all workers up: each has its own lifespan; give the slower one a moment
+    for _ in range(50):
+        if len(psutil.Process(server.pid).children()) >= 1:
+            break
+        await asyncio.sleep(0.1)
+    await asyncio.sleep(1.0)
 
 
-# -- set-up over HTTP (as tests/shop_api.py does) -------------------------------------------------------
+def server_workers(server: ServeProcess) -> list[int]:
+    with contextlib.suppress(psutil.Error):
+        return [c.pid for c in psutil.Process(server.pid).children()]
+    return []
+
+
+# -- set-up over HTTP (the harness's, as the tests' own) ------------------------------------------------
 
 
 @dataclass
@@ -233,57 +181,19 @@ class Sale:
     tokens: list[str] = field(default_factory=list)
 
 
-async def _ok(response: httpx.Response) -> Any:
-    if response.status_code not in (200, 201):
-        raise RuntimeError(
-            f"{response.request.method} {response.request.url}: {response.status_code} {response.text}"
-        )
-    return response.json()
-
-
 async def set_up_sale(url: str, *, stock: int, per_user_limit: int, viewers: int) -> Sale:
     async with httpx.AsyncClient(base_url=url, timeout=30) as c:
-        host = await _ok(await c.post("/api/hosts", json={"name": "Bench host"}))
-        h = {"Authorization": f"Bearer {host['token']}"}
-        product = await _ok(await c.post("/api/products", json={"name": "Tea", "price": 1990}, headers=h))
-        room = await _ok(await c.post("/api/rooms", json={"title": "Bench show"}, headers=h))
-        await _ok(await c.post(f"/api/rooms/{room['id']}/live", headers=h))
-        card = await _ok(
-            await c.post(
-                f"/api/rooms/{room['id']}/cards",
-                json={
-                    "product_id": product["id"],
-                    "price": 990,
-                    "stock": stock,
-                    "per_user_limit": per_user_limit,
-                    "reserve_seconds": 300,
-                },
-                headers=h,
-            )
+        sale = await new_sale(
+            c, stock=stock, per_user_limit=per_user_limit, host="Bench host", title="Bench show"
         )
-        await _ok(await c.post(f"/api/cards/{card['id']}/open", json={}, headers=h))
-        sale = Sale(room["id"], card["id"])
-        gate = asyncio.Semaphore(16)
-
-        async def join(i: int) -> dict[str, Any]:
-            async with gate:
-                return await _ok(  # type: ignore[no-any-return]
-                    await c.post(
-                        f"/api/rooms/{room['id']}/join",
-                        json={"invite": room["invite_token"], "name": f"v{i}"},
-                    )
-                )
-
-        for v in await asyncio.gather(*(join(i) for i in range(viewers))):
-            sale.viewer_ids.append(v["viewer_id"])
-            sale.tokens.append(v["token"])
-        return sale
+        buyers = await join_many(c, sale.room_id, sale.invite, viewers, concurrency=16)
+        return Sale(sale.room_id, sale.card_id, [b.viewer_id for b in buyers], [b.token for b in buyers])
 
 
 async def set_up_lua_card(redis: Redis, room_id: str) -> tuple[str, list[str]]:
     """A sale that only the direct-Lua baseline touches: same hash layout as a real open card."""
     card_id = "benchlua_" + secrets.token_hex(6)
-    keys = card_keys(card_id)
+    keys = list(card_keys(card_id))
     await redis.hset(
         keys[0],
         mapping={
@@ -420,7 +330,13 @@ class Bench:
         self._fold(m, results, cpu, "ok")
 
     async def http(
-        self, m: Measured, probe: CpuProbe, server: Server, kind: str, sale: Sale, count_rows: Any = None
+        self,
+        m: Measured,
+        probe: CpuProbe,
+        server: ServeProcess,
+        kind: str,
+        sale: Sale,
+        count_rows: Any = None,
     ) -> None:
         n = self.args.load_procs
         per = max(1, self.args.connections // n)
@@ -494,62 +410,35 @@ async def commit_batches(url: str) -> float:
     return 0.0
 
 
-async def create_database_if_missing(url: str) -> None:
-    """The benchmark's own database, created on first use (from the server's ``postgres`` database)."""
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = db.create_engine(
-        parts._replace(path="/postgres").geturl(), pool_size=1, max_overflow=0, isolation_level="AUTOCOMMIT"
-    )
-    try:
-        async with admin.connect() as conn:
-            exists = await conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
-            if not exists:
-                await conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        await admin.dispose()
-
-
-async def reset_postgres(url: str) -> None:
-    await create_database_if_missing(url)
-    engine = db.create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
-
-
 async def run_database(bench: Bench, dialect: str, workdir: Path) -> dict[str, Measured]:
     args = bench.args
     redis = Redis.from_url(args.redis_url)
     await redis.flushdb()
     if dialect == "postgresql":
         database_url = args.pg_url
-        await reset_postgres(database_url)
+        await reset_postgres(database_url, create=True)
     else:
         database_url = f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
-    server: Server | None = None
+    server: ServeProcess | None = None
     engine = db.create_engine(database_url, **({"pool_size": 2} if dialect == "postgresql" else {}))
     m = {k: Measured(k) for k in ("lua", "healthz", "buy", "batch", "writer")}
     try:
-        server = Server(
+        server = start_server(
             database_url=database_url, redis_url=args.redis_url, workers=args.workers, workdir=workdir
         )
-        await server.wait_ready()
+        await wait_ready(server)
         sale = await set_up_sale(
             server.url, stock=args.stock, per_user_limit=args.per_user_limit, viewers=args.viewers
         )
         _, lua_keys = await set_up_lua_card(redis, sale.room_id)
-        probe = CpuProbe(server.process.pid, [a.pid for a in bench.agents])
+        probe = CpuProbe(server.pid, [a.pid for a in bench.agents])
 
         async def count_rows() -> int:
             async with engine.connect() as conn:
                 return int((await conn.execute(text("SELECT count(*) FROM orders"))).scalar_one())
 
         print(
-            f"[{dialect}] server pid {server.process.pid} workers {server.workers()} on {server.url}",
+            f"[{dialect}] server pid {server.pid} workers {server_workers(server)} on {server.url}",
             flush=True,
         )
         order = ["lua", "healthz", "buy", "buy", "healthz", "lua"]
@@ -567,7 +456,7 @@ async def run_database(bench: Bench, dialect: str, workdir: Path) -> dict[str, M
             print(f"[{dialect}] {name:8s} {m[name].rate:10.0f}/s", flush=True)
         if server.process.poll() is not None:
             raise RuntimeError(f"server died during the run:\n{server.log_tail()}")
-        m["buy"].extra["server_log_tail"] = server.log_tail(5) if server.log_path.stat().st_size else ""
+        m["buy"].extra["server_log_tail"] = server.log_tail(5)
     finally:
         if server is not None:
             server.stop()

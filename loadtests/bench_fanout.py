@@ -33,12 +33,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil  # type: ignore[import-untyped, unused-ignore]
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.hubbench import REDIS_URL, Show, free_port, start_server
+from loadtests.harness import Port
+from loadtests.hubbench import REDIS_URL, set_up_show, start_server
 from loadtests.rawviewers import RawViewers, parse_frames, pong, serve
 
 PAD = "x" * 120  # a chat message of a typical size
@@ -172,7 +172,8 @@ async def measure(
 async def run_baseline(viewers_n: int, rate: float, seconds: float) -> dict[str, Any]:
     from websockets.asyncio.client import connect
 
-    port = free_port()
+    held = Port()  # bound until the baseline server is done with it (SO_REUSEADDR: it may bind it too)
+    port = held.number
     server = subprocess.Popen([sys.executable, "-c", BASELINE, str(port)])
     try:
         await asyncio.sleep(1.0)
@@ -193,6 +194,7 @@ async def run_baseline(viewers_n: int, rate: float, seconds: float) -> dict[str,
         return {**result, "idle_kib_per_viewer": idle_kib}
     finally:
         server.kill()
+        held.close()
 
 
 async def run_hub(
@@ -202,18 +204,14 @@ async def run_hub(
 
     from realtime.broker_redis import RedisBroker
 
-    server, port = start_server(work / "hub.db", workers=workers)
+    server = start_server(work / "hub.db", workers=workers)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-            show = Show(c)
-            await show.wait_ready()
-            await show.open("Fan-out")
-            paths = await show.viewer_paths(viewers_n)
-        room = show.room
+        show = await set_up_show(server, "Fan-out", viewers=viewers_n)
+        room, paths = show.room, show.viewer_paths()
         await asyncio.sleep(1.0)
         procs = server_processes(server.pid)
         rss0 = sum(p.memory_info().rss for p in procs)
-        proc, viewers = start_viewers("127.0.0.1", port, paths, first_frame=True, sample=sample)
+        proc, viewers = start_viewers("127.0.0.1", server.port, paths, first_frame=True, sample=sample)
         assert viewers.recv()[0] == "ready"
         await asyncio.sleep(2.0)  # presence settles
         idle_kib = (sum(p.memory_info().rss for p in procs) - rss0) / viewers_n / 1024
@@ -229,8 +227,7 @@ async def run_hub(
         proc.join(5)
         return {**result, "idle_kib_per_viewer": idle_kib}
     finally:
-        server.terminate()
-        server.wait(15)
+        server.stop(15)
 
 
 async def main_async(args: argparse.Namespace) -> int:

@@ -30,13 +30,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil  # type: ignore[import-untyped, unused-ignore]
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.hubbench import REDIS_URL, Show, start_server  # noqa: E402
+from loadtests.hubbench import REDIS_URL, set_up_show, start_server  # noqa: E402
 from loadtests.rawviewers import RawViewers, parse_frames, pong, serve  # noqa: E402
 
 
@@ -133,24 +132,19 @@ async def drive_sale(
     """Reserve at ``rate`` per second for ``seconds``; returns what happened and when the last one was."""
     from redis.asyncio import BlockingConnectionPool, Redis
 
-    from livecart.clock import SystemClock
-    from livecart.ids import new_id
-    from realtime.endpoint import Realtime
+    from base.clock import SystemClock
+    from base.ids import new_id
+    from realtime.broker_redis import RedisBroker
+    from realtime.publisher import Publisher
+    from realtime.stock import StockPublisher
     from shop.inventory.store import Inventory
 
     redis = Redis(connection_pool=BlockingConnectionPool.from_url(REDIS_URL, max_connections=64))
     clock = SystemClock()
-    realtime = Realtime(
-        redis=redis,
-        sessions=None,  # type: ignore[arg-type]  # publishing stock needs neither SQL nor tokens
-        signer=None,  # type: ignore[arg-type]
-        clock=clock,
-        snapshot=None,  # type: ignore[arg-type]
-        allowed_origins=[],
-    )
-    inventory = Inventory(redis)
-    inventory.on_change = realtime.stock_changed
-    realtime.start()
+    broker = RedisBroker(redis)
+    publisher = Publisher(broker, StockPublisher(redis, broker, clock), clock)
+    inventory = Inventory(redis, events=publisher)
+    publisher.stock.start()
     outcomes: dict[str, int] = {}
     workers = 48
     total = int(rate * seconds)
@@ -177,7 +171,8 @@ async def drive_sale(
     await asyncio.gather(*(worker(w) for w in range(workers)))
     elapsed = time.monotonic() - started
     await asyncio.sleep(1.5)  # the last coalesced counter goes out
-    await realtime.stop()
+    await publisher.stock.stop()
+    await broker.stop()
     await redis.aclose()
     return {"outcomes": outcomes, "elapsed": elapsed, "last_ok": last_ok[0]}
 
@@ -229,23 +224,22 @@ async def main_async(args: argparse.Namespace) -> int:
 
     work = Path(tempfile.mkdtemp(prefix="sale-"))
     # the reservations made by this script have no SQL rows: keep the sweeper from returning them
-    server, port = start_server(
+    server = start_server(
         work / "hub.db",
         orphan_grace_seconds="86400",
         ws_ping_interval_seconds="600",  # most viewers here do not parse frames, so answer no pings
     )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-            show = Show(c)
-            await show.wait_ready()
-            await show.open("Sale")
-            stock = int(args.rate * args.seconds * 1.2)
-            await show.sell(stock=stock, per_user_limit=100, reserve_seconds=86_400)
-            paths = await show.viewer_paths(args.viewers)
-        room, card = show.room, show.card
+        stock = int(args.rate * args.seconds * 1.2)
+        show = await set_up_show(
+            server, "Sale", viewers=args.viewers, stock=stock, per_user_limit=100, reserve_seconds=86_400
+        )
+        room, card_id, paths = show.room, show.card_id, show.viewer_paths()
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        viewers = ctx.Process(target=_viewers_main, args=(child, "127.0.0.1", port, paths), daemon=True)
+        viewers = ctx.Process(
+            target=_viewers_main, args=(child, "127.0.0.1", server.port, paths), daemon=True
+        )
         viewers.start()
         assert parent.recv()[0] == "ready"
         await asyncio.sleep(2.0)
@@ -254,12 +248,12 @@ async def main_async(args: argparse.Namespace) -> int:
         hub = psutil.Process(server.pid)
         cpu0, t0 = sum(hub.cpu_times()[:2]), time.monotonic()
         sale = await drive_in_processes(
-            card["id"], room["id"], rate=args.rate, seconds=args.seconds, buyers=args.viewers,
+            card_id, room["id"], rate=args.rate, seconds=args.seconds, buyers=args.viewers,
             processes=args.drivers,
         )  # fmt: skip
         hub_cores = (sum(hub.cpu_times()[:2]) - cpu0) / (time.monotonic() - t0)
         final = int(
-            sync_redis.Redis.from_url(REDIS_URL).hget("{card:" + card["id"] + "}:sale", "stock_left") or -1
+            sync_redis.Redis.from_url(REDIS_URL).hget("{card:" + card_id + "}:sale", "stock_left") or -1
         )
         for _ in range(20):  # a viewers process that fell behind catches up (its lag is counted)
             parent.send(("report", final, sale["last_ok"]))
@@ -270,8 +264,7 @@ async def main_async(args: argparse.Namespace) -> int:
         parent.send("stop")
         viewers.join(5)
     finally:
-        server.terminate()
-        server.wait(15)
+        server.stop(15)
 
     got = sorted(x for x in lags if x is not None)
     missing = len(lags) - len(got)

@@ -27,13 +27,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil  # type: ignore[import-untyped, unused-ignore]
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from loadtests.hubbench import REDIS_URL, Show, start_server  # noqa: E402
+from loadtests.hubbench import REDIS_URL, set_up_show, start_server  # noqa: E402
 from loadtests.rawviewers import RawViewers, serve  # noqa: E402
 
 PAD = "x" * 100
@@ -62,23 +61,18 @@ async def run(workers: int, args: argparse.Namespace, work: Path) -> dict[str, A
 
     from realtime.broker_redis import RedisBroker
 
-    server, port = start_server(
+    server = start_server(
         work / f"scale{workers}.db",
         workers=workers,
         ws_ping_interval_seconds="600",  # the counting client answers no pings
         ws_history="100000",  # a backlog the servers work through is never trimmed away
     )
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-            show = Show(c)
-            await show.wait_ready()
-            await asyncio.sleep(1.0)  # every worker up
-            await show.open("Scale")
-            paths = await show.viewer_paths(args.viewers)
-        room = show.room
+        show = await set_up_show(server, "Scale", viewers=args.viewers, settle=1.0)  # settle: every worker up
+        room, paths = show.room, show.viewer_paths()
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        viewers = ctx.Process(target=_viewers_main, args=(child, port, paths), daemon=True)
+        viewers = ctx.Process(target=_viewers_main, args=(child, server.port, paths), daemon=True)
         viewers.start()
         assert parent.recv()[0] == "ready"
         await asyncio.sleep(2.0)
@@ -113,8 +107,7 @@ async def run(workers: int, args: argparse.Namespace, work: Path) -> dict[str, A
             "viewers_cores": (client1 - client0) / elapsed,
         }
     finally:
-        server.terminate()
-        server.wait(20)
+        server.stop(20)
 
 
 async def main_async(args: argparse.Namespace) -> int:

@@ -22,31 +22,30 @@ import random
 import sys
 import tempfile
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import aiortc.rtcrtpreceiver
-import av
 import httpx
 import psutil  # type: ignore[import-untyped, unused-ignore]
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription, VideoStreamTrack
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.codecs.base import Decoder
 from aiortc.mediastreams import AudioStreamTrack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from loadtests.hubbench import Show, start_server
+from loadtests.harness.video import PacedVideo
+from loadtests.hubbench import set_up_show, start_server
 
 SDP = {"Content-Type": "application/sdp"}
 WIDTH, HEIGHT, FPS = 640, 360, 30
 
 
-class Synthetic(VideoStreamTrack):
+class Synthetic(PacedVideo):
     """640x360 @ 30 fps: 60 precomputed frames (checkerboard scrolling, a 160x90 noise patch), cycled."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(WIDTH, HEIGHT, FPS)
         rng = random.Random(0)
         self._lumas = []
         for i in range(60):
@@ -59,23 +58,9 @@ class Synthetic(VideoStreamTrack):
                     row = row[:240] + rng.randbytes(160) + row[400:]
                 rows.append(row)
             self._lumas.append(b"".join(rows))
-        self._count = 0
-        self._began: float | None = None
 
-    async def recv(self) -> av.VideoFrame:
-        if self._began is None:
-            self._began = time.monotonic()
-        else:
-            self._count += 1
-            await asyncio.sleep(max(0.0, self._began + self._count / FPS - time.monotonic()))
-        frame = av.VideoFrame(WIDTH, HEIGHT, "yuv420p")
-        luma, cb, cr = frame.planes
-        luma.update(self._lumas[self._count % len(self._lumas)])
-        cb.update(b"\x80" * cb.buffer_size)
-        cr.update(b"\x80" * cr.buffer_size)
-        frame.pts = self._count * 90_000 // FPS
-        frame.time_base = Fraction(1, 90_000)
-        return frame
+    def luma(self, count: int) -> bytes:
+        return self._lumas[count % len(self._lumas)]
 
 
 class Counting(Decoder):
@@ -159,17 +144,14 @@ async def measure(server: psutil.Process, seconds: float, viewers: int) -> dict[
 
 async def main_async(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="whep-"))
-    server, port = start_server(work / "whep.db", whep_max_viewers="1000")
+    server = start_server(work / "whep.db", whep_max_viewers="1000")
     counts = sorted(int(v) for v in args.viewers.split(","))
     peers: list[RTCPeerConnection] = []
     results = []
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as c:
-            show = Show(c)
-            await show.wait_ready()
-            await show.open("WHEP")
-            room, host_token = show.room, show.auth["Authorization"].removeprefix("Bearer ")
-            tokens = [path.partition("token=")[2] for path in await show.viewer_paths(max(counts))]
+        show = await set_up_show(server, "WHEP", viewers=max(counts))
+        room, host_token, tokens = show.room, show.host_token, show.viewer_tokens
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
             publisher = peer()
             peers.append(publisher)
             publisher.addTransceiver(Synthetic(), direction="sendonly")
@@ -192,8 +174,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 )
     finally:
         await asyncio.gather(*(pc.close() for pc in peers), return_exceptions=True)
-        server.terminate()
-        server.wait(15)
+        server.stop(15)
     alone = results[0]["server_cores"] if results and results[0]["viewers"] == 0 else None
     print()
     print(

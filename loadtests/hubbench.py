@@ -1,29 +1,23 @@
 """What the hub benchmarks share: a real ``livecart serve`` on Redis DB 10, a room, and its joined viewers.
 
-Not a benchmark itself. Redis DB 10 is flushed before each server starts; SQL is a fresh SQLite file.
+Not a benchmark itself. Redis DB 10 is flushed before each server starts; SQL is a fresh SQLite file. The
+server, its port and the set-up over HTTP are the harness's (``loadtests/harness``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import socket
-import subprocess
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
+from loadtests.harness import ServeProcess, join_many, new_card, new_host, new_room
+
 REDIS_URL = "redis://127.0.0.1:6379/10"
 ORIGIN = "http://127.0.0.1:8000"  # the base URL the servers are given: their websocket Origin
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def handshake(path: str, port: int) -> bytes:
@@ -35,12 +29,11 @@ def handshake(path: str, port: int) -> bytes:
     ).encode()
 
 
-def start_server(db: Path, *, workers: int = 1, **settings: str) -> tuple[subprocess.Popen[bytes], int]:
-    """``livecart serve`` on a free port; ``settings`` are extra ``LIVECART_*`` variables (name: value)."""
+def start_server(db: Path, *, workers: int = 1, **settings: str) -> ServeProcess:
+    """``livecart serve`` on a held port; ``settings`` are extra ``LIVECART_*`` variables (name: value)."""
     import redis as sync_redis
 
     sync_redis.Redis.from_url(REDIS_URL).flushdb()
-    port = free_port()
     env = {
         **os.environ,
         "LIVECART_REDIS_URL": REDIS_URL,
@@ -50,59 +43,50 @@ def start_server(db: Path, *, workers: int = 1, **settings: str) -> tuple[subpro
         "LIVECART_BASE_URL": ORIGIN,
         **{f"LIVECART_{k.upper()}": v for k, v in settings.items()},
     }
-    cmd = [sys.executable, "-m", "livecart.cli", "serve", "--port", str(port), "--workers", str(workers)]
-    return subprocess.Popen(cmd, env=env, cwd=ROOT), port
+    return ServeProcess(env, workers=workers)
 
 
+@dataclass
 class Show:
-    """A host, a live room and, optionally, an open card, set up over HTTP."""
+    """A host's live room, perhaps an open card in it, and its joined viewers."""
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.c = client
-        self.room: dict[str, Any] = {}
-        self.card: dict[str, Any] = {}
-        self.auth: dict[str, str] = {}
+    room: dict[str, Any]
+    host_token: str
+    card_id: str
+    viewer_tokens: list[str]
 
-    async def wait_ready(self) -> None:
-        for _ in range(150):
-            try:
-                if (await self.c.get("/healthz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.2)
-        raise RuntimeError("the server did not come up")
+    def viewer_paths(self) -> list[str]:
+        """The websocket path of each viewer."""
+        return [f"/ws/rooms/{self.room['id']}?token={token}" for token in self.viewer_tokens]
 
-    async def open(self, title: str) -> None:
-        host = (await self.c.post("/api/hosts", json={"name": "Bench"})).json()
-        self.auth = {"Authorization": f"Bearer {host['token']}"}
-        self.room = (await self.c.post("/api/rooms", json={"title": title}, headers=self.auth)).json()
-        await self.c.post(f"/api/rooms/{self.room['id']}/live", headers=self.auth)
 
-    async def sell(self, *, stock: int, per_user_limit: int, reserve_seconds: int) -> None:
-        product = (
-            await self.c.post("/api/products", json={"name": "Tea", "price": 990}, headers=self.auth)
-        ).json()
-        body = {
-            "product_id": product["id"],
-            "price": 990,
-            "stock": stock,
-            "per_user_limit": per_user_limit,
-            "reserve_seconds": reserve_seconds,
-        }
-        url = f"/api/rooms/{self.room['id']}/cards"
-        self.card = (await self.c.post(url, json=body, headers=self.auth)).json()
-        await self.c.post(f"/api/cards/{self.card['id']}/open", json={}, headers=self.auth)
-
-    async def viewer_paths(self, n: int) -> list[str]:
-        """``n`` viewers join; the websocket path of each."""
-        gate = asyncio.Semaphore(32)
-        room_id = self.room["id"]
-
-        async def join(i: int) -> str:
-            async with gate:
-                body = {"invite": self.room["invite_token"], "name": f"v{i}"}
-                token = (await self.c.post(f"/api/rooms/{room_id}/join", json=body)).json()["token"]
-                return f"/ws/rooms/{room_id}?token={token}"
-
-        return await asyncio.gather(*(join(i) for i in range(n)))
+async def set_up_show(
+    server: ServeProcess,
+    title: str,
+    *,
+    viewers: int,
+    stock: int | None = None,
+    per_user_limit: int = 1,
+    reserve_seconds: int = 300,
+    settle: float = 0.0,
+) -> Show:
+    """Once the server answers (and ``settle`` seconds more), over HTTP: a host, a live room, an open card
+    of ``stock`` units when it is given, and ``viewers`` joined viewers."""
+    await server.wait_ready()
+    await asyncio.sleep(settle)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as c:
+        host_token = await new_host(c, "Bench")
+        room = await new_room(c, host_token, title)
+        card_id = ""
+        if stock is not None:
+            _, card_id = await new_card(
+                c,
+                host_token,
+                room["id"],
+                stock=stock,
+                per_user_limit=per_user_limit,
+                reserve_seconds=reserve_seconds,
+                product_price=990,
+            )
+        joined = await join_many(c, room["id"], room["invite_token"], viewers, concurrency=32)
+    return Show(room, host_token, card_id, [v.token for v in joined])

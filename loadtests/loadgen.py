@@ -296,7 +296,7 @@ async def lua_phase(
     """The app's reserve.lua, called exactly as ``Inventory.reserve`` calls it, minus everything else."""
     from redis.asyncio import Redis
 
-    from livecart.ids import new_id
+    from base.ids import new_id
 
     source = Path(script_path).read_text(encoding="utf-8")  # noqa: ASYNC240  (before the window)
     redis = Redis.from_url(redis_url)
@@ -344,7 +344,7 @@ async def lua_phase(
 def _row_factory(
     card_id: str, room_id: str, buyers: list[str], key_prefix: str
 ) -> Callable[[], dict[str, Any]]:
-    from livecart.ids import new_id
+    from base.ids import new_id
 
     seq = 0
 
@@ -394,7 +394,7 @@ async def writer_phase(
     """
     import live.models  # noqa: F401  (every mapped table, so the ORM can resolve foreign keys)
     import shop.models  # noqa: F401
-    from livecart import db
+    from base import db
     from shop.orders.writer import OrderWriter
 
     engine = db.create_engine(database_url)
@@ -468,7 +468,7 @@ async def batch_insert_phase(
     rows (SQLAlchemy core, the migrated ``orders`` table), back to back."""
     from sqlalchemy import insert
 
-    from livecart import db
+    from base import db
     from shop.models import Order
 
     engine = db.create_engine(database_url)

@@ -14,72 +14,39 @@ and a passing end-of-run check. ``--report DIR`` keeps locust's CSV and HTML rep
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
+sys.path.insert(0, str(HERE.parent))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_ready(url: str, server: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit(f"livecart serve exited with {server.returncode}")
-        with (
-            contextlib.suppress(OSError, urllib.error.URLError),
-            urllib.request.urlopen(f"{url}/readyz", timeout=2) as response,  # noqa: S310 (our own server)
-        ):
-            if response.status == 200:
-                return
-        time.sleep(0.1)
-    raise SystemExit(f"livecart serve was not ready after {timeout:.0f} s")
+from loadtests.harness import Port, ServeProcess  # noqa: E402
 
 
 @contextlib.contextmanager
 def fresh_server(workers: int, log: Path) -> Iterator[str]:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    port = Port()
     with tempfile.TemporaryDirectory(prefix="livecart-loadtest-") as tmp:
         env = {
             "LIVECART_DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/livecart.db",
             "LIVECART_LOG_LEVEL": "WARNING",
             **os.environ,
             "LIVECART_DATA_DIR": f"{tmp}/data",
-            "LIVECART_BASE_URL": url,
+            "LIVECART_BASE_URL": port.url,
         }
-        with log.open("ab") as out:
-            server = subprocess.Popen(
-                [str(BIN / "livecart"), "serve", "--port", str(port), "--workers", str(workers)],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_ready(url, server)
-            yield url
-        finally:
-            server.terminate()
+        with ServeProcess(env, workers=workers, log=log, port=port) as server:
             try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+                asyncio.run(server.wait_ready("/readyz", within=60.0, every=0.1))
+            except RuntimeError as e:
+                raise SystemExit(str(e)) from None
+            yield server.url
 
 
 def main() -> int:

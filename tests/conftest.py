@@ -5,13 +5,15 @@
   schema is recreated before each test that uses it.
 
 When a service is unreachable the tests that need it are skipped locally but *fail* under ``CI=true``.
+
+The server on a held port (``LiveServer``) and ``reset_postgres`` are the harness's (``loadtests/harness``),
+shared with the benchmarks; they are imported from here too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,14 +21,11 @@ from typing import Any
 import httpx
 import pytest
 import redis
-import uvicorn
-from sqlalchemy import text
 
-from livecart.app import create_app
-from livecart.clock import Clock
-from livecart.db import create_engine
-from livecart.settings import Settings
-from realtime.uvicorn_ws import WS_PROTOCOL
+from base.settings import Settings
+from loadtests.harness import LiveServer, reset_postgres
+
+__all__ = ["IN_CI", "PG_URL", "REDIS_URL", "LiveServer", "make_settings", "reset_postgres"]
 
 REDIS_URL = os.environ.get("LIVECART_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 PG_URL = os.environ.get("LIVECART_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
@@ -54,12 +53,6 @@ def _unavailable(what: str) -> None:
     pytest.skip(f"{what} is not reachable")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     client = redis.Redis.from_url(REDIS_URL)
@@ -71,16 +64,6 @@ def redis_url() -> Iterator[str]:
     yield REDIS_URL
     client.flushdb()
     client.close()
-
-
-async def reset_postgres(url: str) -> None:
-    engine = create_engine(url, pool_size=1, max_overflow=0)
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            await conn.execute(text("CREATE SCHEMA public"))
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -110,52 +93,6 @@ def make_settings(database_url: str, redis_url: str, tmp_path: Path, **overrides
     }
     values.update(overrides)
     return Settings(**values)
-
-
-class LiveServer:
-    """The real app behind a real uvicorn on a free port, inside the test's event loop."""
-
-    def __init__(
-        self, settings: Settings, *, clock: Clock | None = None, sweeper: bool = True, port: int | None = None
-    ) -> None:
-        self.settings = settings
-        self.port = port or free_port()  # given when settings.base_url must name this very server
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.app = create_app(settings, clock=clock, sweeper=sweeper)
-        config = uvicorn.Config(
-            self.app,
-            host="127.0.0.1",
-            port=self.port,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            ws=WS_PROTOCOL,
-            ws_per_message_deflate=False,
-            ws_max_size=settings.ws_max_frame_bytes,
-            ws_ping_interval=settings.ws_ping_interval_seconds,
-            ws_ping_timeout=settings.ws_ping_timeout_seconds,
-        )
-        self.server = uvicorn.Server(config)
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> LiveServer:
-        self._task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
-            if self._task.done():
-                self._task.result()
-                raise RuntimeError("server stopped during start-up")
-            await asyncio.sleep(0.02)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        assert self._task is not None
-        await self._task
-
-    @property
-    def state(self) -> Any:
-        """The AppState, for assertions that read SQL or Redis directly (never to stub anything)."""
-        return self.app.state.livecart_state
 
 
 @pytest.fixture

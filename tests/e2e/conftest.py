@@ -25,7 +25,8 @@ from playwright.async_api import (
     async_playwright,
 )
 
-from tests.conftest import LiveServer, _unavailable, free_port, make_settings
+from loadtests.harness import Port
+from tests.conftest import LiveServer, _unavailable, make_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -63,13 +64,14 @@ def api(site: LiveServer) -> httpx.AsyncClient:
 @pytest.fixture
 async def site(redis_url: str, tmp_path: Path, site_settings: dict[str, Any]) -> AsyncIterator[LiveServer]:
     """SQLite only: what these tests check is the pages, and a browser test is slow enough already. The
-    Redis database is ``LIVECART_TEST_REDIS_URL``'s; the port is a free one the system picks."""
-    port = free_port()
+    Redis database is ``LIVECART_TEST_REDIS_URL``'s; the port is a free one the system picks, held until
+    the server listens on it."""
+    port = Port()
     settings = make_settings(
         f"sqlite+aiosqlite:///{tmp_path / 'livecart.db'}",
         redis_url,
         tmp_path,
-        base_url=f"http://127.0.0.1:{port}",
+        base_url=port.url,
         **site_settings,
     )
     async with LiveServer(settings, port=port) as live:

@@ -8,10 +8,8 @@ media session costs seconds of the machine's CPU.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +22,13 @@ from aiortc import (
     RTCPeerConnection,
     RTCRtpSender,
     RTCSessionDescription,
-    VideoStreamTrack,
 )
 from aiortc.mediastreams import AudioStreamTrack, MediaStreamError
 
 from live.video import Video
+from loadtests import harness
+from loadtests.harness import join, new_host
+from loadtests.harness.video import PacedVideo
 from tests.conftest import LiveServer, make_settings
 from tests.shop_api import auth, ok
 
@@ -39,32 +39,17 @@ EXTERNAL = "https://sfu.example.com/{room}/{kind}"
 WAIT = 15.0  # seconds; generous for a shared 2-core machine, never reached when things work
 
 
-class Pattern(VideoStreamTrack):
+class Pattern(PacedVideo):
     """A bright bar moving across a grey frame, paced at ``fps``."""
 
     def __init__(self, width: int = 320, height: int = 240, fps: int = 15) -> None:
-        super().__init__()
-        self.width, self.height, self.fps = width, height, fps
-        self._count = 0
-        self._began: float | None = None
+        super().__init__(width, height, fps)
 
-    async def recv(self) -> av.VideoFrame:
-        if self._began is None:
-            self._began = time.monotonic()
-        else:
-            self._count += 1
-            await asyncio.sleep(max(0.0, self._began + self._count / self.fps - time.monotonic()))
-        frame = av.VideoFrame(self.width, self.height, "yuv420p")
-        bar = (self._count * 8) % self.width
+    def luma(self, count: int) -> bytes:
+        bar = (count * 8) % self.width
         row = bytearray(b"\x50" * self.width)
         row[bar : bar + 32] = b"\xeb" * len(row[bar : bar + 32])
-        luma, cb, cr = frame.planes
-        luma.update(bytes(row) * self.height)
-        cb.update(b"\x80" * cb.buffer_size)
-        cr.update(b"\x80" * cr.buffer_size)
-        frame.pts = self._count * 90_000 // self.fps
-        frame.time_base = Fraction(1, 90_000)
-        return frame
+        return bytes(row) * self.height
 
 
 @dataclass
@@ -108,12 +93,11 @@ async def peers() -> AsyncIterator[list[RTCPeerConnection]]:
 
 
 async def new_room(client: httpx.AsyncClient, title: str = "Show") -> Room:
-    host = await ok(await client.post("/api/hosts", json={"name": "Host"}))
-    room = await ok(await client.post("/api/rooms", json={"title": title}, headers=auth(host["token"])))
-    viewer = await ok(
-        await client.post(f"/api/rooms/{room['id']}/join", json={"invite": room["invite_token"], "name": "V"})
-    )
-    return Room(room["id"], host["token"], viewer["token"])
+    """A host's room, not live yet, and one viewer of it."""
+    host_token = await new_host(client)
+    room = await harness.new_room(client, host_token, title, live=False)
+    viewer = await join(client, room["id"], room["invite_token"], "V")
+    return Room(room["id"], host_token, viewer.token)
 
 
 async def publish(
