@@ -1,9 +1,10 @@
 // The room websocket (SPEC §5): a snapshot, then events numbered by `seq`. After a drop it reconnects with
 // backoff and asks for the events after the last `seq` it saw, in the same `epoch`: the hub replays exactly
-// what was missed, or sends a fresh snapshot when it cannot. Close codes 4401/4403/4404 are final (the
-// token or the room is wrong: reconnecting cannot help); every other close is retried.
+// what was missed, or sends a fresh snapshot when it cannot. Which close codes are final (the token or the
+// room is wrong: reconnecting cannot help) is the server's table, served as close-codes.js
+// (realtime/close_codes.py); every other close is retried.
 
-const FINAL = new Set([4401, 4403, 4404]);
+import { CLOSE, FINAL } from "./close-codes.js";
 
 // What a frame of each type hands its handler (the frames of SPEC §5; the snapshot goes whole).
 const PAYLOAD = {
@@ -88,7 +89,7 @@ export class RoomSocket {
     } else if (typeof frame.seq === "number") {
       if (this.seq !== null && frame.seq <= this.seq) return; // already seen (a replay overlapping)
       if (this.seq !== null && frame.seq > this.seq + 1) {
-        ws.close(4000, "gap"); // missed some: reconnect and have them replayed after this.seq
+        ws.close(CLOSE.GAP, "gap"); // missed some: reconnect and have them replayed after this.seq
         return;
       }
       this.seq = frame.seq;

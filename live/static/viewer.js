@@ -4,6 +4,7 @@
 
 import { api, ApiError, describe, money, randomKey } from "./api.js";
 import { $, clock, copyText, fill, h, onSubmit, remaining, setText, show } from "./dom.js";
+import { CLOSE } from "./close-codes.js";
 import { RoomSocket, routeFrames } from "./hub.js";
 import { play } from "./webrtc.js";
 
@@ -88,7 +89,7 @@ function enterShow() {
       document.body.classList.toggle("offline", status !== "live");
     },
     onFatal: (code) => {
-      if (code === 4404) return notice("This show does not exist.");
+      if (code === CLOSE.NO_ROOM) return notice("This show does not exist.");
       me = { ...me, token: null };
       save();
       askName("Please join again.");
