@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     ws_history: int = Field(default=1000, ge=10)
     #: Unsent bytes after which a viewer is closed as too slow (4408).
     ws_max_backlog_bytes: int = Field(default=1 << 20, ge=4096)
+    #: How room events reach the sockets: ``redis`` (streams shared by every process) or ``memory`` (this
+    #: process alone, no Redis round trip; refused with ``livecart serve --workers`` N > 1).
+    realtime_broker: Literal["redis", "memory"] = "redis"
     #: STUN/TURN servers of the server's WebRTC peers (WHIP, WHEP) and of the pages' peers (which ask
     #: ``GET /api/rooms/{room}/video``), a JSON list of ``{urls, username?, credential?}``. None by default:
     #: no third-party server is contacted; a host with a reachable address needs none.

@@ -36,9 +36,11 @@ from live.video_siblings import Siblings
 from livecart import __version__, schema
 from livecart.edge import exception_handlers
 from livecart.state import AppState, state
+from realtime.broker import Broker
+from realtime.broker_memory import MemoryBroker
 from realtime.broker_redis import RedisBroker
-from realtime.endpoint import Realtime
 from realtime.publisher import Publisher
+from realtime.service import Realtime
 from realtime.stock import StockPublisher
 from reporting.api import ReportingServices
 from shop.cards import Catalog
@@ -47,6 +49,7 @@ from shop.orders.service import OrderService
 from shop.orders.writer import OrderWriter
 from shop.payments.service import PaymentService
 from shop.reconcile import Reconciler
+from shop.room_source import ShopRoomSource
 from shop.services import ShopServices
 from shop.sweeper import Sweeper
 
@@ -96,8 +99,14 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
     signer = TokenSigner(settings.signing_keys)
 
     # Realtime's publishing half comes first: the domain services announce their changes through it.
-    broker = RedisBroker(redis, history=settings.ws_history)
-    publisher = Publisher(broker, StockPublisher(redis, broker, clock), clock)
+    broker: Broker = (
+        MemoryBroker(history=settings.ws_history)
+        if settings.realtime_broker == "memory"
+        else RedisBroker(redis, history=settings.ws_history)
+    )
+    # The stock counters read what the inventory below changes and announces: an inventory of their own
+    # (the same Redis, announcing nothing) spares the two a construction that needs each other.
+    publisher = Publisher(broker, StockPublisher(Inventory(redis), broker, clock), clock)
 
     inventory = Inventory(redis, events=publisher)
     grace_ms = int(settings.orphan_grace_seconds * 1000)
@@ -120,7 +129,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         sessions=sessions,
         signer=signer,
         clock=clock,
-        snapshot=catalog.room_cards,
+        rooms=ShopRoomSource(sessions=sessions, catalog=catalog),
         allowed_origins=settings.origins,
         max_backlog_bytes=settings.ws_max_backlog_bytes,
     )

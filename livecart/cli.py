@@ -22,6 +22,14 @@ def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     settings = Settings()
+    if args.workers > 1 and settings.realtime_broker == "memory":
+        # Each worker would have its own rooms: a viewer would miss every event published by the others.
+        print(
+            "livecart serve: LIVECART_REALTIME_BROKER=memory serves one process; "
+            f"with --workers {args.workers} use LIVECART_REALTIME_BROKER=redis",
+            file=sys.stderr,
+        )
+        return 2
     logs.configure(settings.log_level, as_json=settings.log_json)
     embedded: EmbeddedRedis | None = None
     if settings.redis_url is None and args.workers > 1:

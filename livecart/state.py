@@ -17,7 +17,7 @@ from identity.tokens import TokenSigner
 from live.services import LiveServices
 from live.video import Video
 from live.video_siblings import Siblings
-from realtime.endpoint import Realtime
+from realtime.service import Realtime
 from reporting.api import ReportingServices
 from shop.cards import Catalog
 from shop.inventory.store import Inventory

@@ -142,7 +142,7 @@ async def drive_sale(
     redis = Redis(connection_pool=BlockingConnectionPool.from_url(REDIS_URL, max_connections=64))
     clock = SystemClock()
     broker = RedisBroker(redis)
-    publisher = Publisher(broker, StockPublisher(redis, broker, clock), clock)
+    publisher = Publisher(broker, StockPublisher(Inventory(redis), broker, clock), clock)
     inventory = Inventory(redis, events=publisher)
     publisher.stock.start()
     outcomes: dict[str, int] = {}

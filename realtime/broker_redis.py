@@ -13,38 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import secrets
-from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Literal
+from typing import Any
 
 from redis.asyncio import Redis
 
+from realtime.broker import GapHandler, Handler, Later, Published
+from realtime.frames import dumps
+from realtime.keys import room_keys, room_of
+
+__all__ = ["Later", "RedisBroker", "room_keys", "text_of"]
+
 log = logging.getLogger("livecart.realtime.broker")
-
-#: (room id, seq, frame JSON bytes); seq 0 marks a personal frame, whose viewer is in ``to``
-Handler = Callable[[str, int, bytes, str | None], None]
-#: (room id): this process fell so far behind that the stream was trimmed past it (events are lost here)
-GapHandler = Callable[[str], None]
-
-
-@dataclass(frozen=True, slots=True)
-class Later:
-    """The gate held an event back: publish it again in ``wait_ms``."""
-
-    wait_ms: int
-
-
-def room_keys(room_id: str) -> tuple[str, str, str, str, str]:
-    tag = "{room:" + room_id + "}"
-    return (f"{tag}:seq", f"{tag}:events", f"{tag}:epoch", f"{tag}:gate", f"{tag}:personal")
-
-
-def dumps(body: dict[str, Any]) -> str:
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
 def text_of(v: Any) -> str:
@@ -52,6 +34,8 @@ def text_of(v: Any) -> str:
 
 
 class RedisBroker:
+    """The ``Broker`` of any number of processes sharing one Redis."""
+
     def __init__(
         self, redis: Redis, *, history: int = 1000, block_ms: int = 200, personal_delay: float = 0.005
     ) -> None:
@@ -86,7 +70,7 @@ class RedisBroker:
         gate: str = "",
         min_interval_ms: int = 0,
         value: str = "",
-    ) -> int | Later | Literal["same"]:
+    ) -> Published:
         """Append an event; its seq, or why the gate held it back: ``Later`` (too soon after the last one:
         publish it again when the gate opens) or ``"same"`` (that value was the last one)."""
         keys = room_keys(room_id)[:4]
@@ -100,6 +84,14 @@ class RedisBroker:
             return "same"
         return int(seq)
 
+    async def gate_values(self, room_id: str) -> dict[str, str]:
+        """The value each of the room's gates last let through."""
+        gate = await self.redis.hgetall(room_keys(room_id).gate)
+        prefix = "v:"
+        return {
+            key[len(prefix) :]: text_of(v) for k, v in gate.items() if (key := text_of(k)).startswith(prefix)
+        }
+
     def send_personal(self, room_id: str, viewer_id: str, kind: str, body: dict[str, Any]) -> None:
         """Queue a frame for one viewer's sockets. The caller does not wait for Redis: the frames queued
         within ``personal_delay`` go in one script call per room (a buy's 201 does not wait for its frame, and
@@ -109,7 +101,7 @@ class RedisBroker:
         if self._stopped:  # shutting down: Redis is about to be closed under the frame
             log.debug("personal %s frame for %s dropped: the broker has stopped", kind, viewer_id)
             return
-        self._personal.append((room_keys(room_id)[4], viewer_id, dumps({"type": kind, **body})))
+        self._personal.append((room_keys(room_id).personal, viewer_id, dumps({"type": kind, **body})))
         if self._sending is None:
             self._sending = asyncio.get_running_loop().create_task(self._send_personal())
 
@@ -139,8 +131,8 @@ class RedisBroker:
     async def position(self, room_id: str) -> tuple[int, str]:
         """The room's last seq and its epoch (one is made if the room has none yet)."""
         k = room_keys(room_id)
-        await self.redis.set(k[2], secrets.token_hex(8), nx=True)
-        seq, epoch = await self.redis.mget(k[0], k[2])
+        await self.redis.set(k.epoch, secrets.token_hex(8), nx=True)
+        seq, epoch = await self.redis.mget(k.seq, k.epoch)
         return int(seq or 0), text_of(epoch)
 
     async def replay(self, room_id: str, since: int, epoch: str) -> list[tuple[int, bytes]] | None:
@@ -150,7 +142,7 @@ class RedisBroker:
             return None
         if since == seq:
             return []
-        entries: Any = await self.redis.xrange(room_keys(room_id)[1], min=f"{since + 1}-0", max="+")
+        entries: Any = await self.redis.xrange(room_keys(room_id).events, min=f"{since + 1}-0", max="+")
         events: list[tuple[int, bytes]] = [(int(text_of(i).split("-")[0]), v[b"f"]) for i, v in entries]
         if not events or events[0][0] != since + 1:
             return None  # trimmed away: too old to replay
@@ -160,7 +152,7 @@ class RedisBroker:
         """Read the room's events after ``seq``, and its personal frames from now on (idempotent)."""
         if room_id in self._watched:
             return
-        last = await self.redis.xrevrange(room_keys(room_id)[4], "+", "-", count=1)
+        last = await self.redis.xrevrange(room_keys(room_id).personal, "+", "-", count=1)
         self._watched.setdefault(room_id, (seq, text_of(last[0][0]) if last else "0-0"))
 
     def unwatch(self, room_id: str) -> None:
@@ -192,8 +184,8 @@ class RedisBroker:
             rooms = list(self._watched.items())
             for room_id, (seq, personal) in rooms:
                 k = room_keys(room_id)
-                streams[k[1]] = f"{seq}-0"
-                streams[k[4]] = personal
+                streams[k.events] = f"{seq}-0"
+                streams[k.personal] = personal
             try:
                 got: Any = await self.redis.xread(streams, block=self.block_ms, count=1000)  # type: ignore[arg-type]
             except asyncio.CancelledError:
@@ -204,7 +196,7 @@ class RedisBroker:
                 continue
             for key, entries in got or []:
                 key = text_of(key)
-                room_id = key[len("{room:") : key.index("}")]
+                room_id = room_of(key)
                 if room_id not in self._watched:
                     continue
                 seq, personal = self._watched[room_id]

@@ -7,7 +7,9 @@ as ``websockets.broadcast()`` does.
 
 from __future__ import annotations
 
+import json
 import struct
+from typing import Any
 
 FIN_TEXT = 0x81
 
@@ -20,3 +22,8 @@ def text_frame(payload: bytes) -> bytes:
     if n < 1 << 16:
         return struct.pack("!BBH", FIN_TEXT, 126, n) + payload
     return struct.pack("!BBQ", FIN_TEXT, 127, n) + payload
+
+
+def dumps(body: dict[str, Any]) -> str:
+    """A frame's JSON text, compact (every frame a broker publishes is encoded this way)."""
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)

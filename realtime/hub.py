@@ -4,7 +4,7 @@ A connection starts ``syncing``: room events that arrive while its snapshot (or 
 events) is being fetched are held for it. When the adapter has sent the snapshot taken at position ``seq``,
 ``synced(conn, seq)`` hands back the held frames after ``seq`` and the connection is ``live``: it never
 misses an event between its snapshot and the stream, and never gets one twice. The snapshot's position is
-read from Redis, which can be ahead of the events this process has been handed so far (its stream reader
+read from the broker, which can be ahead of the events this process has been handed so far (its reader
 lags by up to one read): then nothing after ``seq`` is held yet, and the connection waits, still syncing,
 until the first event after ``seq`` arrives; the events up to ``seq`` that reach it meanwhile are dropped.
 

@@ -11,14 +11,14 @@ import logging
 from typing import Any
 
 from base.clock import Clock
-from realtime.broker_redis import RedisBroker
+from realtime.broker import Broker
 from realtime.stock import StockPublisher
 
 log = logging.getLogger("livecart.realtime.publisher")
 
 
 class Publisher:
-    def __init__(self, broker: RedisBroker, stock: StockPublisher, clock: Clock) -> None:
+    def __init__(self, broker: Broker, stock: StockPublisher, clock: Clock) -> None:
         self.broker = broker
         self.stock = stock
         self.clock = clock

@@ -10,8 +10,8 @@ per second per card, and always the final value:
   is then, so the last change of a sale reaches viewers within ``interval`` (plus a tick) of being made;
 - a card whose publishing failed (Redis down) stays marked and is tried again ``retry`` later.
 
-The value is read from the card's sale hash when published, not taken from the change, so a late publish
-never sends a stale value.
+The value is read from the domain (``StockSource``) when published, not taken from the change, so a late
+publish never sends a stale value.
 """
 
 from __future__ import annotations
@@ -20,26 +20,28 @@ import asyncio
 import contextlib
 import logging
 
-from redis.asyncio import Redis
-
 from base.clock import Clock
-from realtime.broker_redis import Later, RedisBroker
+from realtime.broker import Broker, Later
+from realtime.source import StockSource
 
 log = logging.getLogger("livecart.realtime.stock")
+
+#: The gates of the stock counters are named this and the card id (a snapshot reads what they let through).
+GATE_PREFIX = "stock:"
 
 
 class StockPublisher:
     def __init__(
         self,
-        redis: Redis,
-        broker: RedisBroker,
+        source: StockSource,
+        broker: Broker,
         clock: Clock,
         *,
         interval: float = 0.1,
         tick: float = 0.01,
         retry: float = 1.0,
     ) -> None:
-        self.redis, self.broker, self.clock = redis, broker, clock
+        self.source, self.broker, self.clock = source, broker, clock
         self.interval, self.tick, self.retry = interval, tick, retry
         self._dirty: set[str] = set()  # card ids whose stock changed and is not published yet
         self._not_before: dict[str, int] = {}  # card id -> when its gate opens (ms), as the gate said
@@ -88,24 +90,23 @@ class StockPublisher:
         due = [card for card in self._dirty if self._not_before.get(card, 0) <= now]
         if not due:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for card_id in due:
-                pipe.hmget("{card:" + card_id + "}:sale", "stock_left", "room_id")
-            values = await pipe.execute()
+        stock = await self.source.stock_of(due)
         self._dirty.difference_update(due)  # a change from here on marks the card again
-        for n, (card_id, (left, room)) in enumerate(zip(due, values, strict=True)):
-            if left is None or room is None:  # no sale (yet, or any more): nothing to show
+        for n, card_id in enumerate(due):
+            sale = stock.get(card_id)
+            if sale is None:  # no sale (yet, or any more): nothing to show
                 self._not_before.pop(card_id, None)
                 continue
+            left, room_id = sale
             try:
                 outcome = await self.broker.publish(
-                    room.decode(),
+                    room_id,
                     "stock",
-                    {"card_id": card_id, "stock_left": int(left), "ts": now},
+                    {"card_id": card_id, "stock_left": left, "ts": now},
                     now_ms=now,
-                    gate=f"stock:{card_id}",
+                    gate=GATE_PREFIX + card_id,
                     min_interval_ms=round(self.interval * 1000),
-                    value=str(int(left)),
+                    value=str(left),
                 )
             except BaseException:
                 self._dirty.update(due[n:])  # not published: try them again

@@ -13,12 +13,13 @@ sends or answers a close, times out a ping, shuts down or loses the connection; 
 whose unsent bytes pass the high-water mark set by ``limit_backlog`` (``on_too_slow``), instead of the hub
 asking every socket after every write.
 
-Once a viewer is in sync, the endpoint ``detach``es it from ASGI: the ASGI app returns (its task, the
-middleware frames, the scope and the handshake objects are freed) while the socket stays open, and the
-client's messages go to a callback. An idle viewer then costs a protocol object and its buffers, not a
-parked coroutine stack: that is what keeps a 5,000-viewer room within its memory budget.
+Once a viewer is in sync, its peer (``realtime.sockets``) ``detach``es it from ASGI: the ASGI app returns
+(its task, the middleware frames, the scope and the handshake objects are freed) while the socket stays
+open, and the client's messages go to a callback. An idle viewer then costs a protocol object and its
+buffers, not a parked coroutine stack: that is what keeps a 5,000-viewer room within its memory budget.
 
-Select it with ``uvicorn.Config(ws=WS_PROTOCOL)``; the endpoint falls back to ASGI sends without it.
+Select it with ``uvicorn.Config(ws=WS_PROTOCOL)``; without it the hub falls back to ASGI sends
+(``realtime.sockets.AsgiPeer``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""What a client may send (pure): one chat frame at a time, length-capped and rate-limited per connection.
+"""What a client may send (pure): today one kind of frame, chat, one at a time, length-capped and
+rate-limited per connection.
 
 ``chat_text`` checks one client frame and returns the text to publish, or raises the ``RealtimeError``
 whose close code the sender gets. ``ChatLimiter`` is a token bucket (``burst`` messages, refilled at
@@ -8,15 +9,20 @@ row closes the socket with 4429.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 
 from realtime.errors import CloseCode, RealtimeError
+from realtime.frames import dumps, text_frame
 
 MAX_CHAT_CHARS = 500
 CHAT_BURST = 5
 CHAT_PER_SECOND = 1.0
 STRIKES_TO_CLOSE = 3
+
+#: The answer to a chat message over the rate limit.
+RATE_LIMITED_FRAME = text_frame(dumps({"type": "error", "error": "rate_limited"}).encode())
 
 
 def chat_text(message: str | bytes, room_id: str) -> str:
@@ -60,3 +66,14 @@ class ChatLimiter:
         self.allowance -= 1
         self.strikes = 0
         return True
+
+
+@dataclass(slots=True)
+class Chat:
+    """One connection's chat."""
+
+    limiter: ChatLimiter
+    #: the name its messages go out under (``None``: a viewer's, read at their first message)
+    name: str | None
+    #: its last message on its way: the next one waits for it, so one sender's messages keep their order
+    sent: asyncio.Future[None] | None = None
