@@ -8,8 +8,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from base.db import insert_ignoring_conflicts
 from base.ids import new_id
 from shop.inventory.rules import commission_amount
-from shop.models import Commission, Order
+from shop.models import Commission
 from shop.orders import repo
+from shop.orders.order import Order
 
 
 async def accrue(session: AsyncSession, order: Order, *, rate_bps: int, now_ms: int) -> int:

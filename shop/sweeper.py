@@ -24,8 +24,8 @@ from base.events import Events
 from base.metrics import Metrics
 from shop.inventory.rules import StaleAction, decide_stale
 from shop.inventory.store import SENTINEL, Inventory
-from shop.models import Order
 from shop.orders import repo
+from shop.orders.order import Order
 from shop.reconcile import Reconciler
 from shop.views import order_json
 

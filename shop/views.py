@@ -1,4 +1,5 @@
-"""Rows to contract-v1 JSON objects."""
+"""Rows to contract-v1 JSON objects: the shapes of ``shop.schemas``' ``*Out`` models (tests/unit/test_views.py
+checks each against its model). An order's JSON is built from the one order type, ``orders.order.Order``."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from typing import Any
 
 from base.clock import iso
 from shop.inventory.rules import card_status
-from shop.inventory.store import Reservation
-from shop.models import Card, Order, Product
+from shop.models import Card, Product
+from shop.orders.order import Order
 
 
 def product_json(p: Product) -> dict[str, Any]:
@@ -45,62 +46,23 @@ def card_json(
     }
 
 
-_ORDER_FIELDS = (
-    "id", "card_id", "room_id", "buyer_id", "quantity", "unit_price", "amount", "status", "expires_ms",
-    "created_ms", "paid_ms", "late", "refund_reason", "restocked", "tracking_number", "referrer_id",
-)  # fmt: skip
-
-
 def order_json(o: Order, *, currency: str) -> dict[str, Any]:
-    return _order_json({f: getattr(o, f) for f in _ORDER_FIELDS}, currency=currency)
-
-
-def _order_json(o: dict[str, Any], *, currency: str) -> dict[str, Any]:
     return {
-        "id": o["id"],
-        "card_id": o["card_id"],
-        "room_id": o["room_id"],
-        "buyer_id": o["buyer_id"],
-        "quantity": o["quantity"],
-        "unit_price": o["unit_price"],
-        "amount": o["amount"],
+        "id": o.id,
+        "card_id": o.card_id,
+        "room_id": o.room_id,
+        "buyer_id": o.buyer_id,
+        "quantity": o.quantity,
+        "unit_price": o.unit_price,
+        "amount": o.amount,
         "currency": currency,
-        "status": o["status"],
-        "expires_at": iso(o["expires_ms"]),
-        "created_at": iso(o["created_ms"]),
-        "paid_at": iso(o["paid_ms"]),
-        "late_payment": o["late"],
-        "refund_reason": o["refund_reason"],
-        "restocked": o["restocked"],
-        "tracking_number": o["tracking_number"],
-        "referrer_id": o["referrer_id"],
+        "status": o.status,
+        "expires_at": iso(o.expires_ms),
+        "created_at": iso(o.created_ms),
+        "paid_at": iso(o.paid_ms),
+        "late_payment": o.late,
+        "refund_reason": o.refund_reason,
+        "restocked": o.restocked,
+        "tracking_number": o.tracking_number,
+        "referrer_id": o.referrer_id,
     }
-
-
-def order_row(card_id: str, room_id: str, r: Reservation) -> dict[str, Any]:
-    """The SQL row of a fresh reservation (what the group-commit writer inserts)."""
-    return {
-        "id": r.order_id,
-        "card_id": card_id,
-        "room_id": room_id,
-        "buyer_id": r.buyer_id,
-        "referrer_id": r.referrer_id,
-        "idempotency_key": r.idempotency_key,
-        "quantity": r.quantity,
-        "unit_price": r.unit_price,
-        "amount": r.unit_price * r.quantity,
-        "status": "reserved",
-        "restocked": False,
-        "late": False,
-        "expires_ms": r.expires_ms,
-        "created_ms": r.created_ms,
-        "paid_ms": None,
-        "closed_ms": None,
-        "refund_reason": None,
-        "tracking_number": None,
-    }
-
-
-def order_json_from_row(row: dict[str, Any], *, currency: str) -> dict[str, Any]:
-    """The order of a row the writer just committed (``order_row``), without building an ORM object."""
-    return _order_json(row, currency=currency)

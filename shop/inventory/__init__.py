@@ -1,1 +1,2 @@
-"""Flash-sale inventory: pure rules (``rules``) and the Redis adapter running the Lua scripts (``store``)."""
+"""Sale inventory: pure rules (``rules``), what a buy does per sale type (``sale_types``), the records the
+scripts keep (``records``) and the Redis adapter running the Lua scripts (``store``)."""

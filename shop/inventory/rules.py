@@ -6,6 +6,8 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from shop.orders.order import Order
+
 
 class CardStatus(enum.StrEnum):
     PINNED = "pinned"
@@ -84,24 +86,6 @@ def commission_amount(amount: int, rate_bps: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
-class SqlOrder:
-    """The fields of an SQL order that inventory needs."""
-
-    id: str
-    buyer_id: str
-    quantity: int
-    unit_price: int
-    idempotency_key: str
-    status: str
-    expires_ms: int
-    created_ms: int
-    restocked: bool
-    referrer_id: str | None
-    #: The order was paid at some point (a refunded order that never was held no units).
-    was_paid: bool
-
-
-@dataclass(frozen=True, slots=True)
 class RebuiltSale:
     """A card's Redis state derived from SQL."""
 
@@ -110,7 +94,7 @@ class RebuiltSale:
     written_off: int
 
 
-def rebuild_from_sql(orders: Iterable[SqlOrder], *, now_ms: int) -> RebuiltSale:
+def rebuild_from_sql(orders: Iterable[Order], *, now_ms: int) -> RebuiltSale:
     """Derive the live reservations, the idempotency map and written-off units of one card from its orders.
 
     A reservation is live up to and including the millisecond it expires (as payments and the sweeper see
@@ -142,7 +126,7 @@ def rebuild_from_sql(orders: Iterable[SqlOrder], *, now_ms: int) -> RebuiltSale:
     return RebuiltSale(live_orders=live, idempotency=idem, written_off=written_off)
 
 
-def sql_stock_left(stock_total: int, orders: Iterable[SqlOrder], *, now_ms: int) -> int:
+def sql_stock_left(stock_total: int, orders: Iterable[Order], *, now_ms: int) -> int:
     """Stock left as SQL alone says it (for stats and drift checks)."""
     rebuilt = rebuild_from_sql(orders, now_ms=now_ms)
     held = sum(int(str(o["qty"])) for o in rebuilt.live_orders)

@@ -1,4 +1,6 @@
-"""Redis adapter for flash-sale inventory: runs the Lua scripts in ``lua/`` and nothing else.
+"""Redis adapter for sale inventory: runs the Lua scripts in ``lua/`` and nothing else. What a buy does is
+its sale type's decision (``sale_types.py``: its script, its ARGV, how its reply reads); the records the
+scripts keep are parsed once, here, into ``records.py``'s types.
 
 Every key a script touches is passed in ``KEYS`` and carries the card's hash tag (``{card:ID}``), so each
 sale lives in one Redis Cluster slot. The card index (``livecart:cards:active``) is only used by plain
@@ -17,11 +19,14 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from base.events import NO_EVENTS, Events
+from shop.inventory.records import Reservation, ReserveResult
 from shop.inventory.rules import key
+from shop.inventory.sale_types import FLASH_SALE, SALE_TYPES, SaleType
 
 ACTIVE_CARDS = "livecart:cards:active"
 SENTINEL = "livecart:sentinel"
-SCRIPTS = ("reserve", "release", "rereserve", "refund", "configure", "add_stock", "fence", "load")
+#: The scripts every sale type shares (each type's reserve script comes from ``SALE_TYPES``).
+SCRIPTS = ("release", "rereserve", "refund", "configure", "add_stock", "fence", "load")
 SUFFIXES = ("sale", "orders", "expiry", "pending", "buyers", "idem", "refunding")
 
 
@@ -34,7 +39,7 @@ def card_keys(card_id: str) -> tuple[str, ...]:
 
 #: Script outcomes after which a card's stock_left may differ.
 _CHANGES_STOCK: dict[str, set[str] | None] = {  # None: any outcome
-    "reserve": {"ok"},
+    **{sale.script: {"ok"} for sale in SALE_TYPES.values()},
     "release": {"released"},
     "rereserve": {"paid"},
     "refund": {"refunded"},
@@ -45,45 +50,6 @@ _CHANGES_STOCK: dict[str, set[str] | None] = {  # None: any outcome
 
 def script_source(name: str) -> str:
     return resources.files("shop.inventory").joinpath(f"lua/{name}.lua").read_text()
-
-
-@dataclass(frozen=True, slots=True)
-class Reservation:
-    """A reservation record as the scripts keep it."""
-
-    order_id: str
-    buyer_id: str
-    quantity: int
-    unit_price: int
-    expires_ms: int
-    idempotency_key: str
-    created_ms: int
-    state: str
-    referrer_id: str | None
-
-    @classmethod
-    def parse(cls, order_id: str, raw: str) -> Reservation:
-        r = json.loads(raw)
-        return cls(
-            order_id=order_id,
-            buyer_id=r["buyer"],
-            quantity=int(r["qty"]),
-            unit_price=int(r["price"]),
-            expires_ms=int(r["expires"]),
-            idempotency_key=r["key"],
-            created_ms=int(r["created"]),
-            state=r["state"],
-            referrer_id=r.get("ref") or None,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class ReserveResult:
-    outcome: str  # ok | duplicate | idempotency_mismatch | no_sale | wrong_room | busy | sale_not_open
-    #              | limit_exceeded | sold_out
-    order_id: str | None = None
-    reservation: Reservation | None = None
-    stock_left: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,14 +90,15 @@ def _text(value: Any) -> str:
 
 
 class Inventory:
-    """Flash-sale stock of every card, in Redis. All methods are single atomic script calls."""
+    """The stock of every card's sale, in Redis. All methods are single atomic script calls."""
 
     def __init__(self, redis: Redis, *, events: Events = NO_EVENTS) -> None:
         self.redis = redis
         #: told the card id whenever a script may have changed its stock (the realtime stock counters)
         self.events = events
+        names = (*SCRIPTS, *(sale.script for sale in SALE_TYPES.values()))
         self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(script_source(name)) for name in SCRIPTS
+            name: redis.register_script(script_source(name)) for name in names
         }
 
     async def _run(
@@ -178,6 +145,7 @@ class Inventory:
         self,
         card_id: str,
         *,
+        sale: SaleType = FLASH_SALE,
         buyer_id: str,
         room_id: str,
         idempotency_key: str,
@@ -186,27 +154,17 @@ class Inventory:
         referrer_id: str | None,
         now_ms: int,
     ) -> ReserveResult:
-        r = await self._run(
-            "reserve",
-            card_id,
-            buyer_id,
-            idempotency_key,
-            quantity,
-            now_ms,
-            order_id,
-            room_id,
-            referrer_id or "",
+        """One buy, as the card's sale type decides it (its script, its ARGV, its reply)."""
+        args = sale.reserve_args(
+            buyer_id=buyer_id,
+            room_id=room_id,
+            idempotency_key=idempotency_key,
+            quantity=quantity,
+            order_id=order_id,
+            referrer_id=referrer_id,
+            now_ms=now_ms,
         )
-        outcome = r[0]
-        if outcome == "ok":
-            return ReserveResult(outcome, r[1], Reservation.parse(r[1], r[2]), stock_left=int(r[3]))
-        if outcome == "duplicate":
-            return ReserveResult(outcome, r[1], Reservation.parse(r[1], r[2]) if r[2] else None)
-        if outcome == "idempotency_mismatch":
-            return ReserveResult(outcome, r[1])
-        if outcome == "sold_out":
-            return ReserveResult(outcome, stock_left=int(r[1]))
-        return ReserveResult(outcome)
+        return sale.result(await self._run(sale.script, card_id, *args))
 
     async def release(self, card_id: str, order_id: str, *, mode: str, now_ms: int, grace_ms: int = 0) -> str:
         """Return a reservation's units: ``released``, ``gone``, ``not_reserved`` or ``busy`` (a recent

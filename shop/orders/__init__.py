@@ -1,1 +1,2 @@
-"""Orders in SQL: the repository, the group-commit writer and the service owning the buy path."""
+"""Orders: the one order type (``order``), the SQL repository, the group-commit writer and the service owning
+the buy path."""

@@ -31,7 +31,9 @@ Row = dict[str, Any]
 
 _TEXT = ("id", "card_id", "room_id", "buyer_id", "referrer_id", "idempotency_key")
 _INTS = ("quantity", "unit_price", "amount", "expires_ms", "created_ms")
-_COLUMNS = ", ".join((*_TEXT, *_INTS))
+#: The columns of a new order the writer's rows carry (``writer.row_of``), in the order they are sent.
+COLUMNS = (*_TEXT, *_INTS)
+_COLUMNS = ", ".join(COLUMNS)
 _ARRAYS = ", ".join(
     [f"${i + 1}::text[]" for i in range(len(_TEXT))]
     + [f"${len(_TEXT) + i + 1}::bigint[]" for i in range(len(_INTS))]
@@ -80,7 +82,7 @@ class PostgresInserter:
         conn = self._conn
         try:
             await conn.execute(f"BEGIN; SET LOCAL statement_timeout = {int(budget_ms)}")
-            columns = [[row[c] for row in rows] for c in (*_TEXT, *_INTS)]
+            columns = [[row[c] for row in rows] for c in COLUMNS]
             written = {r[0] for r in await conn.fetch(_PG_INSERT, *columns)}
             present: set[str] = set()
             if len(written) < len(rows):
@@ -124,7 +126,7 @@ class SqliteInserter:
             self._conn = self._connect()
         conn = self._conn
         values = ", ".join([_SQLITE_ROW] * len(rows))
-        params = [row[c] for row in rows for c in (*_TEXT, *_INTS)]
+        params = [row[c] for row in rows for c in COLUMNS]
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(budget_ms)}")  # this batch's budget, then back
             try:

@@ -1,4 +1,6 @@
-"""SQL access for orders, cards and payments. Functions take a session and never commit."""
+"""SQL access for orders, cards and payments. Functions take a session and never commit.
+
+Orders leave this module as the one order type, ``shop.orders.order.Order``, never as ORM objects."""
 
 from __future__ import annotations
 
@@ -9,8 +11,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from live.models import Room
-from shop.inventory.rules import OrderStatus, SqlOrder
-from shop.models import Card, Commission, Order, Payment, Product
+from shop.inventory.rules import OrderStatus
+from shop.models import Card, Commission, Payment, Product
+from shop.models import Order as OrderRow
+from shop.orders.order import Order
 
 
 async def card_with_room(session: AsyncSession, card_id: str) -> tuple[Card, Room] | None:
@@ -23,13 +27,14 @@ async def card_with_room(session: AsyncSession, card_id: str) -> tuple[Card, Roo
 
 
 async def order(session: AsyncSession, order_id: str) -> Order | None:
-    return await session.get(Order, order_id)
+    row = await session.get(OrderRow, order_id)
+    return Order.of_row(row) if row is not None else None
 
 
 async def order_with_room(session: AsyncSession, order_id: str) -> tuple[Order, Room] | None:
-    stmt = select(Order, Room).join(Room, Room.id == Order.room_id).where(Order.id == order_id)
+    stmt = select(OrderRow, Room).join(Room, Room.id == OrderRow.room_id).where(OrderRow.id == order_id)
     row = (await session.execute(stmt)).first()
-    return (row[0], row[1]) if row else None
+    return (Order.of_row(row[0]), row[1]) if row else None
 
 
 async def transition(
@@ -43,35 +48,48 @@ async def transition(
 ) -> Order | None:
     """Guarded status change: applies only if the order is in one of ``allowed`` (and, if given, belongs to
     ``buyer_id``). Returns the changed row, or ``None`` when nothing matched."""
-    conditions = [Order.id == order_id, Order.status.in_([s.value for s in allowed])]
+    conditions = [OrderRow.id == order_id, OrderRow.status.in_([s.value for s in allowed])]
     if buyer_id is not None:
-        conditions.append(Order.buyer_id == buyer_id)
-    stmt = update(Order).where(*conditions).values(status=to.value, **values).returning(Order)
-    return (await session.execute(stmt)).scalar_one_or_none()
+        conditions.append(OrderRow.buyer_id == buyer_id)
+    stmt = update(OrderRow).where(*conditions).values(status=to.value, **values).returning(OrderRow)
+    row = (await session.execute(stmt)).scalar_one_or_none()
+    return Order.of_row(row) if row is not None else None
+
+
+async def set_tracking(session: AsyncSession, order_id: str, tracking_number: str) -> Order | None:
+    """Record a shipment's tracking number; returns the changed order, ``None`` if there is no such order."""
+    stmt = (
+        update(OrderRow)
+        .where(OrderRow.id == order_id)
+        .values(tracking_number=tracking_number)
+        .returning(OrderRow)
+    )
+    row = (await session.execute(stmt)).scalar_one_or_none()
+    return Order.of_row(row) if row is not None else None
 
 
 async def expire_overdue(session: AsyncSession, *, now_ms: int, limit: int = 500) -> list[Order]:
     """Mark reservations past their window as expired; returns the orders changed (now ``expired``)."""
     overdue = (
-        select(Order.id)
-        .where(Order.status == OrderStatus.RESERVED.value, Order.expires_ms < now_ms)
+        select(OrderRow.id)
+        .where(OrderRow.status == OrderStatus.RESERVED.value, OrderRow.expires_ms < now_ms)
         .limit(limit)
         .scalar_subquery()
     )
     stmt = (
-        update(Order)
-        .where(Order.id.in_(overdue), Order.status == OrderStatus.RESERVED.value)
+        update(OrderRow)
+        .where(OrderRow.id.in_(overdue), OrderRow.status == OrderStatus.RESERVED.value)
         .values(status=OrderStatus.EXPIRED.value, closed_ms=now_ms)
-        .returning(Order)
+        .returning(OrderRow)
         .execution_options(synchronize_session=False)
     )
-    return list((await session.execute(stmt)).scalars().all())
+    return [Order.of_row(row) for row in (await session.execute(stmt)).scalars().all()]
 
 
 async def statuses(session: AsyncSession, order_ids: Sequence[str]) -> dict[str, str]:
     if not order_ids:
         return {}
-    rows = await session.execute(select(Order.id, Order.status).where(Order.id.in_(order_ids)))
+    rows = await session.execute(select(OrderRow.id, OrderRow.status).where(OrderRow.id.in_(order_ids)))
     return {i: s for i, s in rows.all()}
 
 
@@ -80,37 +98,21 @@ async def refund_outcomes(session: AsyncSession, order_ids: Sequence[str]) -> di
     if not order_ids:
         return {}
     rows = await session.execute(
-        select(Order.id, Order.restocked).where(
-            Order.id.in_(order_ids), Order.status == OrderStatus.REFUNDED.value
+        select(OrderRow.id, OrderRow.restocked).where(
+            OrderRow.id.in_(order_ids), OrderRow.status == OrderStatus.REFUNDED.value
         )
     )
     return {i: bool(r) for i, r in rows.all()}
 
 
-def as_sql_order(o: Order) -> SqlOrder:
-    return SqlOrder(
-        id=o.id,
-        buyer_id=o.buyer_id,
-        quantity=o.quantity,
-        unit_price=o.unit_price,
-        idempotency_key=o.idempotency_key,
-        status=o.status,
-        expires_ms=o.expires_ms,
-        created_ms=o.created_ms,
-        restocked=o.restocked,
-        referrer_id=o.referrer_id,
-        was_paid=o.paid_ms is not None,
-    )
-
-
-async def card_orders(session: AsyncSession, card_id: str) -> list[SqlOrder]:
-    rows = (await session.execute(select(Order).where(Order.card_id == card_id))).scalars()
-    return [as_sql_order(o) for o in rows]
+async def card_orders(session: AsyncSession, card_id: str) -> list[Order]:
+    rows = (await session.execute(select(OrderRow).where(OrderRow.card_id == card_id))).scalars()
+    return [Order.of_row(o) for o in rows]
 
 
 async def cards_to_reconcile(session: AsyncSession) -> list[tuple[Card, Room]]:
     """Cards whose sale state still matters: in rooms not ended, or holding live reservations."""
-    with_reservations = select(Order.card_id).where(Order.status == OrderStatus.RESERVED.value)
+    with_reservations = select(OrderRow.card_id).where(OrderRow.status == OrderStatus.RESERVED.value)
     stmt = (
         select(Card, Room)
         .join(Room, Room.id == Card.room_id)
@@ -121,13 +123,13 @@ async def cards_to_reconcile(session: AsyncSession) -> list[tuple[Card, Room]]:
 
 async def room_orders(session: AsyncSession, room_id: str) -> list[tuple[Order, Product]]:
     stmt = (
-        select(Order, Product)
-        .join(Card, Card.id == Order.card_id)
+        select(OrderRow, Product)
+        .join(Card, Card.id == OrderRow.card_id)
         .join(Product, Product.id == Card.product_id)
-        .where(Order.room_id == room_id)
-        .order_by(Order.created_ms, Order.id)
+        .where(OrderRow.room_id == room_id)
+        .order_by(OrderRow.created_ms, OrderRow.id)
     )
-    return [(o, p) for o, p in (await session.execute(stmt)).all()]
+    return [(Order.of_row(o), p) for o, p in (await session.execute(stmt)).all()]
 
 
 async def refund_payments(session: AsyncSession, order_id: str, *, now_ms: int) -> None:

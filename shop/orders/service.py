@@ -29,20 +29,18 @@ from shop.errors import (
     IdempotencyMismatch,
     InvalidQuantity,
     InventoryUnavailable,
-    LimitExceeded,
     OrderStateConflict,
-    SaleNotOpen,
-    SoldOut,
     UnknownResource,
-    WrongRoom,
 )
+from shop.inventory.records import ReserveResult
 from shop.inventory.rules import OrderStatus
-from shop.inventory.store import Inventory, ReserveResult
-from shop.models import Order
+from shop.inventory.sale_types import SaleType, sale_type_of
+from shop.inventory.store import Inventory
 from shop.orders import repo
-from shop.orders.writer import IdempotencyTaken, OrderWriter
+from shop.orders.order import Order
+from shop.orders.writer import IdempotencyTaken, OrderWriter, row_of
 from shop.reconcile import Reconciler
-from shop.views import order_json, order_json_from_row, order_row
+from shop.views import order_json
 
 log = logging.getLogger("livecart.orders")
 
@@ -98,10 +96,12 @@ class OrderService:
     ) -> tuple[dict[str, Any], bool, str]:
         if quantity < 1 or quantity > self.settings.max_order_quantity:
             raise InvalidQuantity(f"quantity must be between 1 and {self.settings.max_order_quantity}.")
+        sale = sale_type_of(card_id)
         reloaded = False
         for _ in range(BUSY_RETRIES):
             res = await self.inventory.reserve(
                 card_id,
+                sale=sale,
                 buyer_id=viewer.viewer_id,
                 room_id=viewer.room_id,
                 idempotency_key=key,
@@ -119,18 +119,19 @@ class OrderService:
                 if not await self.reconciler.reconcile_card(card_id, trigger="missing"):
                     raise UnknownResource("No such card.")
                 continue
-            return await self._settle(viewer, card_id, res)
+            return await self._settle(viewer, card_id, sale, res)
         raise InventoryUnavailable("The sale is being rebuilt; retry with the same Idempotency-Key.")
 
     async def _settle(
-        self, viewer: ViewerIdentity, card_id: str, res: ReserveResult
+        self, viewer: ViewerIdentity, card_id: str, sale: SaleType, res: ReserveResult
     ) -> tuple[dict[str, Any], bool, str]:
+        """A reservation becomes a committed order; a refusal, its sale type's error."""
         currency = self.settings.currency
         if res.outcome == "ok":
             assert res.reservation is not None
-            row = order_row(card_id, viewer.room_id, res.reservation)
-            wrote = await self._persist(card_id, row)
-            return order_json_from_row(row, currency=currency), wrote, "ok"
+            order = Order.reserved(card_id, viewer.room_id, res.reservation)
+            wrote = await self._persist(order)
+            return order_json(order, currency=currency), wrote, "ok"
         if res.outcome == "duplicate":
             assert res.order_id is not None
             async with self.sessions() as session:
@@ -144,35 +145,23 @@ class OrderService:
             # The first attempt reserved but its row is not known to be committed (a crash, a timeout, or
             # it is being written right now): this retry writes it too. Whichever write lands first is the
             # one whose answer is the 201; the other is a replay (200).
-            row = order_row(card_id, viewer.room_id, res.reservation)
-            wrote = await self._persist(card_id, row)
-            return order_json_from_row(row, currency=currency), wrote, "adopted" if wrote else "duplicate"
-        if res.outcome == "idempotency_mismatch":
-            raise IdempotencyMismatch("This Idempotency-Key was already used for a different quantity.")
-        if res.outcome == "wrong_room":
-            raise WrongRoom("Your viewer token is for another room.")
-        if res.outcome == "no_sale":
-            raise UnknownResource("No such card.")
-        if res.outcome == "sale_not_open":
-            raise SaleNotOpen("This card is not on sale right now.")
-        if res.outcome == "limit_exceeded":
-            raise LimitExceeded("You have reached the per-buyer limit for this card.")
-        if res.outcome == "sold_out":
-            raise SoldOut("Sold out.", extra={"stock_left": res.stock_left or 0})
-        raise InventoryUnavailable(f"unexpected inventory outcome {res.outcome}")
+            order = Order.reserved(card_id, viewer.room_id, res.reservation)
+            wrote = await self._persist(order)
+            return order_json(order, currency=currency), wrote, "adopted" if wrote else "duplicate"
+        raise sale.refusal(res)
 
-    async def _persist(self, card_id: str, row: dict[str, Any]) -> bool:
+    async def _persist(self, order: Order) -> bool:
         """Commit the row of a reservation; ``True`` if this call wrote it (see ``OrderWriter.insert``)."""
         try:
-            return await self.writer.insert(row)
+            return await self.writer.insert(row_of(order))
         except IdempotencyTaken:
-            await self.inventory.release(card_id, row["id"], mode="abort", now_ms=self.clock.now_ms())
+            await self.inventory.release(order.card_id, order.id, mode="abort", now_ms=self.clock.now_ms())
             raise IdempotencyMismatch(
                 "This Idempotency-Key already belongs to another order of yours; use a new key."
             ) from None
         except Exception as exc:
-            log.warning("order %s not committed: %s", row["id"], exc)
-            await self._release_unwritten(card_id, row["id"])
+            log.warning("order %s not committed: %s", order.id, exc)
+            await self._release_unwritten(order.card_id, order.id)
             raise InventoryUnavailable(
                 "The order could not be saved; nothing was charged. Retry with the same Idempotency-Key."
             ) from exc
@@ -261,8 +250,9 @@ class OrderService:
             require_room_owner(host, room.host_id, what="order")
             if order.status != OrderStatus.PAID:
                 raise OrderStateConflict(f"Only a paid order can be shipped; this one is {order.status}.")
-            order.tracking_number = tracking_number
-        return order_json(order, currency=self.settings.currency)
+            shipped = await repo.set_tracking(session, order_id, tracking_number)
+            assert shipped is not None  # the row was just read in this transaction
+        return order_json(shipped, currency=self.settings.currency)
 
     @staticmethod
     def _explain(current: Order | None, viewer: ViewerIdentity, rule: str) -> NoReturn:

@@ -27,8 +27,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shop.errors import CommitTimedOut
 from shop.orders.bulk import BatchInserter, Row, batch_inserter
+from shop.orders.order import Order
 
 log = logging.getLogger("livecart.orders.writer")
+
+
+def row_of(o: Order) -> Row:
+    """The row ``insert`` takes for a new order: the columns ``bulk.py`` writes (the others take their initial
+    values there: reserved, nothing paid, nothing closed)."""
+    return {
+        "id": o.id,
+        "card_id": o.card_id,
+        "room_id": o.room_id,
+        "buyer_id": o.buyer_id,
+        "referrer_id": o.referrer_id,
+        "idempotency_key": o.idempotency_key,
+        "quantity": o.quantity,
+        "unit_price": o.unit_price,
+        "amount": o.amount,
+        "expires_ms": o.expires_ms,
+        "created_ms": o.created_ms,
+    }
 
 
 class WriterClosed(RuntimeError):

@@ -31,8 +31,9 @@ from shop import commissions
 from shop.errors import InvalidSignature, InvalidWebhook, OrderStateConflict, UnknownResource
 from shop.inventory.rules import OrderStatus, PaymentDecision, decide_payment
 from shop.inventory.store import Inventory
-from shop.models import Order, Payment, PaymentEvent
+from shop.models import Payment, PaymentEvent
 from shop.orders import repo
+from shop.orders.order import Order
 from shop.payments import signing
 from shop.reconcile import Reconciler
 from shop.views import order_json

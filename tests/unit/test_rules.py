@@ -13,7 +13,6 @@ from shop.inventory.rules import (
     CardStatus,
     OrderStatus,
     PaymentDecision,
-    SqlOrder,
     StaleAction,
     card_status,
     commission_amount,
@@ -23,6 +22,7 @@ from shop.inventory.rules import (
     rebuild_from_sql,
     sql_stock_left,
 )
+from shop.orders.order import Order
 
 NOW = 1_800_000_000_000
 
@@ -167,19 +167,27 @@ def order(
     referrer: str | None = None,
     price: int = 990,
     was_paid: bool | None = None,
-) -> SqlOrder:
-    return SqlOrder(
+) -> Order:
+    paid = status in ("paid", "refunded") if was_paid is None else was_paid
+    return Order(
         id=oid,
+        card_id="crd_1",
+        room_id="rm_1",
         buyer_id=buyer,
+        referrer_id=referrer,
+        idempotency_key=f"key-{oid}",
         quantity=qty,
         unit_price=price,
-        idempotency_key=f"key-{oid}",
+        amount=qty * price,
         status=status,
+        restocked=restocked,
+        late=False,
+        refund_reason=None,
+        tracking_number=None,
         expires_ms=expires_ms,
         created_ms=NOW - 1000,
-        restocked=restocked,
-        referrer_id=referrer,
-        was_paid=status in ("paid", "refunded") if was_paid is None else was_paid,
+        paid_ms=NOW - 500 if paid else None,
+        closed_ms=None,
     )
 
 
