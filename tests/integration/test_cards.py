@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 
 import httpx
 
-from tests.conftest import LiveServer
+from tests.conftest import LiveServer, make_settings
 from tests.shop_api import auth, buy, join, new_sale, ok, pay
 
 
@@ -55,21 +57,45 @@ async def test_concurrent_add_stock_and_buys_stay_exact(
     assert card["stock_total"] == 25 and card["stock_left"] == 25 - sold and 10 <= sold <= 25
 
 
-async def test_closed_and_elapsed_sales_refuse_buyers(client: httpx.AsyncClient) -> None:
-    sale = await new_sale(client, stock=5, duration_seconds=1)
-    a = await join(client, sale, "A")
-    assert (await buy(client, sale.card_id, a)).status_code == 201
-    await asyncio.sleep(1.1)
-    late = await buy(client, sale.card_id, a)
-    assert late.status_code == 409 and late.json()["error"] == "sale_not_open"
-    card = await ok(await client.get(f"/api/cards/{sale.card_id}", headers=auth(a.token)))
-    assert card["status"] == "closed"
+class SteppedClock:
+    """The app's clock, still until the test moves it (``create_app(settings, clock=...)``)."""
 
-    other = await new_sale(client, stock=5)
-    b = await join(client, other, "B")
-    closed = await ok(await client.post(f"/api/cards/{other.card_id}/close", headers=auth(other.host_token)))
-    assert closed["status"] == "closed"
-    assert (await buy(client, other.card_id, b)).json()["error"] == "sale_not_open"
+    def __init__(self) -> None:
+        self.ms = int(time.time() * 1000)
+
+    def now_ms(self) -> int:
+        return self.ms
+
+
+async def test_closed_and_elapsed_sales_refuse_buyers(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    """A 1 s sale window on the app's clock, moved by the test: open up to its last millisecond, closed from
+    its end on; however slow the machine, no real second has to pass."""
+    clock = SteppedClock()
+    settings = make_settings(database_url, redis_url, tmp_path)
+    async with (
+        LiveServer(settings, clock=clock) as server,
+        httpx.AsyncClient(base_url=server.url, timeout=30) as client,
+    ):
+        sale = await new_sale(client, stock=5, per_user_limit=2, duration_seconds=1)
+        a = await join(client, sale, "A")
+        assert (await buy(client, sale.card_id, a)).status_code == 201
+        clock.ms += 999  # the window's last millisecond
+        assert (await buy(client, sale.card_id, a)).status_code == 201
+        clock.ms += 1
+        late = await buy(client, sale.card_id, a)
+        assert late.status_code == 409 and late.json()["error"] == "sale_not_open"
+        card = await ok(await client.get(f"/api/cards/{sale.card_id}", headers=auth(a.token)))
+        assert card["status"] == "closed"
+
+        other = await new_sale(client, stock=5)
+        b = await join(client, other, "B")
+        closed = await ok(
+            await client.post(f"/api/cards/{other.card_id}/close", headers=auth(other.host_token))
+        )
+        assert closed["status"] == "closed"
+        assert (await buy(client, other.card_id, b)).json()["error"] == "sale_not_open"
 
 
 async def test_pinned_card_is_not_on_sale_until_opened(client: httpx.AsyncClient) -> None:

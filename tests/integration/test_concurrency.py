@@ -14,6 +14,9 @@ answer. Up to ``IN_FLIGHT`` requests are in flight. Then, per run (SPEC §2, inv
 - every refusal is a 409 ``sold_out`` or ``limit_exceeded``; no 5xx, nothing else.
 
 Every run is checked and all violations are reported together, so one failure does not hide another.
+
+Every buyer there holds one key and the limit is 1, so the per-buyer limit is never raced; a second test
+races it: one buyer, many keys at once, a limit above 1 (and a quantity above 1).
 """
 
 from __future__ import annotations
@@ -35,9 +38,10 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from shop.inventory.store import card_keys
 from shop.models import Order
 from tests.conftest import LiveServer, make_settings
-from tests.shop_api import Buyer, Sale, auth, join, new_sale, ok
+from tests.shop_api import Buyer, Sale, auth, buy, join, new_sale, ok
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -340,3 +344,39 @@ async def test_no_oversell_under_concurrent_buyers(database_url: str, redis_url:
         f"p99 {ms(percentile(latencies, 0.99))}"
     )
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize(
+    ("limit", "quantity"),
+    [(2, 1), (5, 2)],
+    ids=["limit2-qty1", "limit5-qty2"],
+)
+async def test_one_buyer_with_many_keys_at_once_gets_no_more_than_the_limit(
+    client: httpx.AsyncClient, server: LiveServer, limit: int, quantity: int
+) -> None:
+    """One viewer (one token) taps buy ``TAPS`` times at once, each with its own Idempotency-Key (a double
+    tap, two phones, a script) on a card with stock to spare. The per-buyer limit holds under that race:
+    exactly as many orders as fit in the limit (``limit // quantity``), every other answer a 409
+    ``limit_exceeded``, and the stock adds up in Redis and SQL."""
+    taps, stock = 50, 100
+    sale = await new_sale(client, stock=stock, per_user_limit=limit)
+    buyer = await join(client, sale, "Eager")
+    answers = await asyncio.gather(*(buy(client, sale.card_id, buyer, quantity) for _ in range(taps)))
+
+    statuses = Counter(r.status_code for r in answers)
+    refusals = Counter(r.json().get("error") for r in answers if r.status_code == 409)
+    fits = limit // quantity
+    assert statuses == Counter({201: fits, 409: taps - fits}), (statuses, refusals)
+    assert refusals == Counter({"limit_exceeded": taps - fits}), refusals
+    held = fits * quantity
+    assert held <= limit
+
+    async with server.state.sessions() as session:
+        rows = (await session.execute(select(Order).where(Order.card_id == sale.card_id))).scalars().all()
+    assert {r.id for r in rows} == {r.json()["id"] for r in answers if r.status_code == 201}
+    assert all((r.buyer_id, r.status, r.quantity) == (buyer.viewer_id, "reserved", quantity) for r in rows)
+    state = await server.state.inventory.sale(sale.card_id)
+    assert state is not None and (state.stock_left, state.stock_total) == (stock - held, stock)
+    assert int(await server.state.redis.hget(card_keys(sale.card_id)[4], buyer.viewer_id)) == held
+    card = await ok(await client.get(f"/api/cards/{sale.card_id}", headers=auth(buyer.token)))
+    assert card["stock_left"] == stock - held

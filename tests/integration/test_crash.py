@@ -45,11 +45,13 @@ import redis
 from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy import insert, select, text
 
-from livecart.db import create_engine, sessionmaker
+from base.db import create_engine, sessionmaker
+from base.events import NO_EVENTS
+from loadtests.harness import Port
 from shop.inventory.store import Reservation, card_keys
 from shop.models import Order
 from shop.sweeper import Sweeper
-from tests.conftest import PG_URL, LiveServer, free_port, make_settings, reset_postgres
+from tests.conftest import PG_URL, LiveServer, _unavailable, make_settings, reset_postgres
 from tests.shop_api import Buyer, Sale, auth, buy, join, new_sale, ok, pay
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -270,12 +272,13 @@ async def test_kill_9_mid_burst_loses_no_order_and_leaks_no_stock(
         "LIVECART_COMMIT_TIMEOUT_SECONDS": "1",
         "LIVECART_SWEEP_INTERVAL_SECONDS": str(SWEEP_INTERVAL_SECONDS),
     }
-    port = free_port()
+    held = Port()  # bound, never listening: the port stays ours while the two processes take turns on it
+    port = held.number
     first = AppProcess(env, port, tmp_path / "first.log")
     second = AppProcess(env, port, tmp_path / "second.log")
     store = redis.Redis.from_url(redis_url)
     problems: list[str] = []
-    with always_killed(first, second), contextlib.closing(store):
+    with always_killed(first, second), contextlib.closing(store), held:
         # -- 1. a sale, some paid orders, then a burst cut by SIGKILL ---------------------------------
         first.start()
         await first.ready()
@@ -441,7 +444,7 @@ async def test_an_order_commit_stalled_past_the_orphan_grace_never_oversells(
     try:
         await reset_postgres(PG_URL)
     except OSError:
-        pytest.skip(f"PostgreSQL at {PG_URL} is not reachable")
+        _unavailable(f"PostgreSQL at {PG_URL}")  # fails under CI=true: this test must run there
     async with (
         LiveServer(make_settings(PG_URL, redis_url, tmp_path)) as server,
         httpx.AsyncClient(base_url=server.url, timeout=30) as client,
@@ -517,6 +520,8 @@ async def test_the_sweeper_stops_when_asked_in_the_middle_of_a_sweep(redis_url: 
                 metrics=st.metrics,
                 interval=0.01,
                 grace_ms=int(ORPHAN_GRACE_SECONDS * 1000),
+                events=NO_EVENTS,
+                currency=st.settings.currency,
             )
             sweeper.start()
             await asyncio.sleep(rng.uniform(0, 0.05))

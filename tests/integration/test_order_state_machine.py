@@ -11,7 +11,9 @@ buyer cancel, host refund (restock or write-off), clock advances (to the exact l
 window, just past it, past the webhook tolerance), sweeps, process restarts with and without an operator
 reconcile, Redis losing its data, and crashes between the two halves of an operation (a buy that reserved
 in Redis but never wrote its row, a cancel / sweep / refund that committed SQL but never touched Redis, a
-payment that confirmed in Redis but never committed). Every crash is followed by a restart.
+payment that confirmed in Redis but never committed). A crash is a fault point in the real service: its
+``Inventory`` dependency (``FaultyInventory``) raises at the chosen call, so the service's own code runs
+up to there and nothing after it does. Every crash is followed by a restart.
 
 A reference model (``Model``) predicts every outcome and the state of both stores; after every step the
 real Redis and SQL are read back and checked against the model and against model-free invariants:
@@ -46,13 +48,15 @@ steps. Redis: ``LIVECART_TEST_REDIS_URL`` (see ``tests/conftest.py``), flushed b
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import redis
@@ -71,18 +75,16 @@ from hypothesis.stateful import (
 )
 from sqlalchemy import select
 
-from live.access import HostIdentity, ViewerIdentity
+from base.errors import LiveCartError
+from base.ids import new_id, random_code
+from base.settings import Settings
+from identity.tokens import HostIdentity, ViewerIdentity
 from live.models import Host, Room, Viewer
 from livecart.app import build_state
-from livecart.errors import LiveCartError
-from livecart.ids import new_id, random_code
-from livecart.settings import Settings
 from livecart.state import AppState
-from shop import commissions
-from shop.inventory.rules import OrderStatus, PaymentDecision, commission_amount, decide_payment
-from shop.inventory.store import SENTINEL, card_keys
+from shop.inventory.rules import PaymentDecision, commission_amount
+from shop.inventory.store import SENTINEL, Inventory, ReserveResult, card_keys
 from shop.models import Commission, Order, Payment
-from shop.orders import repo
 from shop.payments import signing
 from shop.payments.service import FAILED, SUCCEEDED
 from shop.reconcile import CardReport
@@ -93,6 +95,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 EXAMPLES = int(os.environ.get("LIVECART_HYPOTHESIS_EXAMPLES", "60"))
 STEPS = int(os.environ.get("LIVECART_HYPOTHESIS_STEPS", "30"))
+T = TypeVar("T")
+S = TypeVar("S")
 
 START_MS = 1_800_000_000_000  # 2027-01-15, any fixed instant: the clock is an input
 GRACE_S = 3.0  # orphan grace; must exceed 2 x commit timeout (1 s)
@@ -119,6 +123,66 @@ class ManualClock:
 
     def now_ms(self) -> int:
         return self.ms
+
+
+# -- fault points ----------------------------------------------------------------------------------------
+
+
+def dependencies_of(obj: Any) -> dict[str, Any]:
+    """What ``obj`` was constructed with: its constructor's parameters, read back from its attributes of the
+    same names (every service here keeps its dependencies so)."""
+    names = [n for n in inspect.signature(type(obj).__init__).parameters if n != "self"]
+    missing = [n for n in names if not hasattr(obj, n)]
+    assert not missing, f"{type(obj).__name__} does not keep {missing}: build it by hand here"
+    return {n: getattr(obj, n) for n in names}
+
+
+def rebuilt(service: S, **replaced: Any) -> S:
+    """A new instance of ``service``'s class, built by its constructor with the same dependencies except
+    ``replaced`` (as ``build_state`` wired it, with one dependency swapped)."""
+    return type(service)(**(dependencies_of(service) | replaced))
+
+
+class Crash(Exception):
+    """The process died at a fault point: nothing after it runs (raised through the real service)."""
+
+
+class FaultyInventory(Inventory):
+    """The real ``Inventory`` over the same Redis, with fault points: the first call of a method named in
+    ``points`` raises ``Crash``, before it reaches Redis (``after=False``: Redis never heard of it) or
+    after it ran (``after=True``, its result kept in ``result``). The services take their ``Inventory`` as
+    a constructor dependency; nothing in them knows about this."""
+
+    def __init__(self, real: Inventory, points: list[str], *, after: bool = False) -> None:
+        super().__init__(**dependencies_of(real))
+        self.points, self.after = set(points), after
+        self.crashed_at: str | None = None
+        self.result: Any = None
+
+    async def _point(self, name: str, call: Coroutine[Any, Any, T]) -> T:
+        if self.crashed_at is not None or name not in self.points:
+            return await call
+        self.crashed_at = name
+        if self.after:
+            self.result = await call
+        else:
+            call.close()  # never started: nothing of it reached Redis
+        raise Crash(name)
+
+    async def reserve(self, card_id: str, **kwargs: Any) -> ReserveResult:
+        return await self._point("reserve", super().reserve(card_id, **kwargs))
+
+    async def release(self, card_id: str, order_id: str, **kwargs: Any) -> str:
+        return await self._point("release", super().release(card_id, order_id, **kwargs))
+
+    async def rereserve(self, card_id: str, **kwargs: Any) -> str:
+        return await self._point("rereserve", super().rereserve(card_id, **kwargs))
+
+    async def refund(self, card_id: str, order_id: str, *, restock: bool) -> str:
+        return await self._point("refund", super().refund(card_id, order_id, restock=restock))
+
+    async def active_cards(self) -> list[str]:
+        return await self._point("active_cards", super().active_cards())
 
 
 # -- the reference model ---------------------------------------------------------------------------------
@@ -986,13 +1050,17 @@ class OrderLifecycle(RuleBasedStateMachine):
         restock=st.booleans(),
     )
     def crash(self, where: str, viewer: int, pick: int, restock: bool) -> None:
-        """The process dies (kill -9) between the two halves of an operation, then restarts:
+        """The process dies (kill -9) between the two halves of an operation, then restarts. Each runs the
+        real service method over an ``Inventory`` with one fault point (``FaultyInventory``):
 
-        - ``after_redis_reserve``: a buy reserved in Redis, its row never committed (an orphan; its retry
-          adopts it, else the sweeper returns it after the grace);
-        - ``mid_payment``: a webhook ran its Redis half (release of a late reservation, ``rereserve``) and
-          its SQL transaction never committed; the provider got no 2xx and will redeliver the event;
-        - ``mid_cancel`` / ``mid_sweep`` / ``mid_refund``: SQL committed, Redis was never told.
+        - ``after_redis_reserve``: ``OrderService.place`` reserved in Redis and died before its row was
+          written (an orphan; its retry adopts it, else the sweeper returns it after the grace);
+        - ``mid_payment``: ``PaymentService.receive_webhook`` ran its Redis half (release of a late
+          reservation, ``rereserve``) and died before its SQL transaction committed; the provider got no
+          2xx and will redeliver the event;
+        - ``mid_cancel`` / ``mid_sweep`` / ``mid_refund``: ``OrderService.cancel``, ``Sweeper.sweep`` and
+          ``OrderService.refund`` committed SQL and died before Redis was told (the sweeper at its first
+          Redis call after its SQL pass).
         """
         if where == "after_redis_reserve":
             self._crash_after_redis_reserve(viewer)
@@ -1002,10 +1070,13 @@ class OrderLifecycle(RuleBasedStateMachine):
             reserved = [o for o in self._orders() if o.sql == "reserved"]
             if reserved:
                 o = reserved[pick % len(reserved)]
-                self.run(self._sql_cancel(o.id, o.buyer_id))
+                viewer_id = next(v for v in self.viewers if v.viewer_id == o.buyer_id)
+                self._dies_at(self.s.orders, ["release"], lambda s: s.cancel(viewer_id, o.id))
                 o.sql = "cancelled"
         elif where == "mid_sweep":
-            self.run(self._sql_expire())
+            if not self.m.sentinel:  # the sweep rebuilds every sale first
+                self.m.reconcile_all(self.now)
+            self._dies_at(self.s.sweeper, ["release", "active_cards"], lambda s: s.sweep())
             for o in self._orders():
                 if o.sql == "reserved" and o.expires < self.now:
                     o.sql = "expired"
@@ -1013,30 +1084,47 @@ class OrderLifecycle(RuleBasedStateMachine):
             paid = [o for o in self._orders() if o.sql == "paid"]
             if paid:
                 o = paid[pick % len(paid)]
-                self.run(self._sql_refund(o.id, restock))
+                host = self.host
+                assert host is not None
+                self._dies_at(self.s.orders, ["refund"], lambda s: s.refund(host, o.id, restock=restock))
                 self.m.begin_refund(o, self.now)
                 self.m.refund_sql(o, restock)
         self._restart()
 
+    def _dies_at(
+        self,
+        service: S,
+        points: list[str],
+        call: Callable[[S], Awaitable[Any]],
+        *,
+        after: bool = False,
+    ) -> FaultyInventory:
+        """Run ``call`` on a copy of the real ``service`` (same class, same dependencies) whose inventory is
+        a ``FaultyInventory`` that dies at the first call of one of ``points``; the service must not get
+        past it (the process is gone)."""
+        inventory = FaultyInventory(self.s.inventory, points, after=after)
+        try:
+            result = self.run(call(rebuilt(service, inventory=inventory)))
+        except Crash:
+            note(f"crashed at {inventory.crashed_at}")
+            return inventory
+        raise AssertionError(f"no crash at {points}: the service never got there and returned {result!r}")
+
     def _crash_after_redis_reserve(self, viewer: int) -> None:
         v = self.viewers[viewer]
-        key, qty, oid = self._fresh_key(), 1, new_id("ord")
-        res = self.run(
-            self.s.inventory.reserve(
-                self.card_id,
-                buyer_id=v.viewer_id,
-                room_id=v.room_id,
-                idempotency_key=key,
-                quantity=qty,
-                order_id=oid,
-                referrer_id=v.referrer_id,
-                now_ms=self.now,
-            )
-        )
+        key, qty = self._fresh_key(), 1
         expected, _ = self.m.reserve(v.viewer_id, key, qty, self.now)
-        assert res.outcome == expected, (res, expected)
+        died = self._dies_at(
+            self.s.orders,
+            ["reserve"],
+            lambda s: s.place(v, self.card_id, quantity=qty, idempotency_key=key),
+            after=True,
+        )
+        res = died.result
+        assert isinstance(res, ReserveResult) and res.outcome == expected, (res, expected)
         if res.outcome == "ok":
-            self.m.add_reservation(oid, v.viewer_id, key, qty, v.referrer_id, self.now)
+            assert res.order_id is not None
+            self.m.add_reservation(res.order_id, v.viewer_id, key, qty, v.referrer_id, self.now)
         self.attempts.append((viewer, key, qty))
 
     def _crash_mid_payment(self, pick: int) -> None:
@@ -1045,73 +1133,17 @@ class OrderLifecycle(RuleBasedStateMachine):
             return
         p = payable[pick % len(payable)]
         o = self.m.orders[p.order_id]
-        self.run(self._payment_redis_half(o.id))
         decision = self.m.decision(o, self.now)
-        if decision is not PaymentDecision.REFUND_DUPLICATE:
+        ev = self._new_event(SUCCEEDED, p.id)
+        if decision is not PaymentDecision.REFUND_DUPLICATE:  # else it has no Redis half to die after
+            header = signing.sign(ev.body, secret=self.s.settings.webhook_secret, timestamp=self.now // 1000)
+            self._dies_at(
+                self.s.payments, ["rereserve"], lambda s: s.receive_webhook(ev.body, header), after=True
+            )
             if decision is PaymentDecision.LATE and o.sql == "reserved":
                 self.m.release(o, "expire", self.now)
             self.m.rereserve(o)
-        self.queue.append(self._new_event(SUCCEEDED, p.id))
-
-    async def _payment_redis_half(self, order_id: str) -> None:
-        """What ``PaymentService._settle_success`` does to Redis before its transaction commits."""
-        now = self.now
-        async with self.s.sessions() as session:
-            order = await repo.order(session, order_id)
-        assert order is not None
-        decision = decide_payment(order.status, expires_ms=order.expires_ms, now_ms=now)
-        if decision is PaymentDecision.REFUND_DUPLICATE:
-            return
-        if decision is PaymentDecision.LATE and order.status == OrderStatus.RESERVED:
-            await self.s.inventory.release(order.card_id, order.id, mode="expire", now_ms=now)
-        await self.s.inventory.rereserve(
-            order.card_id,
-            order_id=order.id,
-            buyer_id=order.buyer_id,
-            quantity=order.quantity,
-            unit_price=order.unit_price,
-            idempotency_key=order.idempotency_key,
-            referrer_id=order.referrer_id,
-            now_ms=now,
-        )
-
-    async def _sql_cancel(self, order_id: str, buyer_id: str) -> None:
-        """The SQL half of ``OrderService.cancel``."""
-        async with self.s.sessions() as session, session.begin():
-            changed = await repo.transition(
-                session,
-                order_id,
-                to=OrderStatus.CANCELLED,
-                allowed=[OrderStatus.RESERVED],
-                buyer_id=buyer_id,
-                closed_ms=self.now,
-            )
-            assert changed is not None
-
-    async def _sql_expire(self) -> None:
-        """The SQL pass of ``Sweeper.sweep``."""
-        async with self.s.sessions() as session, session.begin():
-            await repo.expire_overdue(session, now_ms=self.now)
-
-    async def _sql_refund(self, order_id: str, restock: bool) -> None:
-        """What ``OrderService.refund`` does before its Redis half: the note in Redis, then SQL."""
-        now = self.now
-        async with self.s.sessions() as session, session.begin():
-            order = await repo.order(session, order_id)
-            assert order is not None
-            await self.s.inventory.begin_refund(order.card_id, order_id, now_ms=now)
-            changed = await repo.transition(
-                session,
-                order_id,
-                to=OrderStatus.REFUNDED,
-                allowed=[OrderStatus.PAID],
-                closed_ms=now,
-                restocked=restock,
-                refund_reason="host_refund",
-            )
-            assert changed is not None
-            await commissions.claw_back(session, changed, now_ms=now)
-            await repo.refund_payments(session, order_id, now_ms=now)
+        self.queue.append(ev)  # the same event again: its first delivery left nothing in SQL
 
     @rule()
     def provider_retries_then_time_passes(self) -> None:
@@ -1341,12 +1373,10 @@ def test_a_buy_that_crashed_before_its_row_is_adopted_by_its_retry_or_returned(r
 
 
 def test_refused_late_payment_keeps_its_units_on_sale_after_a_reconcile(redis_url: str) -> None:
-    """PRODUCT BUG (fails until fixed). A late payment that cannot be honoured (here: the buyer's limit) is
-    refunded by ``PaymentService._settle_success`` with ``restocked`` left False, though its units were never
-    held. ``rules.rebuild_from_sql`` counts every refunded, not restocked order as written off, so each
-    reconcile takes those units out of the sale for good: here stock_left becomes 0 instead of 1. When the
-    result goes negative it is clamped and the card is reported oversold (``CardReport.oversold``, an error
-    log) although SQL sold nothing beyond the stock."""
+    """A late payment that cannot be honoured (here: the buyer's limit) is refunded although its units were
+    never held. A reconcile must not count it as written off (a refunded order that was never paid): once
+    it did, and took its units out of the sale for good (stock_left 0 instead of 1), or, clamped below 0,
+    reported the card oversold although SQL sold nothing beyond the stock."""
     replay(
         redis_url,
         [
@@ -1363,11 +1393,11 @@ def test_refused_late_payment_keeps_its_units_on_sale_after_a_reconcile(redis_ur
 
 
 def test_a_reconcile_at_the_last_millisecond_of_a_window_keeps_the_reservation(redis_url: str) -> None:
-    """PRODUCT BUG (fails until fixed). At ``now == expires_ms`` a reservation is still on time for
-    ``decide_payment`` (``now <= expires``), ``start_checkout`` and the sweeper (``expires < now`` expires),
-    but ``rules.rebuild_from_sql`` keeps only ``expires_ms > now_ms``: a reconcile in that millisecond returns
-    the units to the sale while SQL says reserved and payable. Another buyer can take them, and the on-time
-    payment is then refunded (``late_payment_sold_out``)."""
+    """At ``now == expires_ms`` a reservation is still on time for ``decide_payment`` (``now <= expires``),
+    ``start_checkout`` and the sweeper (``expires < now`` expires), so a reconcile in that millisecond must
+    keep it too (``rules.rebuild_from_sql``). A rebuild that kept only ``expires_ms > now_ms`` returned the
+    units to the sale while SQL said reserved and payable; another buyer could take them, and the on-time
+    payment was then refunded (``late_payment_sold_out``)."""
     replay(
         redis_url,
         [
@@ -1379,10 +1409,10 @@ def test_a_reconcile_at_the_last_millisecond_of_a_window_keeps_the_reservation(r
 
 
 def test_an_on_time_payment_is_honoured_after_redis_lost_its_data(redis_url: str) -> None:
-    """PRODUCT BUG (fails until fixed). When Redis lost its data (sentinel gone, sale not yet rebuilt by
-    the next buy or sweep), ``rereserve`` answers ``no_sale`` and ``PaymentService._settle_success`` refunds
-    the order (``late_payment_no_sale``) although it was paid within its window and SQL still holds its
-    units. The buy path rebuilds the sale on ``no_sale`` (``reconcile_card``); the payment path does not."""
+    """When Redis lost its data (sentinel gone, sale not yet rebuilt by the next buy or sweep),
+    ``rereserve`` answers ``no_sale``; the payment path must rebuild the sale from SQL (as the buy path
+    does) and honour the payment, made within its window while SQL still holds its units, instead of
+    refunding it (``late_payment_no_sale``)."""
     replay(
         redis_url,
         [
@@ -1394,12 +1424,13 @@ def test_an_on_time_payment_is_honoured_after_redis_lost_its_data(redis_url: str
 
 
 def test_a_crash_between_the_sql_and_redis_halves_of_a_refund_heals(redis_url: str) -> None:
-    """PRODUCT BUG (fails until fixed). ``OrderService.refund`` commits SQL (refunded, restock) and only
-    then calls ``inventory.refund``. A crash in between leaves the paid record in Redis: the sweeper only
-    looks at reservations past expiry or pending, never at paid records, and a restart with Redis intact
-    does not reconcile, so the units (and the buyer's per-buyer limit) stay held until an operator runs a
-    reconcile; with restock they never return to the sale (SPEC §2.5: no stock leaks for longer than the
-    window plus a small grace)."""
+    """The real ``OrderService.refund`` commits SQL (refunded, restock) and dies before ``inventory.refund``
+    (a fault point of ``FaultyInventory``). The note it took in Redis before its commit
+    (``Inventory.begin_refund``) must be there after the restart, and the sweeper must apply the refund
+    from SQL after the grace: without the note the paid record stayed in Redis, and the units (and the
+    buyer's per-buyer limit) stayed held until an operator ran a reconcile (SPEC §2.5: no stock leaks for
+    longer than the window plus a small grace). A refund that skips ``begin_refund`` fails here, at the
+    first check after the crash."""
     replay(
         redis_url,
         [
@@ -1407,4 +1438,29 @@ def test_a_crash_between_the_sql_and_redis_halves_of_a_refund_heals(redis_url: s
             ("crash", {"where": "mid_refund", "viewer": 0, "pick": 0, "restock": True}),
             ("provider_retries_then_time_passes", {}),
         ],
+    )
+
+
+def test_the_real_services_die_at_each_fault_point_and_everything_heals(redis_url: str) -> None:
+    """Every crash point once, in one run, on the real services: a buy that dies after its Redis reserve,
+    a cancel, a webhook (after its Redis half, before its commit; its redelivery is then applied), a
+    refund (restock) and a sweep (after its SQL pass) that die between their two halves. After each the
+    stores must be as the model says; at the end, every unit not paid is back on sale."""
+    replay(
+        redis_url,
+        [
+            ("reserve", {"viewer": 0, "qty": 1}),
+            ("crash", {"where": "mid_cancel", "viewer": 0, "pick": 0, "restock": False}),
+            ("buy_and_pay", {"viewer": 1, "qty": 1, "then": "checkout_only"}),
+            ("crash", {"where": "mid_payment", "viewer": 0, "pick": 0, "restock": False}),
+            ("payment_provider", {"does": "deliver_prepared", "pick": 0}),  # the redelivery: paid
+            ("crash", {"where": "mid_refund", "viewer": 0, "pick": 0, "restock": True}),
+            ("reserve", {"viewer": 2, "qty": 1}),
+            ("advance_clock", {"step": "past_window", "pick": 0}),
+            ("crash", {"where": "mid_sweep", "viewer": 0, "pick": 0, "restock": False}),  # dies at release
+            ("crash", {"where": "mid_sweep", "viewer": 0, "pick": 0, "restock": False}),  # at active_cards
+            ("crash", {"where": "after_redis_reserve", "viewer": 3, "pick": 0, "restock": False}),
+            ("provider_retries_then_time_passes", {}),
+        ],
+        stock=4,
     )
