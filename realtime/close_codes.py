@@ -5,8 +5,8 @@ the browser and the server cannot disagree.
 Policy (Centrifugo's): a code either lets the client reconnect (with backoff, and ``since``/``epoch`` to
 recover what it missed) or is final (reconnecting cannot help until something changes: a new token, another
 room). Codes added from now on take their number from Centrifugo's ranges, 4000-4499 for reconnect and
-4500-4999 for final. The four final codes of contract v1 (SPEC §5: 4401, 4403, 4404, and 4400) keep the
-numbers clients already rely on, so for them this table, not the range, is the rule.
+4500-4999 for final. The three final codes of contract v1 (SPEC §5: 4401, 4403, 4404) keep the numbers
+clients already rely on, so for them this table, not the range, is the rule.
 """
 
 from __future__ import annotations
