@@ -1,12 +1,16 @@
 """Room events in this process's memory: the ``Broker`` of one process (``LIVECART_REALTIME_BROKER=memory``).
 
-The same contract as ``broker_redis`` without a Redis round trip on the way from publish to viewers: per
-room a ``seq``, an ``epoch`` (made when the room is first seen, so a restart begins a new one), the last
-``history`` events for replay, the gate of ``publish.lua`` (one event per interval per gate, the last value
-dropped when it comes again), and the personal frames of the room's viewers. A reader task hands the events
-of the watched rooms to the handler, as the Redis reader does after its ``XREAD``: it wakes when something
-was published and reads at most ``batch`` entries per room before it lets the loop run again; a reader that
-fell behind the history is told (``on_gap``) and goes on with what is left.
+The same contract as ``broker_redis`` without a Redis round trip on the way from publish to viewers. Two
+parts, as in the hub:
+
+- ``RoomLog``, sans-I/O: per room a ``seq``, an ``epoch`` (made when the room is first seen, so a restart
+  begins a new one), the last ``history`` events for replay, the gate of ``publish.lua`` (one event per
+  interval per gate, a value dropped when it is the last one let through), the room's personal frames, and
+  how far the reader has read each watched room. ``read`` hands what is new to a handler, and tells of a gap
+  when the history was trimmed past the reader.
+- ``MemoryBroker``, the adapter: an event is handed over as it is published (there is no reader to fall
+  behind, so no burst of publishes, however large, loses events for this process's viewers), and personal
+  frames are queued for ``personal_delay`` as the Redis broker queues them (the caller never waits).
 
 Single process only: another process sees none of it (``livecart serve`` refuses it with ``--workers``).
 """
@@ -14,7 +18,6 @@ Single process only: another process sees none of it (``livecart serve`` refuses
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import secrets
@@ -28,25 +31,6 @@ from realtime.frames import dumps
 log = logging.getLogger("livecart.realtime.broker")
 
 
-@dataclass(slots=True)
-class _Room:
-    history: int
-    epoch: str = field(default_factory=lambda: secrets.token_hex(8))
-    seq: int = 0
-    #: (seq, frame JSON), the last ``history``; contiguous (trimmed from the left only)
-    events: deque[tuple[int, bytes]] = field(init=False)
-    #: (id, viewer id, frame JSON), the last ``history``; ids grow by one from 1
-    personal: deque[tuple[int, str, bytes]] = field(init=False)
-    personal_id: int = 0
-    #: gate name -> when it last let an event through (ms), and the value it let through then
-    gate_times: dict[str, int] = field(default_factory=dict)
-    gate_values: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.events = deque(maxlen=self.history)
-        self.personal = deque(maxlen=self.history)
-
-
 def event_frame(kind: str, seq: int, body: dict[str, Any]) -> bytes:
     """The frame ``publish.lua`` builds: ``type`` and ``seq`` first, then the body's fields."""
     fields = dumps(body)
@@ -54,29 +38,164 @@ def event_frame(kind: str, seq: int, body: dict[str, Any]) -> bytes:
     return (head + "}" if fields == "{}" else head + "," + fields[1:]).encode()
 
 
-class MemoryBroker:
-    """The ``Broker`` of one process."""
+@dataclass(slots=True)
+class _Room:
+    history: int
+    epoch: str = field(default_factory=lambda: secrets.token_hex(8))
+    seq: int = 0
+    #: (seq, frame JSON), the last ``history``: contiguous, trimmed from the left
+    events: deque[tuple[int, bytes]] = field(init=False)
+    #: (id, viewer id, frame JSON), the last ``history``; ids count from 1
+    personal: deque[tuple[int, str, bytes]] = field(init=False)
+    personal_id: int = 0
+    #: gate name -> when it last let an event through (ms); and the value it let through then
+    gate_times: dict[str, int] = field(default_factory=dict)
+    gate_values: dict[str, str] = field(default_factory=dict)
 
-    def __init__(self, *, history: int = 1000, personal_delay: float = 0.005, batch: int = 1000) -> None:
+    def __post_init__(self) -> None:
+        self.events = deque(maxlen=self.history)
+        self.personal = deque(maxlen=self.history)
+
+    def events_after(self, seq: int) -> int | None:
+        """Where the events after ``seq`` begin in ``events``; ``None`` when some of them were trimmed."""
+        if not self.events:
+            return 0 if seq >= self.seq else None
+        first = self.events[0][0]
+        return seq + 1 - first if seq + 1 >= first else None
+
+
+class RoomLog:
+    """The rooms' events, gates and personal frames, and how far the reader has read (sans-I/O)."""
+
+    def __init__(self, *, history: int = 1000) -> None:
         self.history = max(1, history)
-        self.personal_delay = personal_delay
-        self.batch = batch
         self._rooms: dict[str, _Room] = {}
-        #: rooms read by this process: room id -> (last seq read, last personal id read)
-        self._watched: dict[str, tuple[int, int]] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._handler: Handler | None = None
-        self._on_gap: GapHandler | None = None
-        self._personal: list[tuple[str, str, str]] = []  # (room, viewer, frame) not sent yet
-        self._sending: asyncio.Task[None] | None = None
-        self._stopped = False
+        #: rooms being read: room id -> (last seq read, last personal frame id read)
+        self.watched: dict[str, tuple[int, int]] = {}
 
     def _room(self, room_id: str) -> _Room:
         room = self._rooms.get(room_id)
         if room is None:
             room = self._rooms[room_id] = _Room(self.history)
         return room
+
+    def publish(
+        self,
+        room_id: str,
+        kind: str,
+        body: dict[str, Any],
+        *,
+        now_ms: int,
+        gate: str = "",
+        min_interval_ms: int = 0,
+        value: str = "",
+    ) -> Published:
+        """``Broker.publish``."""
+        room = self._room(room_id)
+        if gate:
+            if value and room.gate_values.get(gate) == value:
+                return "same"
+            wait = min_interval_ms - (now_ms - room.gate_times.get(gate, 0))
+            if wait > 0:
+                return Later(wait)
+            room.gate_times[gate] = now_ms
+            if value:
+                room.gate_values[gate] = value
+        room.seq += 1
+        room.events.append((room.seq, event_frame(kind, room.seq, body)))
+        return room.seq
+
+    def gate_values(self, room_id: str) -> dict[str, str]:
+        """``Broker.gate_values``."""
+        room = self._rooms.get(room_id)
+        return dict(room.gate_values) if room is not None else {}
+
+    def add_personal(self, room_id: str, viewer_id: str, frame: str) -> None:
+        """A personal frame (its JSON text) for one viewer's sockets in the room."""
+        room = self._room(room_id)
+        room.personal_id += 1
+        room.personal.append((room.personal_id, viewer_id, frame.encode()))
+
+    def position(self, room_id: str) -> tuple[int, str]:
+        """``Broker.position``."""
+        room = self._room(room_id)
+        return room.seq, room.epoch
+
+    def replay(self, room_id: str, since: int, epoch: str) -> list[tuple[int, bytes]] | None:
+        """``Broker.replay``."""
+        room = self._room(room_id)
+        if epoch != room.epoch or since > room.seq or since < 0:
+            return None
+        start = room.events_after(since)
+        if start is None:
+            return None  # trimmed away: too old to replay
+        return list(itertools.islice(room.events, start, None))
+
+    def watch(self, room_id: str, seq: int) -> None:
+        """``Broker.watch``."""
+        if room_id not in self.watched:
+            self.watched[room_id] = (seq, self._room(room_id).personal_id)
+
+    def unwatch(self, room_id: str) -> None:
+        self.watched.pop(room_id, None)
+
+    def read(self, handler: Handler, on_gap: GapHandler | None = None, *, room_id: str | None = None) -> None:
+        """Hand the new events and personal frames of the watched rooms (or of ``room_id`` alone) to
+        ``handler``, in order. A room whose events after the reader's position were trimmed is first
+        reported to ``on_gap``; the reader goes on with what is left. The position moves on before the
+        handler is called: whatever it does, nothing is handed over twice."""
+        for rid in list(self.watched) if room_id is None else [room_id]:
+            room = self._rooms.get(rid)
+            position = self.watched.get(rid)
+            if room is None or position is None:
+                continue
+            seq, personal = position
+            if room.seq == seq and room.personal_id == personal:
+                continue
+            gap = False
+            events: list[tuple[int, bytes]] = []
+            if room.seq > seq:
+                start = room.events_after(seq)
+                if start is None:  # the events between were trimmed before this process read them
+                    gap, start = True, 0
+                events = list(itertools.islice(room.events, start, None))
+            frames: list[tuple[int, str, bytes]] = []
+            if room.personal_id > personal:
+                start = max(0, personal + 1 - room.personal[0][0])
+                frames = list(itertools.islice(room.personal, start, None))
+            self.watched[rid] = (room.seq, room.personal_id)
+            if gap and on_gap is not None:
+                on_gap(rid)
+            for n, frame in events:
+                handler(rid, n, frame, None)
+            for _, to, frame in frames:
+                handler(rid, 0, frame, to)
+
+
+class MemoryBroker:
+    """The ``Broker`` of one process."""
+
+    def __init__(self, *, history: int = 1000, personal_delay: float = 0.005) -> None:
+        self.log = RoomLog(history=history)
+        self.personal_delay = personal_delay
+        self._handler: Handler | None = None
+        self._on_gap: GapHandler | None = None
+        self._personal: list[tuple[str, str, str]] = []  # (room, viewer, frame) not sent yet
+        self._sending: asyncio.Task[None] | None = None
+        self._stopped = False
+
+    @property
+    def _watched(self) -> dict[str, tuple[int, int]]:
+        """The rooms being read (as ``RedisBroker._watched``)."""
+        return self.log.watched
+
+    def _hand_over(self, room_id: str) -> None:
+        if self._handler is None or room_id not in self.log.watched:
+            return
+        try:
+            self.log.read(self._handler, self._on_gap, room_id=room_id)
+        except Exception:  # a failing handler must not fail the publisher (the events are in the history)
+            log.exception("room %s: handing its events over failed", room_id)
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -91,44 +210,20 @@ class MemoryBroker:
         min_interval_ms: int = 0,
         value: str = "",
     ) -> Published:
-        return self.publish_now(
+        outcome = self.log.publish(
             room_id, kind, body, now_ms=now_ms, gate=gate, min_interval_ms=min_interval_ms, value=value
         )
-
-    def publish_now(
-        self,
-        room_id: str,
-        kind: str,
-        body: dict[str, Any],
-        *,
-        now_ms: int,
-        gate: str = "",
-        min_interval_ms: int = 0,
-        value: str = "",
-    ) -> Published:
-        """``publish``, without an event loop (it never waits: the reader is woken, not awaited)."""
-        room = self._room(room_id)
-        if gate:
-            if value and room.gate_values.get(gate) == value:
-                return "same"
-            wait = min_interval_ms - (now_ms - room.gate_times.get(gate, 0))
-            if wait > 0:
-                return Later(wait)
-            room.gate_times[gate] = now_ms
-            if value:
-                room.gate_values[gate] = value
-        room.seq += 1
-        room.events.append((room.seq, event_frame(kind, room.seq, body)))
-        self._wake.set()
-        return room.seq
+        if isinstance(outcome, int):
+            self._hand_over(room_id)
+            # A suspension point, as a publish to Redis is: a task publishing thousands of events in a row
+            # lets the sockets it fills drain between them.
+            await asyncio.sleep(0)
+        return outcome
 
     async def gate_values(self, room_id: str) -> dict[str, str]:
-        room = self._rooms.get(room_id)
-        return dict(room.gate_values) if room is not None else {}
+        return self.log.gate_values(room_id)
 
     def send_personal(self, room_id: str, viewer_id: str, kind: str, body: dict[str, Any]) -> None:
-        """Queue a frame for one viewer's sockets: the frames queued within ``personal_delay`` join the
-        room's personal frames together, as the Redis broker sends them (the caller never waits)."""
         if self._stopped:
             log.debug("personal %s frame for %s dropped: the broker has stopped", kind, viewer_id)
             return
@@ -143,108 +238,36 @@ class MemoryBroker:
     async def _send_personal(self) -> None:
         try:
             while self._personal:
-                await asyncio.sleep(self.personal_delay)
+                await asyncio.sleep(self.personal_delay)  # the frames of the next few ms go out together
                 batch, self._personal = self._personal, []
                 for room_id, to, frame in batch:
-                    self.append_personal(room_id, to, frame)
+                    self.log.add_personal(room_id, to, frame)
+                for room_id in dict.fromkeys(room_id for room_id, _, _ in batch):
+                    self._hand_over(room_id)
         finally:
             self._sending = None
-
-    def append_personal(self, room_id: str, viewer_id: str, frame: str) -> None:
-        """A queued personal frame goes out (to the room's personal frames, for the reader)."""
-        room = self._room(room_id)
-        room.personal_id += 1
-        room.personal.append((room.personal_id, viewer_id, frame.encode()))
-        self._wake.set()
 
     # -- reading ---------------------------------------------------------------------------------------
 
     async def position(self, room_id: str) -> tuple[int, str]:
-        room = self._room(room_id)
-        return room.seq, room.epoch
+        return self.log.position(room_id)
 
     async def replay(self, room_id: str, since: int, epoch: str) -> list[tuple[int, bytes]] | None:
-        return self.replay_now(room_id, since, epoch)
-
-    def replay_now(self, room_id: str, since: int, epoch: str) -> list[tuple[int, bytes]] | None:
-        """``replay``, without an event loop."""
-        room = self._room(room_id)
-        if epoch != room.epoch or since > room.seq or since < 0:
-            return None
-        if since == room.seq:
-            return []
-        start = self._after(room, since)
-        if start is None:
-            return None  # trimmed away: too old to replay
-        return list(itertools.islice(room.events, start, None))
-
-    @staticmethod
-    def _after(room: _Room, seq: int) -> int | None:
-        """Where the events after ``seq`` begin in the room's history (``None``: some were trimmed)."""
-        if not room.events:
-            return None if seq < room.seq else 0
-        first = room.events[0][0]
-        return seq + 1 - first if seq + 1 >= first else None
+        return self.log.replay(room_id, since, epoch)
 
     async def watch(self, room_id: str, seq: int) -> None:
-        if room_id not in self._watched:
-            self._watched[room_id] = (seq, self._room(room_id).personal_id)
+        self.log.watch(room_id, seq)
 
     def unwatch(self, room_id: str) -> None:
-        self._watched.pop(room_id, None)
+        self.log.unwatch(room_id)
 
     def start(self, handler: Handler, on_gap: GapHandler | None = None) -> None:
-        self._handler = handler
-        self._on_gap = on_gap
-        self._wake.set()  # the rooms watched before the start may have events already
-        self._task = asyncio.create_task(self._read(), name="realtime-reader")
+        """Hand events over from now on: first what the rooms watched before the start have already had,
+        then each event as it is published."""
+        self._handler, self._on_gap = handler, on_gap
+        self.log.read(handler, on_gap)
 
     async def stop(self) -> None:
         self._stopped = True
         await self.flush_personal()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _read(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if self.read_once():
-                self._wake.set()  # more is waiting: read it after the loop has run once
-                await asyncio.sleep(0)
-
-    def read_once(self) -> bool:
-        """Hand each watched room's new events and personal frames (``batch`` at most of each) to the
-        handler; whether more were left for the next read."""
-        handler = self._handler
-        assert handler is not None
-        more = False
-        for room_id, (seq, personal) in list(self._watched.items()):
-            room = self._rooms.get(room_id)
-            if room is None or self._watched.get(room_id) != (seq, personal):
-                continue  # nothing published yet, or unwatched by a handler meanwhile
-            if room.seq > seq:
-                start = self._after(room, seq)
-                if start is None:  # the events between were trimmed before this process read them
-                    start = 0
-                    if self._on_gap is not None:
-                        self._on_gap(room_id)
-                # A copy: whatever a handler does, the history it is read from does not move under it.
-                events = list(itertools.islice(room.events, start, start + self.batch))
-                for n, frame in events:
-                    handler(room_id, n, frame, None)
-                seq = events[-1][0]
-                more = more or room.seq > seq
-            if room.personal_id > personal:
-                start = max(0, personal + 1 - room.personal[0][0])
-                frames = list(itertools.islice(room.personal, start, start + self.batch))
-                for _, to, frame in frames:
-                    handler(room_id, 0, frame, to)
-                personal = frames[-1][0]
-                more = more or room.personal_id > personal
-            if room_id in self._watched:
-                self._watched[room_id] = (seq, personal)
-        return more
+        self._handler = self._on_gap = None

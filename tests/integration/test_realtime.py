@@ -1,22 +1,55 @@
-"""The room websocket against the real app, Redis and SQL: snapshot first, live cards and stock, replay."""
+"""The room websocket against the real app, Redis and SQL: snapshot first, live cards and stock, replay.
+
+One test body runs over every broker (``broker``: Redis and memory, as litestar's channels tests run over
+every backend). The few tests that are about Redis itself (several processes sharing a room, Redis losing a
+room) run on the Redis broker alone and say so.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 import websockets
+from redis.asyncio import Redis
 from sqlalchemy import select
 
+from realtime.broker import Broker, Later
+from realtime.broker_memory import MemoryBroker
+from realtime.broker_redis import RedisBroker
 from realtime.models import RoomViewer
+from realtime.sockets import AsgiPeer
 from tests.conftest import LiveServer, make_settings
 from tests.shop_api import auth, buy, join, new_sale, ok
 
 ORIGIN = "http://127.0.0.1:8000"  # the origin of the test settings' base_url
+
+
+@pytest.fixture(params=["redis", "memory"])
+def broker(request: pytest.FixtureRequest) -> str:
+    """The ``LIVECART_REALTIME_BROKER`` of the server under test: every test here runs with each."""
+    return str(request.param)
+
+
+@pytest.fixture
+async def server(database_url: str, redis_url: str, tmp_path: Path, broker: str) -> AsyncIterator[LiveServer]:
+    settings = make_settings(database_url, redis_url, tmp_path, realtime_broker=broker)
+    async with LiveServer(settings) as live:
+        yield live
+
+
+def bare_broker(broker: str, redis: Redis, *, history: int) -> Broker:
+    """A broker of that kind on its own (no app around it)."""
+    if broker == "memory":
+        return MemoryBroker(history=history)
+    return RedisBroker(redis, history=history, block_ms=50)
 
 
 def ws_url(server: LiveServer, room_id: str, token: str, **params: Any) -> str:
@@ -180,9 +213,11 @@ async def test_a_foreign_origin_is_refused_before_the_upgrade(
 
 
 async def test_a_viewer_who_stops_reading_is_closed_4408_and_nobody_else_misses_a_frame(
-    database_url: str, redis_url: str, tmp_path: Any
+    database_url: str, redis_url: str, tmp_path: Any, broker: str
 ) -> None:
-    settings = make_settings(database_url, redis_url, tmp_path, ws_max_backlog_bytes=256 * 1024)
+    settings = make_settings(
+        database_url, redis_url, tmp_path, ws_max_backlog_bytes=256 * 1024, realtime_broker=broker
+    )
     async with LiveServer(settings) as server, httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         sale = await new_sale(client, stock=3)
         slow_v, fast_v = await join(client, sale, "Slow"), await join(client, sale, "Fast")
@@ -219,7 +254,10 @@ async def test_a_viewer_who_stops_reading_is_closed_4408_and_nobody_else_misses_
 
 
 async def test_two_processes_share_a_room(database_url: str, redis_url: str, tmp_path: Any) -> None:
-    """A sale made through app A moves the counter of a viewer connected to app B (same Redis and SQL)."""
+    """A sale made through app A moves the counter of a viewer connected to app B (same Redis and SQL).
+
+    Redis broker only: sharing a room across processes is what it is for (the memory broker is refused
+    with several workers)."""
     settings = make_settings(database_url, redis_url, tmp_path)
     async with (
         LiveServer(settings) as a,
@@ -237,11 +275,11 @@ async def test_two_processes_share_a_room(database_url: str, redis_url: str, tmp
 
 
 async def test_viewer_count_is_exact_after_clients_die(
-    database_url: str, redis_url: str, tmp_path: Any
+    database_url: str, redis_url: str, tmp_path: Any, broker: str
 ) -> None:
     """Six viewers; three sockets are cut without a close (kill -9 of a phone): within the presence
     freshness (2.5 reports) the count is exactly three, and it never counted a socket twice."""
-    settings = make_settings(database_url, redis_url, tmp_path)
+    settings = make_settings(database_url, redis_url, tmp_path, realtime_broker=broker)
     async with LiveServer(settings) as server, httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         sale = await new_sale(client, stock=1)
         viewers = [await join(client, sale, f"V{i}") for i in range(6)]
@@ -377,6 +415,7 @@ async def test_a_viewer_gone_during_its_admission_leaves_nothing_behind(
     assert not server.state.realtime.broker._watched
 
 
+@pytest.mark.parametrize("broker", ["redis"])  # Redis broker only: about Redis restarting empty
 async def test_a_room_redis_lost_gets_a_snapshot_not_a_gap(
     client: httpx.AsyncClient, server: LiveServer
 ) -> None:
@@ -397,12 +436,17 @@ async def test_a_room_redis_lost_gets_a_snapshot_not_a_gap(
 
 
 async def test_a_peer_that_never_answers_pings_is_dropped(
-    database_url: str, redis_url: str, tmp_path: Any
+    database_url: str, redis_url: str, tmp_path: Any, broker: str
 ) -> None:
     """A raw client that completes the handshake and reads, but never answers a ping: the server closes
     it within ping interval + ping timeout, and it leaves the hub."""
     settings = make_settings(
-        database_url, redis_url, tmp_path, ws_ping_interval_seconds=0.5, ws_ping_timeout_seconds=0.5
+        database_url,
+        redis_url,
+        tmp_path,
+        ws_ping_interval_seconds=0.5,
+        ws_ping_timeout_seconds=0.5,
+        realtime_broker=broker,
     )
     async with LiveServer(settings) as server, httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         sale = await new_sale(client, stock=1)
@@ -430,31 +474,113 @@ async def test_a_peer_that_never_answers_pings_is_dropped(
                 await asyncio.sleep(0.05)
 
 
-async def test_a_reader_that_fell_behind_the_history_is_told_of_the_gap(redis_url: str) -> None:
-    """The stream keeps about ``history`` events; a process that did not read them in time must not skip
+async def test_a_reader_that_fell_behind_the_history_is_told_of_the_gap(redis_url: str, broker: str) -> None:
+    """The history keeps about ``history`` events; a process that did not read them in time must not skip
     silently past the trimmed ones: it is told, and then reads on from what is left."""
-    from redis.asyncio import Redis
-
-    from realtime.broker_redis import RedisBroker
-
     redis = Redis.from_url(redis_url)
-    broker = RedisBroker(redis, history=10, block_ms=50)
+    reader = bare_broker(broker, redis, history=10)
     seen: list[int] = []
     gaps: list[str] = []
     try:
-        await broker.watch("rm_gap", 0)
-        for i in range(250):  # nobody reads yet: the stream is trimmed (by whole nodes of 100 entries)
-            await broker.publish("rm_gap", "chat", {"text": str(i)}, now_ms=0)
-        broker.start(lambda room, seq, frame, to: seen.append(seq), lambda room: gaps.append(room))
+        await reader.watch("rm_gap", 0)
+        for i in range(250):  # nobody reads yet: the history is trimmed (Redis: by whole nodes of 100)
+            await reader.publish("rm_gap", "chat", {"text": str(i)}, now_ms=0)
+        reader.start(lambda room, seq, frame, to: seen.append(seq), lambda room: gaps.append(room))
         async with asyncio.timeout(5):
             while not seen or seen[-1] != 250:
                 await asyncio.sleep(0.02)
         assert gaps == ["rm_gap"] and seen[0] > 1 and seen == list(range(seen[0], 251))
-        await broker.publish("rm_gap", "chat", {"text": "on time"}, now_ms=0)
+        await reader.publish("rm_gap", "chat", {"text": "on time"}, now_ms=0)
         async with asyncio.timeout(5):
             while seen[-1] != 251:
                 await asyncio.sleep(0.02)
         assert gaps == ["rm_gap"]  # read in time: no gap
     finally:
-        await broker.stop()
+        await reader.stop()
         await redis.aclose()
+
+
+async def test_both_brokers_frame_gate_and_replay_events_alike(redis_url: str) -> None:
+    """The memory broker keeps the Redis broker's contract to the byte: the same publishes give the same
+    outcomes, the same frames and the same gate values."""
+    redis = Redis.from_url(redis_url)
+    brokers = [bare_broker("redis", redis, history=100), bare_broker("memory", redis, history=100)]
+    steps: list[tuple[str, dict[str, Any], dict[str, Any]]] = [
+        ("room", {}, {}),
+        ("chat", {"from": "Ann", "text": 'hé "quoted"'}, {}),
+        ("stock", {"card_id": "cd_1", "stock_left": 5}, {"gate": "stock:cd_1", "min_interval_ms": 100}),
+        ("stock", {"card_id": "cd_1", "stock_left": 4}, {"gate": "stock:cd_1", "min_interval_ms": 100}),
+        ("stock", {"card_id": "cd_1", "stock_left": 5}, {"gate": "stock:cd_1", "min_interval_ms": 100}),
+        ("viewers", {"count": 2}, {"gate": "viewers", "min_interval_ms": 1000, "value": "2"}),
+        ("viewers", {"count": 2}, {"gate": "viewers", "min_interval_ms": 1000, "value": "2"}),
+    ]
+    try:
+        seen = []
+        for reader in brokers:
+            outcomes = []
+            for n, (kind, body, gate) in enumerate(steps):
+                value = str(body["stock_left"]) if kind == "stock" else gate.get("value", "")
+                options = {"now_ms": 1000 + 30 * n, **gate, "value": value}
+                outcomes.append(await reader.publish("rm_same", kind, body, **options))
+            seq, epoch = await reader.position("rm_same")
+            replayed = await reader.replay("rm_same", 0, epoch)
+            seen.append((outcomes, seq, replayed, await reader.gate_values("rm_same")))
+        assert seen[0] == seen[1]
+        assert seen[0][0] == [1, 2, 3, Later(70), "same", 4, "same"]
+    finally:
+        for reader in brokers:
+            await reader.stop()
+        await redis.aclose()
+
+
+async def test_the_hub_serves_plain_uvicorn_websockets_through_asgi(
+    database_url: str, redis_url: str, tmp_path: Any, broker: str
+) -> None:
+    """Under another server than ``livecart serve`` (uvicorn's own websockets protocol, no raw sockets) the
+    hub falls back to one ASGI send per frame: the same snapshot, events, chat and close codes."""
+    settings = make_settings(database_url, redis_url, tmp_path, realtime_broker=broker)
+    server = LiveServer(settings)
+    server.server = uvicorn.Server(  # the harness's server, with uvicorn's protocol instead of the hub's
+        uvicorn.Config(server.app, log_config=None, access_log=False, lifespan="on", ws="websockets-sansio")
+    )
+    async with server, httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        sale = await new_sale(client, stock=5, per_user_limit=2)
+        ann, bob = await join(client, sale, "Ann"), await join(client, sale, "Bob")
+        async with (
+            websockets.connect(ws_url(server, sale.room_id, ann.token), origin=ORIGIN) as ws_ann,  # type: ignore[arg-type]
+            websockets.connect(ws_url(server, sale.room_id, bob.token), origin=ORIGIN) as ws_bob,  # type: ignore[arg-type]
+        ):
+            snapshot = await next_frame(ws_ann)
+            assert snapshot["type"] == "snapshot" and [c["stock_left"] for c in snapshot["cards"]] == [5]
+            assert (await next_frame(ws_bob))["type"] == "snapshot"
+            peers = server.state.realtime._peers.values()
+            assert len(peers) == 2 and all(isinstance(p, AsgiPeer) for p in peers)
+            order = await ok(await buy(client, sale.card_id, ann, quantity=2), 201)
+            assert (await next_frame(ws_ann, "order"))["order"]["id"] == order["id"]
+            stock = await next_frame(ws_bob, "stock")
+            while stock["stock_left"] != 3:
+                stock = await next_frame(ws_bob, "stock")
+            assert stock["seq"] > snapshot["seq"]
+            for n in range(3):  # in the order sent
+                await ws_ann.send(json.dumps({"type": "chat", "text": f"hello {n}"}))
+            for n in range(3):
+                chat = await next_frame(ws_bob, "chat")
+                assert (chat["from"], chat["text"]) == ("Ann", f"hello {n}")
+            for _ in range(6):  # the burst is 5: the sixth is refused with an error frame
+                await ws_bob.send('{"type": "chat", "text": "spam"}')
+            assert (await next_frame(ws_bob, "error"))["error"] == "rate_limited"
+            await ws_bob.send("not json")
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await next_frame(ws_bob, "never")
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 4400
+            await ws_ann.send('{"type": "chat", "text": "still here"}')
+            while (await next_frame(ws_ann, "chat"))["text"] != "still here":  # after her own and Bob's
+                pass
+        async with websockets.connect(ws_url(server, sale.room_id, "v.nope"), origin=ORIGIN) as ws:  # type: ignore[arg-type]
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        async with asyncio.timeout(5):
+            while server.state.realtime.hub.count():
+                await asyncio.sleep(0.05)
+        assert not server.state.realtime.broker._watched
