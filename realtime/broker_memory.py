@@ -116,6 +116,11 @@ class RoomLog:
         room.personal_id += 1
         room.personal.append((room.personal_id, viewer_id, frame.encode()))
 
+    def personal_frames(self, room_id: str) -> list[tuple[str, bytes]]:
+        """The room's personal frames still kept, oldest first: (viewer id, frame JSON)."""
+        room = self._rooms.get(room_id)
+        return [(to, frame) for _, to, frame in room.personal] if room is not None else []
+
     def position(self, room_id: str) -> tuple[int, str]:
         """``Broker.position``."""
         room = self._room(room_id)
