@@ -211,4 +211,5 @@ class RedisBroker:
                     else:
                         personal = eid
                         self._handler(room_id, 0, fields[b"f"], text_of(fields[b"to"]))
-                self._watched[room_id] = (seq, personal)
+                if room_id in self._watched:  # a handler may have unwatched it (its last viewer left)
+                    self._watched[room_id] = (seq, personal)

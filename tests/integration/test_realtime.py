@@ -500,6 +500,37 @@ async def test_a_reader_that_fell_behind_the_history_is_told_of_the_gap(redis_ur
         await redis.aclose()
 
 
+async def test_a_room_unwatched_while_its_events_are_handed_out_stays_unwatched(
+    redis_url: str, broker: str
+) -> None:
+    """The handler may unwatch the room it is handed (its last viewer was closed as too slow): the reader
+    must not put the room back and read it for good with nobody to tell."""
+    redis = Redis.from_url(redis_url)
+    reader = bare_broker(broker, redis, history=100)
+    seen: list[int] = []
+
+    def handle(room: str, seq: int, frame: bytes, to: str | None) -> None:
+        seen.append(seq)
+        reader.unwatch(room)
+
+    try:
+        await reader.watch("rm_left", 0)
+        reader.start(handle)
+        for i in range(3):
+            await reader.publish("rm_left", "chat", {"text": str(i)}, now_ms=0)
+        async with asyncio.timeout(5):
+            while not seen:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.5)  # a reader that put the room back would read the later events too
+        await reader.publish("rm_left", "chat", {"text": "later"}, now_ms=0)
+        await asyncio.sleep(0.5)
+        assert seen and max(seen) <= 3
+        assert 4 not in seen
+    finally:
+        await reader.stop()
+        await redis.aclose()
+
+
 async def test_both_brokers_frame_gate_and_replay_events_alike(redis_url: str) -> None:
     """The memory broker keeps the Redis broker's contract to the byte: the same publishes give the same
     outcomes, the same frames and the same gate values."""
