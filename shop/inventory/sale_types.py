@@ -17,6 +17,9 @@ A new sale type (a group buy, a coupon-gated sale) is a class with these five me
   outcomes);
 - ``refusal(result)``: the ``ShopError`` an outcome other than ``ok``, ``duplicate`` or ``busy`` raises
   (``shared_refusal`` for the shared ones); a new error class gets its HTTP status in ``livecart/edge.py``.
+
+Not behind this seam yet: a late payment takes its units again through ``rereserve.lua``, which applies a
+flash sale's rules (the buyer's limit, the stock); a type whose late payments differ adds that here too.
 """
 
 from __future__ import annotations

@@ -37,15 +37,16 @@ def card_keys(card_id: str) -> tuple[str, ...]:
     return tuple(f"{tag}:{suffix}" for suffix in SUFFIXES)
 
 
-#: Script outcomes after which a card's stock_left may differ.
-_CHANGES_STOCK: dict[str, set[str] | None] = {  # None: any outcome
-    **{sale.script: {"ok"} for sale in SALE_TYPES.values()},
-    "release": {"released"},
-    "rereserve": {"paid"},
-    "refund": {"refunded"},
-    "add_stock": {"ok"},
+#: Script outcomes after which a card's stock_left may differ (a reserve script's ``ok`` took units).
+_CHANGES_STOCK: dict[str, frozenset[str] | None] = {  # None: any outcome
+    **{sale.script: frozenset({"ok"}) for sale in SALE_TYPES.values()},
+    "release": frozenset({"released"}),
+    "rereserve": frozenset({"paid"}),
+    "refund": frozenset({"refunded"}),
+    "add_stock": frozenset({"ok"}),
     "load": None,
 }
+_NEVER: frozenset[str] = frozenset()
 
 
 def script_source(name: str) -> str:
@@ -104,8 +105,9 @@ class Inventory:
     async def _run(
         self, name: str, card_id: str, *args: str | int, keys: tuple[str, ...] | None = None
     ) -> list[str]:
-        result = [_text(v) for v in await self._scripts[name](keys=keys or card_keys(card_id), args=args)]
-        outcomes = _CHANGES_STOCK.get(name, set())
+        raw = await self._scripts[name](keys=keys or card_keys(card_id), args=args)
+        result = [v.decode() if isinstance(v, bytes) else str(v) for v in raw]  # _text, inline: the buy path
+        outcomes = _CHANGES_STOCK.get(name, _NEVER)
         if outcomes is None or result[0] in outcomes:
             self.events.stock_changed(card_id)
         return result
