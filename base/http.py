@@ -9,6 +9,7 @@ from typing import TypeVar, cast
 from pydantic import BaseModel, ValidationError
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.requests import HTTPConnection, Request
+from starlette.routing import Match, Route
 
 from base.errors import BodyTooLarge, InvalidRequest, MalformedRequest
 from base.fields import RequestBody
@@ -32,6 +33,18 @@ class IdConvertor(Convertor[str]):
 
 
 register_url_convertor("id", IdConvertor())  # before any module builds its routes (they import this one)
+
+
+def allowed_methods(request: Request, allow: str = "") -> str:
+    """The ``Allow`` of a 405: ``allow`` and every method some route of the app takes at this path (the
+    router's 405 names only the methods of the first route that matched, and a path often has one route
+    per method)."""
+    methods = {m.strip() for m in allow.split(",") if m.strip()}
+    router = getattr(request.scope.get("app"), "router", None)
+    for route in getattr(router, "routes", ()):
+        if isinstance(route, Route) and route.methods and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods
+    return ", ".join(sorted(methods))
 
 
 def settings(conn: HTTPConnection) -> Settings:

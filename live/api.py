@@ -38,7 +38,11 @@ from live.views import public_room, room_json
 
 
 @doc(
-    body=HostIn, responses={201: HostOut}, auth=False, summary="Sign up as a host (while open sign-up is on)"
+    body=HostIn,
+    responses={201: HostOut},
+    auth=False,
+    errors=[SignupClosed],
+    summary="Sign up as a host (while open sign-up is on)",
 )
 async def create_host(request: Request) -> JSONResponse:
     st = services(request)
@@ -75,7 +79,12 @@ async def create_room(request: Request) -> JSONResponse:
     return JSONResponse(room_json(room, base_url=st.settings.base_url, for_host=True), status_code=201)
 
 
-@doc(query=RoomsQuery, responses={200: [RoomOut]}, summary="List your rooms, newest first, a page at a time")
+@doc(
+    query=RoomsQuery,
+    responses={200: [RoomOut]},
+    errors=[InvalidPage],
+    summary="List your rooms, newest first, a page at a time",
+)
 async def list_rooms(request: Request) -> JSONResponse:
     """The host's own rooms as ``GET /api/rooms/{room}`` shows them to the host (invite link included).
     A full page may have more after it: ask again with ``before`` set to its last room's id."""
@@ -110,7 +119,7 @@ async def visible_room(request: Request, who: Identity) -> Room:
     return room
 
 
-@doc(responses={200: RoomOut}, summary="Get a room (its host, or a viewer of it)")
+@doc(responses={200: RoomOut}, errors=[UnknownRoom], summary="Get a room (its host, or a viewer of it)")
 async def get_room(request: Request) -> JSONResponse:
     st = services(request)
     who = identify(request, st.signer)
@@ -143,12 +152,12 @@ async def _lifecycle(request: Request, action: RoomAction) -> JSONResponse:
     return JSONResponse(room_json(room, base_url=st.settings.base_url, for_host=True))
 
 
-@doc(responses={200: RoomOut}, summary="Go live")
+@doc(responses={200: RoomOut}, errors=[UnknownRoom, (RoomStateConflict, "room_ended")], summary="Go live")
 async def go_live(request: Request) -> JSONResponse:
     return await _lifecycle(request, RoomAction.GO_LIVE)
 
 
-@doc(responses={200: RoomOut}, summary="End the show (closes its open cards)")
+@doc(responses={200: RoomOut}, errors=[UnknownRoom], summary="End the show (closes its open cards)")
 async def end_room(request: Request) -> JSONResponse:
     return await _lifecycle(request, RoomAction.END)
 
@@ -161,7 +170,12 @@ async def _own_room(session: Any, host: HostIdentity, room_id: str) -> Room:
     return room  # type: ignore[no-any-return]
 
 
-@doc(body=InviteIn, responses={201: InviteOut}, summary="Create a per-invitee invite (max uses, expiry)")
+@doc(
+    body=InviteIn,
+    responses={201: InviteOut},
+    errors=[UnknownRoom, RoomStateConflict],
+    summary="Create a per-invitee invite (max uses, expiry)",
+)
 async def create_invite(request: Request) -> JSONResponse:
     st = services(request)
     host = require_host(request, st.signer)
@@ -187,7 +201,7 @@ async def create_invite(request: Request) -> JSONResponse:
     )
 
 
-@doc(responses={200: [InviteOut]}, summary="List the room's per-invitee invites")
+@doc(responses={200: [InviteOut]}, errors=[UnknownRoom], summary="List the room's per-invitee invites")
 async def list_invites(request: Request) -> JSONResponse:
     st = services(request)
     host = require_host(request, st.signer)
@@ -199,7 +213,11 @@ async def list_invites(request: Request) -> JSONResponse:
     )
 
 
-@doc(responses={200: InviteOut}, summary="Revoke a per-invitee invite (whoever joined with it stays)")
+@doc(
+    responses={200: InviteOut},
+    errors=[UnknownRoom],
+    summary="Revoke a per-invitee invite (whoever joined with it stays)",
+)
 async def revoke_invite(request: Request) -> JSONResponse:
     st = services(request)
     host = require_host(request, st.signer)
@@ -214,7 +232,8 @@ async def revoke_invite(request: Request) -> JSONResponse:
 @doc(
     body=JoinIn,
     responses={201: JoinOut},
-    auth=False,
+    auth="optional",  # a returning viewer's own token keeps their identity; any other is ignored
+    errors=[InvalidInvite, UnknownRoom],
     summary="Join a room with its invite token, a per-invitee invite or a promoter's share code",
 )
 async def join_room(request: Request) -> JSONResponse:

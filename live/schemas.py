@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field
 
-from base.fields import DisplayName, HostName, Label, RequestBody, Title, Token
+from base.fields import DisplayName, HostName, Instant, Label, QueryInt, RequestBody, Title, Token
 from base.settings import IceServer
 
 
@@ -17,8 +17,8 @@ class HostIn(RequestBody):
 
 class RoomIn(RequestBody):
     title: Title
-    #: ISO 8601 with a UTC offset; parsed from its JSON string even though bodies are validated strictly.
-    scheduled_at: Annotated[AwareDatetime, Strict(False)] | None = None
+    #: RFC 3339 with a UTC offset (``base.fields.Instant``), kept as its instant in UTC.
+    scheduled_at: Instant | None = None
 
 
 class JoinIn(RequestBody):
@@ -53,7 +53,7 @@ class RoomsQuery(BaseModel):
     status: Literal["scheduled", "live", "ended"] | None = Field(
         default=None, description="Only the rooms in this status"
     )
-    limit: int = Field(
+    limit: QueryInt = Field(
         default=ROOMS_PAGE_DEFAULT, ge=1, le=ROOMS_PAGE_MAX, description="Rooms in this page (at most 200)"
     )
     before: str | None = Field(

@@ -23,10 +23,21 @@ from starlette.routing import Route
 
 from base.errors import WrongMediaType
 from base.http import read_body
-from base.openapi import doc
+from base.openapi import ErrorSpec, Header, Reply, doc
 from identity.guards import identify, require_host
 from live.api import visible_room
-from live.errors import NoThumbnail, NotLive, RoomStateConflict, UnknownRoom, UnknownVideoSession
+from live.errors import (
+    ForgedForward,
+    InvalidSdp,
+    NoThumbnail,
+    NotLive,
+    NotYourVideo,
+    RoomStateConflict,
+    UnknownRoom,
+    UnknownVideoSession,
+    VideoUnavailable,
+    ViewerCap,
+)
 from live.models import Room
 from live.rooms import RoomStatus
 from live.schemas import VideoOut
@@ -45,9 +56,22 @@ from live.video_rules import (
     route_whip,
 )
 
-SDP_ERRORS = (400, 409, 413, 415, 503)
-#: 503: shutting down, or (several workers) the worker holding the room's video did not answer in time.
-SIBLING_ERRORS = (503,)
+#: What a request that may be forwarded to the sibling worker holding the room's video answers: a forged
+#: claim to be forwarded (403), that worker not answering in time (503).
+SIBLING_ERRORS: tuple[ErrorSpec, ...] = (ForgedForward, (VideoUnavailable, "video_worker_unavailable"))
+#: What an SDP offer answers besides: the room, its state, the offer's media type and text, shutting down.
+SDP_ERRORS: tuple[ErrorSpec, ...] = (
+    UnknownRoom,
+    (RoomStateConflict, "room_ended"),
+    WrongMediaType,
+    InvalidSdp,
+    VideoUnavailable,
+    *SIBLING_ERRORS,
+)
+_SESSION = {"Location": Header("The session's URL: DELETE it to stop")}
+_ICE = {"Link": Header("The ICE (STUN/TURN) servers, as RFC 9725 links (when configured)", required=False)}
+_EXTERNAL = {"Location": Header("The external video engine's endpoint for this room")}
+_PRIVATE_CACHE = {"Cache-Control": Header("private: for this caller only")}
 
 
 def _check_open(room: Room) -> None:
@@ -108,8 +132,8 @@ def _created(request: Request, kind: Kind, negotiated: Negotiated) -> Response:
     summary="WHIP: publish the room's video (the host token is the stream key)",
     raw_body="application/sdp",
     responses={
-        201: "The SDP answer (application/sdp); Location names the session, DELETE it to stop",
-        307: "Publish to the external video engine named by Location instead",
+        201: Reply("The SDP answer", {"application/sdp": None}, {**_SESSION, **_ICE}),
+        307: Reply("Publish to the external video engine named by Location instead", headers=_EXTERNAL),
     },
     errors=SDP_ERRORS,
 )
@@ -145,7 +169,7 @@ async def whip(request: Request) -> Response:
 @doc(
     summary="WHIP: stop publishing (ends every viewer's WHEP session)",
     responses={204: "Stopped"},
-    errors=SIBLING_ERRORS,
+    errors=[UnknownVideoSession, NotYourVideo, *SIBLING_ERRORS],
 )
 async def stop_whip(request: Request) -> Response:
     st = services(request)
@@ -161,10 +185,13 @@ async def stop_whip(request: Request) -> Response:
     summary="WHEP: watch the room's video (a viewer of the room, or its host)",
     raw_body="application/sdp",
     responses={
-        201: "The SDP answer (application/sdp); Location names the session, DELETE it to stop",
-        307: "Watch on the external video engine named by Location instead (past the cap, or by setting)",
+        201: Reply("The SDP answer", {"application/sdp": None}, {**_SESSION, **_ICE}),
+        307: Reply(
+            "Watch on the external video engine named by Location instead (past the cap, or by setting)",
+            headers=_EXTERNAL,
+        ),
     },
-    errors=SDP_ERRORS,
+    errors=[*SDP_ERRORS, NotLive, ViewerCap],
 )
 async def whep(request: Request) -> Response:
     st = services(request)
@@ -191,7 +218,11 @@ async def whep(request: Request) -> Response:
     return _created(request, "whep", await st.video.play(room.id, viewer=who, offer=offer))
 
 
-@doc(summary="WHEP: stop watching", responses={204: "Stopped"}, errors=SIBLING_ERRORS)
+@doc(
+    summary="WHEP: stop watching",
+    responses={204: "Stopped"},
+    errors=[UnknownVideoSession, NotYourVideo, *SIBLING_ERRORS],
+)
 async def stop_whep(request: Request) -> Response:
     st = services(request)
     who = identify(request, st.signer)
@@ -204,8 +235,8 @@ async def stop_whep(request: Request) -> Response:
 
 @doc(
     summary="A recent frame of the room's live video, as a small JPEG",
-    responses={200: "image/jpeg, at most 320 pixels wide"},
-    errors=SIBLING_ERRORS,
+    responses={200: Reply("A JPEG, at most 320 pixels wide", {"image/jpeg": None}, _PRIVATE_CACHE)},
+    errors=[UnknownRoom, NoThumbnail, *SIBLING_ERRORS],
 )
 async def thumbnail(request: Request) -> Response:
     st = services(request)
@@ -221,7 +252,8 @@ async def thumbnail(request: Request) -> Response:
 
 @doc(
     summary="How a browser connects to the room's video: the ICE (STUN/TURN) servers for its peer",
-    responses={200: VideoOut},
+    responses={200: Reply("The ICE servers", {"application/json": VideoOut}, _PRIVATE_CACHE)},
+    errors=[UnknownRoom],
 )
 async def video_config(request: Request) -> Response:
     """The host or a viewer of the room only, and never cached: TURN credentials may be in it. The pages

@@ -28,13 +28,14 @@ from base.logs import RequestIdMiddleware
 from base.metrics import Metrics
 from base.redis_client import redis_client
 from base.settings import Settings
+from identity.errors import InvalidToken, NotPermitted
 from identity.tokens import TokenSigner
 from live.services import LiveServices
 from live.video import Video
 from live.video_rules import forward_token
 from live.video_siblings import Siblings
 from livecart import __version__, schema
-from livecart.edge import exception_handlers
+from livecart.edge import exception_handlers, status_of
 from livecart.state import AppState, state
 from realtime.broker import Broker
 from realtime.broker_memory import MemoryBroker
@@ -285,5 +286,12 @@ def create_app(
         exception_handlers=exception_handlers,
         lifespan=lifespan,
     )
-    app.state.openapi = openapi.build(routes, title="LiveCart API", version=__version__)
+    app.state.openapi = openapi.build(
+        routes,
+        title="LiveCart API",
+        version=__version__,
+        status_of=status_of,
+        auth_errors=[InvalidToken, (InvalidToken, "token_expired"), NotPermitted],
+        settings=settings,
+    )
     return app

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from base import errors as base
+from base.http import allowed_methods
 from identity import errors as identity
 from live import errors as live
 from shop import errors as shop
@@ -100,6 +101,8 @@ async def _on_http_exception(request: Request, exc: Exception) -> Response:
     )
     if exc.headers:  # e.g. the Allow of a 405
         response.headers.update(exc.headers)
+    if exc.status_code == 405:  # every method of the path, not only those of the route that refused
+        response.headers["Allow"] = allowed_methods(request, response.headers.get("Allow", ""))
     return response
 
 

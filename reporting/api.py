@@ -42,7 +42,7 @@ def services(conn: HTTPConnection) -> ReportingServices:
     return cast(ReportingServices, conn.state.reporting)
 
 
-@doc(responses={200: RoomStats}, summary="Live statistics of a room, derived from SQL")
+@doc(responses={200: RoomStats}, errors=[UnknownRoom], summary="Live statistics of a room, derived from SQL")
 async def get_room_stats(request: Request) -> JSONResponse:
     st = services(request)
     host = require_host(request, st.signer)

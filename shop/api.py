@@ -9,21 +9,40 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from base.http import read_body, read_json
-from base.openapi import doc
+from base.http import read_body, read_json, read_query
+from base.openapi import Header, Reply, doc
 from identity.guards import identify, require_host, require_room_owner, require_viewer
 from identity.tokens import HostIdentity
 from live.errors import UnknownRoom
 from live.models import Room
-from shop.errors import InvalidIdempotencyKey, MissingIdempotencyKey, UnknownResource
+from shop.errors import (
+    CardStateConflict,
+    IdempotencyMismatch,
+    InvalidIdempotencyKey,
+    InvalidQuantity,
+    InvalidSignature,
+    InvalidWebhook,
+    InventoryUnavailable,
+    LimitExceeded,
+    MissingIdempotencyKey,
+    OrderStateConflict,
+    SaleNotOpen,
+    SoldOut,
+    UnknownResource,
+    WrongRoom,
+)
 from shop.orders.repo import room_orders
+from shop.payments.service import WebhookEvent
 from shop.payments.signing import HEADER as SIGNATURE_HEADER
 from shop.schemas import (
+    IDEMPOTENCY_KEY_SCHEMA,
+    SIGNATURE_SCHEMA,
     CardIn,
     CardOpenIn,
     CardOut,
     CardPatchIn,
     DevCompleteIn,
+    DevCompleteOut,
     OrderIn,
     OrderOut,
     PaymentOut,
@@ -31,7 +50,9 @@ from shop.schemas import (
     ProductIn,
     ProductOut,
     RefundIn,
+    RoomOrdersQuery,
     ShipIn,
+    WebhookOut,
 )
 from shop.services import services
 from shop.views import order_json
@@ -53,7 +74,12 @@ async def list_products(request: Request) -> JSONResponse:
     return JSONResponse(await st.catalog.list_products(require_host(request, st.signer)))
 
 
-@doc(body=CardIn, responses={201: CardOut}, errors=[409], summary="Pin a product card in a room")
+@doc(
+    body=CardIn,
+    responses={201: CardOut},
+    errors=[UnknownRoom, (CardStateConflict, "room_ended"), (UnknownResource, "unknown_product")],
+    summary="Pin a product card in a room",
+)
 async def create_card(request: Request) -> JSONResponse:
     st = services(request)
     host = require_host(request, st.signer)
@@ -63,7 +89,13 @@ async def create_card(request: Request) -> JSONResponse:
     )
 
 
-@doc(body=CardOpenIn, responses={200: CardOut}, errors=[409], summary="Open the flash sale of a card")
+@doc(
+    body=CardOpenIn,
+    body_required=False,
+    responses={200: CardOut},
+    errors=[UnknownResource, (CardStateConflict, "room_ended")],
+    summary="Open the flash sale of a card",
+)
 async def open_card(request: Request) -> JSONResponse:
     st = services(request)
     host = require_host(request, st.signer)
@@ -71,14 +103,19 @@ async def open_card(request: Request) -> JSONResponse:
     return JSONResponse(await st.catalog.open_card(host, request.path_params["card"], body))
 
 
-@doc(responses={200: CardOut}, summary="Close the sale of a card")
+@doc(responses={200: CardOut}, errors=[UnknownResource], summary="Close the sale of a card")
 async def close_card(request: Request) -> JSONResponse:
     st = services(request)
     host = require_host(request, st.signer)
     return JSONResponse(await st.catalog.close_card(host, request.path_params["card"]))
 
 
-@doc(body=CardPatchIn, responses={200: CardOut}, summary="Cut the price (new reservations) or add stock")
+@doc(
+    body=CardPatchIn,
+    responses={200: CardOut},
+    errors=[UnknownResource],
+    summary="Cut the price (new reservations) or add stock",
+)
 async def patch_card(request: Request) -> JSONResponse:
     st = services(request)
     host = require_host(request, st.signer)
@@ -86,7 +123,7 @@ async def patch_card(request: Request) -> JSONResponse:
     return JSONResponse(await st.catalog.patch_card(host, request.path_params["card"], body))
 
 
-@doc(responses={200: CardOut}, summary="Get a card with its live stock")
+@doc(responses={200: CardOut}, errors=[UnknownResource], summary="Get a card with its live stock")
 async def get_card(request: Request) -> JSONResponse:
     st = services(request)
     return JSONResponse(await st.catalog.view(identify(request, st.signer), request.path_params["card"]))
@@ -107,9 +144,24 @@ def _idempotency_key(request: Request) -> str:
     body=OrderIn,
     responses={201: OrderOut, 200: OrderOut},
     headers={
-        IDEMPOTENCY_HEADER: "A fresh value per purchase attempt; a retry with it returns the same order"
+        IDEMPOTENCY_HEADER: Header(
+            "A fresh value per purchase attempt; a retry with it returns the same order",
+            IDEMPOTENCY_KEY_SCHEMA,
+        )
     },
-    errors=[409, 503],
+    maximum={"quantity": "max_order_quantity"},
+    errors=[
+        MissingIdempotencyKey,
+        InvalidIdempotencyKey,
+        InvalidQuantity,
+        IdempotencyMismatch,
+        UnknownResource,
+        WrongRoom,
+        SaleNotOpen,
+        LimitExceeded,
+        SoldOut,
+        InventoryUnavailable,
+    ],
     summary="Buy: reserve units of a card (pay within the reservation window)",
 )
 async def place_order(request: Request) -> JSONResponse:
@@ -123,27 +175,45 @@ async def place_order(request: Request) -> JSONResponse:
     return JSONResponse(order, status_code=201 if created else 200)
 
 
-@doc(responses={200: OrderOut}, summary="Get an order (its buyer, or the host)")
+@doc(responses={200: OrderOut}, errors=[UnknownResource], summary="Get an order (its buyer, or the host)")
 async def get_order(request: Request) -> JSONResponse:
     st = services(request)
     return JSONResponse(await st.orders.get(identify(request, st.signer), request.path_params["order"]))
 
 
-@doc(responses={200: PayOut}, errors=[409], summary="Start paying a reserved order")
+@doc(
+    responses={200: PayOut},
+    errors=[
+        UnknownResource,
+        (OrderStateConflict, "order_not_payable"),
+        (OrderStateConflict, "order_expired"),
+    ],
+    summary="Start paying a reserved order",
+)
 async def pay_order(request: Request) -> JSONResponse:
     st = services(request)
     viewer = require_viewer(request, st.signer)
     return JSONResponse(await st.payments.start_checkout(viewer, request.path_params["order"]))
 
 
-@doc(responses={200: OrderOut}, errors=[409], summary="Cancel a reserved order (stock is released)")
+@doc(
+    responses={200: OrderOut},
+    errors=[UnknownResource, OrderStateConflict],
+    summary="Cancel a reserved order (stock is released)",
+)
 async def cancel_order(request: Request) -> JSONResponse:
     st = services(request)
     viewer = require_viewer(request, st.signer)
     return JSONResponse(await st.orders.cancel(viewer, request.path_params["order"]))
 
 
-@doc(body=RefundIn, responses={200: OrderOut}, errors=[409], summary="Refund a paid order")
+@doc(
+    body=RefundIn,
+    body_required=False,
+    responses={200: OrderOut},
+    errors=[UnknownResource, OrderStateConflict],
+    summary="Refund a paid order",
+)
 async def refund_order(request: Request) -> JSONResponse:
     st = services(request)
     host = require_host(request, st.signer)
@@ -151,7 +221,12 @@ async def refund_order(request: Request) -> JSONResponse:
     return JSONResponse(await st.orders.refund(host, request.path_params["order"], restock=body.restock))
 
 
-@doc(body=ShipIn, responses={200: OrderOut}, errors=[409], summary="Mark a paid order shipped")
+@doc(
+    body=ShipIn,
+    responses={200: OrderOut},
+    errors=[UnknownResource, OrderStateConflict],
+    summary="Mark a paid order shipped",
+)
 async def ship_order(request: Request) -> JSONResponse:
     st = services(request)
     host = require_host(request, st.signer)
@@ -164,7 +239,12 @@ def _require_dev_payments(request: Request) -> None:
         raise UnknownResource("The dev payment provider is disabled on this server.")
 
 
-@doc(responses={200: PaymentOut}, auth=False, summary="Dev provider: the checkout (payment status)")
+@doc(
+    responses={200: PaymentOut},
+    auth=False,
+    errors=[UnknownResource],
+    summary="Dev provider: the checkout (payment status)",
+)
 async def dev_checkout(request: Request) -> JSONResponse:
     _require_dev_payments(request)
     return JSONResponse(await services(request).payments.get_payment(request.path_params["payment"]))
@@ -172,9 +252,9 @@ async def dev_checkout(request: Request) -> JSONResponse:
 
 @doc(
     body=DevCompleteIn,
-    responses={200: "The payment, the event sent and the order after it"},
+    responses={200: DevCompleteOut},
     auth=False,
-    errors=[409],
+    errors=[UnknownResource, (OrderStateConflict, "payment_not_pending")],
     summary="Dev provider: simulate the customer paying (or failing)",
 )
 async def dev_complete(request: Request) -> JSONResponse:
@@ -186,10 +266,17 @@ async def dev_complete(request: Request) -> JSONResponse:
 
 
 @doc(
-    responses={200: "Event accepted (or recognised as a redelivery)"},
+    body=WebhookEvent,
+    raw_body="application/json",
+    responses={200: WebhookOut},
     auth=False,
-    errors=[400],
-    headers={SIGNATURE_HEADER: "t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.<body>'>"},
+    errors=[InvalidSignature, InvalidWebhook],
+    headers={
+        SIGNATURE_HEADER: Header(
+            "t=<unix seconds>,v1=<hex HMAC-SHA256 of '<t>.<body>'>, within the tolerance of now",
+            SIGNATURE_SCHEMA,
+        )
+    },
     summary="Payment provider webhook (signed)",
 )
 async def payment_webhook(request: Request) -> JSONResponse:
@@ -227,14 +314,25 @@ CSV_COLUMNS = [
 ]
 
 
-@doc(responses={200: [OrderOut]}, summary="Orders of a room (?format=csv for a CSV export)")
+@doc(
+    query=RoomOrdersQuery,
+    responses={
+        200: Reply(
+            "The room's orders (JSON, or CSV with ?format=csv)",
+            {"application/json": [OrderOut], "text/csv": None},
+            {"Content-Disposition": Header("The CSV's file name (CSV only)", required=False)},
+        )
+    },
+    errors=[UnknownRoom],
+    summary="Orders of a room (?format=csv for a CSV export)",
+)
 async def list_room_orders(request: Request) -> Response:
     st = services(request)
     _, room = await _own_room(request)
     async with st.sessions() as session:
         rows = await room_orders(session, room.id)
     orders = [(order_json(o, currency=st.settings.currency), p.name) for o, p in rows]
-    if request.query_params.get("format") == "csv":
+    if read_query(request, RoomOrdersQuery).format == "csv":
         out = io.StringIO()
         writer = csv.writer(out)
         writer.writerow(CSV_COLUMNS)

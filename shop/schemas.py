@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from base.fields import Description, Identifier, RequestBody, Title, TrackingNumber, Url
 
@@ -31,13 +31,52 @@ class CardOpenIn(RequestBody):
     duration_seconds: int | None = Field(default=None, ge=1, le=7 * 86_400)
 
 
+def _one_of_them_given(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The JSON Schema of :meth:`CardPatchIn.something_to_change`: one of the fields, given and not null."""
+    branches = []
+    for name in model.CHANGES:  # type: ignore[attr-defined]
+        (given,) = [s for s in schema["properties"][name]["anyOf"] if s != {"type": "null"}]
+        branches.append({"required": [name], "properties": {name: given}})
+    schema["anyOf"] = branches
+
+
 class CardPatchIn(RequestBody):
+    """What to change: ``price``, ``add_stock`` or both (at least one of them, not null)."""
+
+    model_config = ConfigDict(json_schema_extra=_one_of_them_given)
+    CHANGES: ClassVar[tuple[str, ...]] = ("price", "add_stock")
+
     price: int | None = Field(default=None, ge=0, le=MAX_PRICE)
     add_stock: int | None = Field(default=None, ge=1, le=MAX_STOCK)
 
+    @model_validator(mode="after")
+    def something_to_change(self) -> CardPatchIn:
+        if all(getattr(self, name) is None for name in self.CHANGES):
+            raise ValueError("Give price and/or add_stock.")
+        return self
+
 
 class OrderIn(RequestBody):
+    #: At most ``Settings.max_order_quantity`` (the order service checks it; the schema says it).
     quantity: int = Field(ge=1)
+
+
+#: ``Idempotency-Key`` as the buy takes it (``shop.api``): 1-255 printable ASCII characters, not all spaces.
+IDEMPOTENCY_KEY_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "maxLength": 255,
+    "pattern": "^[ -~]*[!-~][ -~]*$",
+}
+#: ``LiveCart-Signature`` as the provider writes it (``shop.payments.signing.sign``).
+SIGNATURE_SCHEMA: dict[str, Any] = {"type": "string", "pattern": "^t=[0-9]+,v1=[0-9a-f]{64}$"}
+
+
+class RoomOrdersQuery(BaseModel):
+    """The query string of ``GET /api/rooms/{room}/orders``."""
+
+    format: str | None = Field(
+        default=None, description="csv: the orders as a CSV file (text/csv); anything else: JSON"
+    )
 
 
 class RefundIn(RequestBody):
@@ -107,8 +146,31 @@ class PayOut(BaseModel):
 
 
 class PaymentOut(BaseModel):
+    """A payment of the dev provider"""
+
     id: str
     order_id: str
     provider: str
     status: Literal["pending", "succeeded", "failed", "refunded"]
     amount: int
+
+
+class WebhookOut(BaseModel):
+    """Event accepted (or recognised as a redelivery), and what it did"""
+
+    received: bool
+    outcome: str
+
+
+class DevEventOut(BaseModel):
+    id: str
+    type: str
+    outcome: str
+
+
+class DevCompleteOut(BaseModel):
+    """The payment, the event the dev provider sent, and the order after it"""
+
+    payment: PaymentOut
+    event: DevEventOut
+    order: OrderOut
