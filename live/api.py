@@ -16,7 +16,7 @@ from base.http import read_json, read_query
 from base.ids import new_id, random_code
 from base.openapi import doc
 from identity.errors import InvalidInvite, InvalidToken
-from identity.guards import bearer, identify, require_host, require_in_room, require_room_owner
+from identity.guards import bearer, identify, require_host, require_in_room
 from identity.tokens import HostIdentity, Identity, ViewerIdentity, is_invite_token
 from live import host_rooms, invites
 from live.errors import InvalidPage, RoomStateConflict, SignupClosed, UnknownRoom
@@ -134,10 +134,7 @@ async def _lifecycle(request: Request, action: RoomAction) -> JSONResponse:
     host = require_host(request, st.signer)
     now = st.clock.now_ms()
     async with st.sessions() as session, session.begin():
-        room = await session.get(Room, request.path_params["room"], with_for_update=True)
-        if room is None:
-            raise UnknownRoom("No such room.")
-        require_room_owner(host, room.host_id)
+        room = await host_rooms.owned_room(session, host, request.path_params["room"], for_update=True)
         new_status = transition(room.status, action)
         if new_status != room.status:
             room.status = new_status.value
@@ -162,14 +159,6 @@ async def end_room(request: Request) -> JSONResponse:
     return await _lifecycle(request, RoomAction.END)
 
 
-async def _own_room(session: Any, host: HostIdentity, room_id: str) -> Room:
-    room = await session.get(Room, room_id)
-    if room is None:
-        raise UnknownRoom("No such room.")
-    require_room_owner(host, room.host_id)
-    return room  # type: ignore[no-any-return]
-
-
 @doc(
     body=InviteIn,
     responses={201: InviteOut},
@@ -182,7 +171,7 @@ async def create_invite(request: Request) -> JSONResponse:
     body = await read_json(request, InviteIn)
     now = st.clock.now_ms()
     async with st.sessions() as session, session.begin():
-        room = await _own_room(session, host, request.path_params["room"])
+        room = await host_rooms.owned_room(session, host, request.path_params["room"])
         if room.status == "ended":
             raise RoomStateConflict("This show has ended; nobody can join it any more.")
         invite = Invite(
@@ -206,7 +195,7 @@ async def list_invites(request: Request) -> JSONResponse:
     st = services(request)
     host = require_host(request, st.signer)
     async with st.sessions() as session:
-        room = await _own_room(session, host, request.path_params["room"])
+        room = await host_rooms.owned_room(session, host, request.path_params["room"])
         rows = await invites.for_room(session, room.id)
     return JSONResponse(
         [invites.invite_json(i, signer=st.signer, base_url=st.settings.base_url) for i in rows]
@@ -222,7 +211,7 @@ async def revoke_invite(request: Request) -> JSONResponse:
     st = services(request)
     host = require_host(request, st.signer)
     async with st.sessions() as session, session.begin():
-        room = await _own_room(session, host, request.path_params["room"])
+        room = await host_rooms.owned_room(session, host, request.path_params["room"])
         invite = await invites.revoke(session, room.id, request.path_params["invite"])
         if invite is None:
             raise UnknownRoom("This room has no such invite.")

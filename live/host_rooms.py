@@ -1,4 +1,5 @@
-"""A host's own rooms, newest first, a page at a time (``GET /api/rooms``). Takes a session, never commits.
+"""A host's own rooms: one of them by id (``owned_room``, the check every host endpoint on a room makes), or
+all of them, newest first, a page at a time (``GET /api/rooms``). Takes a session, never commits.
 
 Pages are keyed, not numbered: the next page is what comes after the last room of this one in the order
 (``created_ms`` descending, then ``id`` descending for rooms made in the same millisecond), so a room
@@ -10,7 +11,21 @@ from __future__ import annotations
 from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from identity.guards import require_room_owner
+from identity.tokens import HostIdentity
+from live.errors import UnknownRoom
 from live.models import Room
+
+
+async def owned_room(
+    session: AsyncSession, host: HostIdentity, room_id: str, *, for_update: bool = False
+) -> Room:
+    """The host's room ``room_id``: 404 when there is none, 403 when it is another host's."""
+    room = await session.get(Room, room_id, with_for_update=for_update)
+    if room is None:
+        raise UnknownRoom("No such room.")
+    require_room_owner(host, room.host_id)
+    return room
 
 
 async def page(

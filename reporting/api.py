@@ -15,10 +15,10 @@ from starlette.routing import Route
 from base.clock import Clock
 from base.http import settings
 from base.openapi import doc
-from identity.guards import require_host, require_room_owner
+from identity.guards import require_host
 from identity.tokens import TokenSigner
 from live.errors import UnknownRoom
-from live.models import Room
+from live.host_rooms import owned_room
 from reporting.schemas import RoomStats
 from reporting.stats import room_stats
 from shop.models import Card
@@ -47,10 +47,7 @@ async def get_room_stats(request: Request) -> JSONResponse:
     st = services(request)
     host = require_host(request, st.signer)
     async with st.sessions() as session:
-        room = await session.get(Room, request.path_params["room"])
-        if room is None:
-            raise UnknownRoom("No such room.")
-        require_room_owner(host, room.host_id)
+        room = await owned_room(session, host, request.path_params["room"])
         card_ids = list((await session.execute(select(Card.id).where(Card.room_id == room.id))).scalars())
         stock = await st.stock_left(card_ids) if card_ids else {}
         stats = await room_stats(

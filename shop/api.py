@@ -11,9 +11,10 @@ from starlette.routing import Route
 
 from base.http import read_body, read_json, read_query
 from base.openapi import Header, Reply, doc
-from identity.guards import identify, require_host, require_room_owner, require_viewer
+from identity.guards import identify, require_host, require_viewer
 from identity.tokens import HostIdentity
 from live.errors import UnknownRoom
+from live.host_rooms import owned_room
 from live.models import Room
 from shop.errors import (
     CardStateConflict,
@@ -289,11 +290,7 @@ async def _own_room(request: Request) -> tuple[HostIdentity, Room]:
     st = services(request)
     host = require_host(request, st.signer)
     async with st.sessions() as session:
-        room = await session.get(Room, request.path_params["room"])
-    if room is None:
-        raise UnknownRoom("No such room.")
-    require_room_owner(host, room.host_id)
-    return host, room
+        return host, await owned_room(session, host, request.path_params["room"])
 
 
 CSV_COLUMNS = [

@@ -14,7 +14,7 @@ from base.events import Events
 from base.ids import new_id
 from identity.guards import require_in_room, require_room_owner
 from identity.tokens import HostIdentity, Identity
-from live.errors import UnknownRoom
+from live.host_rooms import owned_room
 from live.models import Room
 from live.rooms import accepts_sales
 from shop.errors import CardStateConflict, NothingToChange, UnknownResource
@@ -75,10 +75,7 @@ class Catalog:
     async def create_card(self, host: HostIdentity, room_id: str, body: CardIn) -> dict[str, Any]:
         now = self.clock.now_ms()
         async with self.sessions() as session, session.begin():
-            room = await session.get(Room, room_id)
-            if room is None:
-                raise UnknownRoom("No such room.")
-            require_room_owner(host, room.host_id)
+            room = await owned_room(session, host, room_id)
             if not accepts_sales(room.status):
                 raise CardStateConflict("The show has ended.", code="room_ended")
             product = await session.get(Product, body.product_id)
