@@ -63,7 +63,9 @@ class StockPublisher:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            while not self._task.done():  # (asked again should a cancellation ever be lost)
+                self._task.cancel()
+                await asyncio.wait([self._task], timeout=0.2)
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
@@ -71,8 +73,11 @@ class StockPublisher:
     async def _run(self) -> None:
         wait: float | None = None  # until the next held-back card is due (None: until a change)
         while True:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that arrives as
+            # the event is set, and the publisher then outlived its stop() (a test hung on it).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._changed.wait()
             if self._changed.is_set():
                 self._changed.clear()
                 await asyncio.sleep(self.tick)
