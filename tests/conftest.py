@@ -55,27 +55,38 @@ def _unavailable(what: str) -> None:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.RedisError:
-        _unavailable(f"Redis at {REDIS_URL}")
-    client.flushdb()
+    client = flushed_redis()
     yield REDIS_URL
     client.flushdb()
     client.close()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """Every test using this runs twice: on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
+async def fresh_database(kind: str, tmp_path: Path) -> str:
+    """The URL of an empty database: SQLite in ``tmp_path``, or the test PostgreSQL's schema recreated."""
+    if kind == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'livecart.db'}"
     try:
         await reset_postgres(PG_URL)
     except OSError:
         _unavailable(f"PostgreSQL at {PG_URL}")
     return PG_URL
+
+
+def flushed_redis() -> redis.Redis:
+    """A client of the test Redis database, flushed (the caller closes it)."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError:
+        _unavailable(f"Redis at {REDIS_URL}")
+    client.flushdb()
+    return client
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every test using this runs twice: on SQLite and on PostgreSQL."""
+    return await fresh_database(request.param, tmp_path)
 
 
 def make_settings(database_url: str, redis_url: str, tmp_path: Path, **overrides: Any) -> Settings:

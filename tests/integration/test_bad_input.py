@@ -26,11 +26,10 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-import redis
 from sqlalchemy import select
 
 from base.db import Base
-from tests.conftest import PG_URL, REDIS_URL, LiveServer, _unavailable, make_settings, reset_postgres
+from tests.conftest import REDIS_URL, LiveServer, flushed_redis, fresh_database, make_settings
 from tests.shop_api import Buyer, Sale, auth, buy, join, new_sale, ok, pay
 
 MAX_BODY = 64 * 1024
@@ -164,21 +163,9 @@ async def _build(client: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, s
 async def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[World]:
-    r = redis.Redis.from_url(REDIS_URL)
-    try:
-        r.ping()
-    except redis.RedisError:
-        _unavailable(f"Redis at {REDIS_URL}")
-    r.flushdb()
+    r = flushed_redis()
     tmp: Path = tmp_path_factory.mktemp(f"bad_input_{request.param}")
-    if request.param == "sqlite":
-        database_url = f"sqlite+aiosqlite:///{tmp / 'livecart.db'}"
-    else:
-        try:
-            await reset_postgres(PG_URL)
-        except OSError:
-            _unavailable(f"PostgreSQL at {PG_URL}")
-        database_url = PG_URL
+    database_url = await fresh_database(request.param, tmp)
     try:
         async with (
             LiveServer(make_settings(database_url, REDIS_URL, tmp)) as server,

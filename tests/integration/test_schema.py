@@ -39,10 +39,9 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
-import redis
 
 from loadtests.harness import Port, new_card, new_room
-from tests.conftest import PG_URL, REDIS_URL, LiveServer, _unavailable, make_settings, reset_postgres
+from tests.conftest import REDIS_URL, LiveServer, flushed_redis, fresh_database, make_settings
 from tests.shop_api import auth, buy, join, new_sale, ok
 
 pytestmark = pytest.mark.integration
@@ -123,21 +122,9 @@ class World:
 async def world(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[World]:
-    r = redis.Redis.from_url(REDIS_URL)
-    try:
-        r.ping()
-    except redis.RedisError:
-        _unavailable(f"Redis at {REDIS_URL}")
-    r.flushdb()
+    r = flushed_redis()
     tmp = tmp_path_factory.mktemp(f"schema_{request.param}")
-    if request.param == "sqlite":
-        database_url = f"sqlite+aiosqlite:///{tmp / 'livecart.db'}"
-    else:
-        try:
-            await reset_postgres(PG_URL)
-        except OSError:
-            _unavailable(f"PostgreSQL at {PG_URL}")
-        database_url = PG_URL
+    database_url = await fresh_database(request.param, tmp)
     try:
         async with (
             LiveServer(make_settings(database_url, REDIS_URL, tmp), port=NoDelayPort()) as server,
