@@ -27,6 +27,7 @@ from typing import Any
 
 from realtime.broker import GapHandler, Handler, Later, Published
 from realtime.frames import dumps
+from realtime.personal import PersonalQueue
 
 log = logging.getLogger("livecart.realtime.broker")
 
@@ -182,12 +183,9 @@ class MemoryBroker:
 
     def __init__(self, *, history: int = 1000, personal_delay: float = 0.005) -> None:
         self.log = RoomLog(history=history)
-        self.personal_delay = personal_delay
         self._handler: Handler | None = None
         self._on_gap: GapHandler | None = None
-        self._personal: list[tuple[str, str, str]] = []  # (room, viewer, frame) not sent yet
-        self._sending: asyncio.Task[None] | None = None
-        self._stopped = False
+        self._personal = PersonalQueue(self._store_personal, delay=personal_delay)
 
     @property
     def _watched(self) -> dict[str, tuple[int, int]]:
@@ -229,28 +227,15 @@ class MemoryBroker:
         return self.log.gate_values(room_id)
 
     def send_personal(self, room_id: str, viewer_id: str, kind: str, body: dict[str, Any]) -> None:
-        if self._stopped:
-            log.debug("personal %s frame for %s dropped: the broker has stopped", kind, viewer_id)
-            return
-        self._personal.append((room_id, viewer_id, dumps({"type": kind, **body})))
-        if self._sending is None:
-            self._sending = asyncio.get_running_loop().create_task(self._send_personal())
+        self._personal.put(room_id, viewer_id, dumps({"type": kind, **body}))
 
     async def flush_personal(self) -> None:
-        while self._sending is not None:
-            await asyncio.shield(self._sending)
+        await self._personal.flush()
 
-    async def _send_personal(self) -> None:
-        try:
-            while self._personal:
-                await asyncio.sleep(self.personal_delay)  # the frames of the next few ms go out together
-                batch, self._personal = self._personal, []
-                for room_id, to, frame in batch:
-                    self.log.add_personal(room_id, to, frame)
-                for room_id in dict.fromkeys(room_id for room_id, _, _ in batch):
-                    self._hand_over(room_id)
-        finally:
-            self._sending = None
+    async def _store_personal(self, room_id: str, frames: list[tuple[str, str]]) -> None:
+        for to, frame in frames:
+            self.log.add_personal(room_id, to, frame)
+        self._hand_over(room_id)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -273,6 +258,5 @@ class MemoryBroker:
         self.log.read(handler, on_gap)
 
     async def stop(self) -> None:
-        self._stopped = True
-        await self.flush_personal()
+        await self._personal.close()
         self._handler = self._on_gap = None

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from realtime.broker import GapHandler, Handler, Later, Published
 from realtime.frames import dumps
 from realtime.keys import room_keys, room_of
+from realtime.personal import PersonalQueue
 
 __all__ = ["Later", "RedisBroker", "room_keys", "text_of"]
 
@@ -40,7 +41,6 @@ class RedisBroker:
         self, redis: Redis, *, history: int = 1000, block_ms: int = 200, personal_delay: float = 0.005
     ) -> None:
         self.redis = redis
-        self.personal_delay = personal_delay
         self.history = history
         self.block_ms = block_ms
         self._publish = redis.register_script(
@@ -54,9 +54,7 @@ class RedisBroker:
         self._task: asyncio.Task[None] | None = None
         self._handler: Handler | None = None
         self._on_gap: GapHandler | None = None
-        self._personal: list[tuple[str, str, str]] = []  # (stream, viewer, frame) not sent yet
-        self._sending: asyncio.Task[None] | None = None
-        self._stopped = False
+        self._personal = PersonalQueue(self._store_personal, delay=personal_delay)
 
     # -- writing ---------------------------------------------------------------------------------------
 
@@ -93,38 +91,20 @@ class RedisBroker:
         }
 
     def send_personal(self, room_id: str, viewer_id: str, kind: str, body: dict[str, Any]) -> None:
-        """Queue a frame for one viewer's sockets. The caller does not wait for Redis: the frames queued
-        within ``personal_delay`` go in one script call per room (a buy's 201 does not wait for its frame, and
-        under load a call for many costs a fraction of a call each: redis-py spends about 130 us of CPU on
-        any one command). A frame Redis refuses is logged and dropped: it is a notice, the state is in SQL
-        and the HTTP answers."""
-        if self._stopped:  # shutting down: Redis is about to be closed under the frame
-            log.debug("personal %s frame for %s dropped: the broker has stopped", kind, viewer_id)
-            return
-        self._personal.append((room_keys(room_id).personal, viewer_id, dumps({"type": kind, **body})))
-        if self._sending is None:
-            self._sending = asyncio.get_running_loop().create_task(self._send_personal())
+        """Queue a frame for one viewer's sockets; the frames of the next few ms go in one script call per
+        room (``realtime.personal``). A batch Redis refuses is logged and dropped."""
+        self._personal.put(room_id, viewer_id, dumps({"type": kind, **body}))
 
     async def flush_personal(self) -> None:
         """Wait until every personal frame queued so far has gone to Redis (or failed)."""
-        while self._sending is not None:
-            await asyncio.shield(self._sending)
+        await self._personal.flush()
 
-    async def _send_personal(self) -> None:
-        try:
-            while self._personal:
-                await asyncio.sleep(self.personal_delay)  # the frames of the next few ms join this batch
-                batch, self._personal = self._personal, []
-                by_stream: dict[str, list[str]] = {}
-                for key, to, frame in batch:
-                    by_stream.setdefault(key, []).extend((to, frame))
-                for key, args in by_stream.items():  # one call per room (a room's keys share a slot)
-                    try:
-                        await self._personal_script(keys=[key], args=[self.history, *args])
-                    except Exception as exc:
-                        log.warning("%d personal frames not sent: %s", len(args) // 2, exc)
-        finally:
-            self._sending = None
+    async def _store_personal(self, room_id: str, frames: list[tuple[str, str]]) -> None:
+        args = [part for frame in frames for part in frame]
+        try:  # one call per room (a room's keys share a slot)
+            await self._personal_script(keys=[room_keys(room_id).personal], args=[self.history, *args])
+        except Exception as exc:
+            log.warning("%d personal frames not sent: %s", len(frames), exc)
 
     # -- reading ---------------------------------------------------------------------------------------
 
@@ -165,8 +145,7 @@ class RedisBroker:
 
     async def stop(self) -> None:
         """Send the personal frames queued so far and stop reading; frames queued from now on are dropped."""
-        self._stopped = True
-        await self.flush_personal()
+        await self._personal.close()
         if self._task is not None:
             while not self._task.done():
                 self._task.cancel()
