@@ -8,6 +8,7 @@ to answer it: the HTTP status of each is decided in one place at the edge (``liv
     │   ├── BodyTooLarge               a body over its cap
     │   └── WrongMediaType             a body of the wrong Content-Type
     ├── DependencyUnavailable          Redis or SQL failed or timed out; nothing was acknowledged
+    ├── RateLimited                    too many requests from one IP, phone or customer (429)
     ├── identity.errors.IdentityError  who is calling, and what they may touch
     ├── live.errors.LiveError          rooms, invites, video
     └── shop.errors.ShopError          cards, stock, orders, payments
@@ -72,3 +73,14 @@ DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
     ConnectionError,
     TimeoutError,
 )
+
+
+class RateLimited(LiveCartError):
+    """Too many requests of one kind from one IP, phone or customer; ``retry_after`` seconds until the
+    next one is taken. Nothing was changed."""
+
+    default_code = "rate_limited"
+
+    def __init__(self, detail: str, *, retry_after: int, code: str | None = None):
+        super().__init__(detail, code=code, extra={"retry_after": retry_after})
+        self.retry_after = retry_after

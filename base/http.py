@@ -120,3 +120,9 @@ def read_query(request: Request, model: type[Q]) -> Q:
         return model.model_validate(dict(params))
     except ValidationError as exc:
         raise InvalidRequest(describe(exc)) from None
+
+
+def client_ip(conn: HTTPConnection) -> str:
+    """The client's address as the server sees it (behind a proxy, uvicorn's ``--forwarded-allow-ips``
+    makes it the ``X-Forwarded-For`` the proxy set); per-IP rate limits count it."""
+    return conn.client.host if conn.client else "unknown"

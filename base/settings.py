@@ -14,6 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET_KEY = "dev-insecure-secret-change-me"  # noqa: S105 - refused outside dev
+#: Every secret key that ships in this repository (settings, compose, docs, tests): refused in prod, also
+#: among the previous keys, since anyone can read them.
+DEV_SECRET_KEYS = frozenset(
+    {
+        DEV_SECRET_KEY,
+        "test-secret-key",
+        "bench-secret-key-not-for-production",
+        "bench-hub-secret",
+    }
+)
+MIN_PROD_SECRET_BYTES = 32
 
 
 def _url_template_problem(template: str, *, allowed: set[str]) -> str | None:
@@ -114,10 +125,62 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
+    # --- who is who (SPEC §8) ---
+    #: A host's session token lives this long after its last use (sliding), then the host signs in again.
+    host_session_days: float = Field(default=30.0, gt=0)
+    #: A customer's token (and cookie) lives this long after sign-in.
+    customer_token_days: float = Field(default=365.0, gt=0)
+    #: Where the phone sign-in code is sent: ``dev`` (the code is in the response and the log; dev only),
+    #: ``aliyun`` (the Aliyun SMS service through its SDK) or ``none`` (phone sign-in off).
+    sms_provider: Literal["dev", "aliyun", "none"] | None = None
+    #: Aliyun SMS: the API endpoint (host, or ``http(s)://host:port`` for a gateway in its format), keys,
+    #: sign name and the template whose ``${code}`` gets the code.
+    aliyun_sms_endpoint: str = "dysmsapi.aliyuncs.com"
+    aliyun_access_key_id: str | None = None
+    aliyun_access_key_secret: SecretStr | None = None
+    aliyun_sms_sign_name: str | None = None
+    aliyun_sms_template_code: str | None = None
+    #: Region of phone numbers written without a country code.
+    default_phone_region: str = "CN"
+    sign_in_code_seconds: int = Field(default=300, ge=30)
+    #: Wrong codes for one phone before it is locked, and for how long.
+    sign_in_max_wrong_codes: int = Field(default=5, ge=1)
+    sign_in_lock_seconds: int = Field(default=900, ge=1)
+    #: WeChat web authorization (网页授权, ``snsapi_base``): on when an AppID and secret are set.
+    wechat_app_id: str | None = None
+    wechat_app_secret: SecretStr | None = None
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    wechat_authorize_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
+
+    # --- limits (SPEC §13): each rate is "N/period" as the ``limits`` library parses it ---
+    #: Multiplies every rate limit's N at once (a load test against staging sets e.g. 1000).
+    limits_scale: float = Field(default=1.0, gt=0)
+    limit_signup_per_ip: str = "10/hour"
+    limit_sign_in_code_per_phone: str = "1/minute"
+    limit_sign_in_code_per_ip: str = "10/hour"
+    limit_sign_in_per_ip: str = "30/hour"
+    limit_join_per_ip: str = "60/minute"
+    limit_join_per_customer: str = "20/minute"
+    limit_orders_per_ip: str = "600/minute"
+    limit_orders_per_customer: str = "60/minute"
+    limit_chat_per_customer: str = "10/10seconds"
+    limit_chat_per_ip: str = "60/10seconds"
+    #: Sockets one viewer may hold open at once; opening one more closes their oldest (close code 4429).
+    ws_max_per_viewer: int = Field(default=3, ge=1)
+    #: WHEP sessions one viewer may hold (a new one replaces the old); an offer never answered by ICE is
+    #: freed after ``whep_unanswered_seconds``.
+    whep_max_per_viewer: int = Field(default=1, ge=1)
+    whep_unanswered_seconds: float = Field(default=10.0, gt=0)
+    #: A client must send a request's whole header within this long, and at most this many bytes of it.
+    http_header_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    #: Open connections (HTTP and websocket) one process serves at once; past it new ones get 503.
+    max_connections: int = Field(default=20_000, ge=10)
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
-        if self.env == "prod" and self.secret_key.get_secret_value() == DEV_SECRET_KEY:
-            raise ValueError("LIVECART_SECRET_KEY must be set to a private value when LIVECART_ENV=prod")
+        if self.env == "prod":
+            self._check_prod_secrets()
         if self.commit_timeout_seconds * 2 >= self.orphan_grace_seconds:
             # The orphan sweeper may only release a reservation whose SQL write can no longer land.
             raise ValueError(
@@ -134,6 +197,35 @@ class Settings(BaseSettings):
                 "LIVECART_WORKER_URL and LIVECART_WORKER_GROUP are set together (by livecart serve)"
             )
         return self
+
+    def _check_prod_secrets(self) -> None:
+        keys = [("LIVECART_SECRET_KEY", self.secret_key)] + [
+            ("LIVECART_PREVIOUS_SECRET_KEYS", k) for k in self.previous_secret_keys
+        ]
+        for name, key in keys:
+            value = key.get_secret_value()
+            if value in DEV_SECRET_KEYS:
+                raise ValueError(
+                    f"{name} holds a development key, published in this repository; set a private one"
+                )
+            if len(value.encode()) < MIN_PROD_SECRET_BYTES:
+                raise ValueError(
+                    f"{name} is shorter than {MIN_PROD_SECRET_BYTES} bytes; "
+                    "use e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+                )
+        if self.sms_provider == "dev":
+            raise ValueError("LIVECART_SMS_PROVIDER=dev shows sign-in codes to anyone; it is refused in prod")
+
+    @property
+    def sms(self) -> str:
+        """The SMS provider in use: the setting, else ``dev`` in dev and ``none`` in prod."""
+        if self.sms_provider is not None:
+            return self.sms_provider
+        return "dev" if self.is_dev else "none"
+
+    @property
+    def wechat_enabled(self) -> bool:
+        return bool(self.wechat_app_id and self.wechat_app_secret)
 
     @property
     def origins(self) -> list[str]:

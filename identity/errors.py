@@ -26,3 +26,33 @@ class InvalidInvite(IdentityError):
     """An invite, share code or invite token that does not admit the caller to the room."""
 
     default_code = "invalid_invite"
+
+
+class SignInRequired(IdentityError):
+    """A verified room admits signed-in customers only; the caller sent no (valid) customer token."""
+
+    default_code = "sign_in_required"
+
+
+class InvalidCode(IdentityError):
+    """A sign-in code that is wrong, expired or already used (or a WeChat code the API refused)."""
+
+    default_code = "invalid_code"
+
+
+class InvalidPhone(IdentityError):
+    """A phone number that does not parse or is not a valid number."""
+
+    default_code = "invalid_phone"
+
+
+class SignInUnavailable(IdentityError):
+    """This way of signing in is not configured on this server (no SMS provider, no WeChat AppID)."""
+
+    default_code = "sign_in_unavailable"
+
+
+class ProviderFailed(IdentityError):
+    """The SMS provider or WeChat refused or failed the call; nothing was changed, a retry is safe."""
+
+    default_code = "provider_failed"

@@ -1,5 +1,13 @@
-"""Who is calling: signed bearer tokens for hosts and viewers, per-invitee invite tokens, and the checks
-that go with them.
+"""Who is calling: signed bearer tokens for host sessions, customers and viewers, per-invitee invite tokens,
+and the checks that go with them.
+
+Every bearer token starts with its kind and carries its issue time (itsdangerous' timestamp):
+
+    s.  a host session: [session id, host id]; whether the session still stands is SQL's
+        (``identity/sessions.py``: expiry sliding on use, revocation)
+    c.  a customer of one host's shop: [customer id, host id]; valid ``customer_token_days``
+    v.  a viewer of one room: [viewer id, room id, referrer id, customer id]; valid 30 days
+    h.  a v1 host token (no expiry, no revocation): refused, the host signs in again
 
 Tokens are signed with itsdangerous, one salt per purpose, so a token made for one purpose never verifies
 as another; verification accepts every key in ``Settings.signing_keys`` (rotation) and compares in
@@ -20,15 +28,22 @@ from itsdangerous import BadData, BadSignature, SignatureExpired, URLSafeSeriali
 from identity.errors import InvalidInvite, InvalidToken
 
 HOST_SALT = "livecart.host.v1"
+HOST_SESSION_SALT = "livecart.host-session.v2"
+CUSTOMER_SALT = "livecart.customer.v1"
 VIEWER_SALT = "livecart.viewer.v1"
 INVITE_SALT = "livecart.invite.v1"
 INVITE_PREFIX = "i."
 VIEWER_TOKEN_MAX_AGE = 30 * 24 * 3600
 
 
+CUSTOMER_TOKEN_MAX_AGE = 365 * 24 * 3600
+
+
 @dataclass(frozen=True, slots=True)
 class HostIdentity:
     host_id: str
+    #: The session the token names (``None`` only for a stream key, which has no session).
+    session_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +51,22 @@ class ViewerIdentity:
     viewer_id: str
     room_id: str
     referrer_id: str | None
+    #: The signed-in customer this viewer is; ``None`` for a guest viewer.
+    customer_id: str | None = None
+
+    @property
+    def buyer_key(self) -> str:
+        """Who rate limits and per-person checks count: the customer, else (a guest) the viewer."""
+        return self.customer_id or self.viewer_id
 
 
-Identity = HostIdentity | ViewerIdentity
+@dataclass(frozen=True, slots=True)
+class CustomerIdentity:
+    customer_id: str
+    host_id: str
+
+
+Identity = HostIdentity | ViewerIdentity | CustomerIdentity
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +76,12 @@ class InviteClaim:
     invite_id: str
     room_id: str
     expires_ms: int
+
+
+def customer_cookie(host_id: str) -> str:
+    """The cookie that keeps a device signed in as a customer of one host's shop (one per host, so being
+    a customer of two shops on one phone keeps both)."""
+    return f"lc_c_{host_id}"
 
 
 def is_invite_token(value: str) -> bool:
@@ -68,21 +102,34 @@ class TokenSigner:
         signing_keys: list[str],
         *,
         viewer_max_age: int = VIEWER_TOKEN_MAX_AGE,
+        customer_max_age: int = CUSTOMER_TOKEN_MAX_AGE,
         cache_size: int = 100_000,
     ) -> None:
         keys = list(reversed(signing_keys))  # itsdangerous signs with the last key, verifies with all
-        self._host = URLSafeSerializer(keys, salt=HOST_SALT)
+        self._legacy_host = URLSafeSerializer(keys, salt=HOST_SALT)
+        self._session = URLSafeTimedSerializer(keys, salt=HOST_SESSION_SALT)
+        self._customer = URLSafeTimedSerializer(keys, salt=CUSTOMER_SALT)
         self._viewer = URLSafeTimedSerializer(keys, salt=VIEWER_SALT)
         self._invite = URLSafeSerializer(keys, salt=INVITE_SALT)
         self._viewer_max_age = viewer_max_age
+        self._customer_max_age = customer_max_age
         self._cache_size = cache_size
         self._verified: dict[str, tuple[Identity, float]] = {}  # token -> (who, valid until, epoch s)
 
-    def host_token(self, host_id: str) -> str:
-        return "h." + str(self._host.dumps(host_id))
+    def session_token(self, session_id: str, host_id: str) -> str:
+        return "s." + str(self._session.dumps([session_id, host_id]))
 
-    def viewer_token(self, viewer_id: str, room_id: str, referrer_id: str | None) -> str:
-        return "v." + str(self._viewer.dumps([viewer_id, room_id, referrer_id]))
+    def customer_token(self, customer_id: str, host_id: str) -> str:
+        return "c." + str(self._customer.dumps([customer_id, host_id]))
+
+    def viewer_token(
+        self, viewer_id: str, room_id: str, referrer_id: str | None, customer_id: str | None = None
+    ) -> str:
+        return "v." + str(self._viewer.dumps([viewer_id, room_id, referrer_id, customer_id]))
+
+    def legacy_host_token(self, host_id: str) -> str:
+        """A v1 host token, as v1 issued it: only for the test that shows it is refused now."""
+        return "h." + str(self._legacy_host.dumps(host_id))
 
     def invite_token(self, invite_id: str, room_id: str, *, expires_ms: int) -> str:
         """Deterministic for the same invite and key, so the host's list shows the link it first got."""
@@ -124,21 +171,40 @@ class TokenSigner:
 
     def _verify(self, token: str) -> tuple[Identity, float]:
         kind, _, body = token.partition(".")
-        # Only "h." and "v." are bearer tokens; an invite token ("i.") admits a join and nothing else.
+        # Only "s.", "c." and "v." are bearer tokens; an invite token ("i.") admits a join and nothing else.
         try:
-            if kind == "h":
-                host_id = self._host.loads(body)
-                if isinstance(host_id, str):
-                    return HostIdentity(host_id), math.inf
+            if kind == "s":
+                value = self._session.loads(body)
+                if _strings(value, 2):
+                    return HostIdentity(value[1], session_id=value[0]), math.inf  # expiry: SQL's
+            elif kind == "c":
+                value, signed_at = self._customer.loads(
+                    body, max_age=self._customer_max_age, return_timestamp=True
+                )
+                if _strings(value, 2):
+                    valid_until = signed_at.timestamp() + self._customer_max_age
+                    return CustomerIdentity(value[0], value[1]), valid_until
             elif kind == "v":
                 value, signed_at = self._viewer.loads(
                     body, max_age=self._viewer_max_age, return_timestamp=True
                 )
-                if isinstance(value, list) and len(value) == 3:
+                if isinstance(value, list) and len(value) in (3, 4):  # v1 tokens have no customer
                     valid_until = signed_at.timestamp() + self._viewer_max_age
-                    return ViewerIdentity(value[0], value[1], value[2]), valid_until
+                    customer = value[3] if len(value) == 4 else None
+                    return ViewerIdentity(value[0], value[1], value[2], customer), valid_until
+            elif kind == "h":
+                self._legacy_host.loads(body)  # a forged one reads as invalid, a real one as retired
+                raise InvalidToken(
+                    "Host tokens of LiveCart v1 no longer sign in: sign in again for a session "
+                    "(README, 'Moving to host sessions').",
+                    code="token_expired",
+                )
         except SignatureExpired as exc:
-            raise InvalidToken("This token has expired; join the room again.", code="token_expired") from exc
+            raise InvalidToken("This token has expired; sign in again.", code="token_expired") from exc
         except BadSignature as exc:
             raise InvalidToken("This token is not valid.") from exc
         raise InvalidToken("This token is not valid.")
+
+
+def _strings(value: object, n: int) -> bool:
+    return isinstance(value, list) and len(value) == n and all(isinstance(v, str) for v in value)

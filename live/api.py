@@ -1,4 +1,4 @@
-"""HTTP endpoints of ``live``: host sign-up, rooms (the host's list of them) and their lifecycle, per-invitee
+"""HTTP endpoints of ``live``: rooms (the host's list of them) and their lifecycle, per-invitee
 invites, joining."""
 
 from __future__ import annotations
@@ -12,19 +12,27 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from base.clock import parse_iso
-from base.http import read_json, read_query
+from base.db import insert_ignoring_conflicts
+from base.errors import DependencyUnavailable, InvalidRequest, RateLimited
+from base.http import client_ip, read_json, read_query
 from base.ids import new_id, random_code
+from base.limits import Limit
 from base.openapi import doc
-from identity.errors import InvalidInvite, InvalidToken
-from identity.guards import bearer, identify, require_host, require_in_room
-from identity.tokens import HostIdentity, Identity, ViewerIdentity, is_invite_token
+from identity.errors import InvalidInvite, InvalidToken, SignInRequired
+from identity.guards import Caller, bearer, require_in_room
+from identity.tokens import (
+    CustomerIdentity,
+    HostIdentity,
+    InviteClaim,
+    ViewerIdentity,
+    customer_cookie,
+    is_invite_token,
+)
 from live import host_rooms, invites
-from live.errors import InvalidPage, RoomStateConflict, SignupClosed, UnknownRoom
+from live.errors import InvalidPage, RoomStateConflict, UnknownRoom
 from live.models import Host, Invite, Room, Viewer
 from live.rooms import RoomAction, transition
 from live.schemas import (
-    HostIn,
-    HostOut,
     InviteIn,
     InviteOut,
     JoinIn,
@@ -33,34 +41,14 @@ from live.schemas import (
     RoomOut,
     RoomsQuery,
 )
-from live.services import services
+from live.services import LiveServices, services
 from live.views import public_room, room_json
-
-
-@doc(
-    body=HostIn,
-    responses={201: HostOut},
-    auth=False,
-    errors=[SignupClosed],
-    summary="Sign up as a host (while open sign-up is on)",
-)
-async def create_host(request: Request) -> JSONResponse:
-    st = services(request)
-    if not st.settings.signup_open:
-        raise SignupClosed("Open sign-up is off on this server.")
-    body = await read_json(request, HostIn)
-    host = Host(id=new_id("hst"), name=body.name, created_ms=st.clock.now_ms())
-    async with st.sessions() as session, session.begin():
-        session.add(host)
-    return JSONResponse(
-        {"id": host.id, "name": host.name, "token": st.signer.host_token(host.id)}, status_code=201
-    )
 
 
 @doc(body=RoomIn, responses={201: RoomOut}, summary="Create a room (a show)")
 async def create_room(request: Request) -> JSONResponse:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     body = await read_json(request, RoomIn)
     room = Room(
         id=new_id("rm"),
@@ -68,6 +56,7 @@ async def create_room(request: Request) -> JSONResponse:
         title=body.title,
         status="scheduled",
         invite_token=random_code(22),
+        sign_in=body.sign_in,
         scheduled_ms=parse_iso(body.scheduled_at) if body.scheduled_at else None,
         started_ms=None,
         ended_ms=None,
@@ -89,7 +78,7 @@ async def list_rooms(request: Request) -> JSONResponse:
     """The host's own rooms as ``GET /api/rooms/{room}`` shows them to the host (invite link included).
     A full page may have more after it: ask again with ``before`` set to its last room's id."""
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     query = read_query(request, RoomsQuery)
     async with st.sessions() as session:
         after = None
@@ -109,7 +98,7 @@ async def _check_host_exists(session: Any, host: HostIdentity) -> None:
         raise InvalidToken("This host no longer exists.")
 
 
-async def visible_room(request: Request, who: Identity) -> Room:
+async def visible_room(request: Request, who: Caller) -> Room:
     """The room of the path, when ``who`` is its host or one of its viewers (404 / 403 otherwise)."""
     async with services(request).sessions() as session:
         room = await session.get(Room, request.path_params["room"])
@@ -122,7 +111,7 @@ async def visible_room(request: Request, who: Identity) -> Room:
 @doc(responses={200: RoomOut}, errors=[UnknownRoom], summary="Get a room (its host, or a viewer of it)")
 async def get_room(request: Request) -> JSONResponse:
     st = services(request)
-    who = identify(request, st.signer)
+    who = await st.auth.identify(request)
     room = await visible_room(request, who)
     return JSONResponse(
         room_json(room, base_url=st.settings.base_url, for_host=isinstance(who, HostIdentity))
@@ -131,7 +120,7 @@ async def get_room(request: Request) -> JSONResponse:
 
 async def _lifecycle(request: Request, action: RoomAction) -> JSONResponse:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     now = st.clock.now_ms()
     async with st.sessions() as session, session.begin():
         room = await host_rooms.owned_room(session, host, request.path_params["room"], for_update=True)
@@ -167,7 +156,7 @@ async def end_room(request: Request) -> JSONResponse:
 )
 async def create_invite(request: Request) -> JSONResponse:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     body = await read_json(request, InviteIn)
     now = st.clock.now_ms()
     async with st.sessions() as session, session.begin():
@@ -193,7 +182,7 @@ async def create_invite(request: Request) -> JSONResponse:
 @doc(responses={200: [InviteOut]}, errors=[UnknownRoom], summary="List the room's per-invitee invites")
 async def list_invites(request: Request) -> JSONResponse:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     async with st.sessions() as session:
         room = await host_rooms.owned_room(session, host, request.path_params["room"])
         rows = await invites.for_room(session, room.id)
@@ -209,7 +198,7 @@ async def list_invites(request: Request) -> JSONResponse:
 )
 async def revoke_invite(request: Request) -> JSONResponse:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     async with st.sessions() as session, session.begin():
         room = await host_rooms.owned_room(session, host, request.path_params["room"])
         invite = await invites.revoke(session, room.id, request.path_params["invite"])
@@ -220,29 +209,96 @@ async def revoke_invite(request: Request) -> JSONResponse:
 
 @doc(
     body=JoinIn,
-    responses={201: JoinOut},
-    auth="optional",  # a returning viewer's own token keeps their identity; any other is ignored
-    errors=[InvalidInvite, UnknownRoom],
+    responses={201: JoinOut, 200: JoinOut},
+    auth="optional",  # a customer token (verified rooms: required), or a returning guest's viewer token
+    errors=[InvalidInvite, UnknownRoom, SignInRequired, RateLimited],
     summary="Join a room with its invite token, a per-invitee invite or a promoter's share code",
 )
 async def join_room(request: Request) -> JSONResponse:
     """``invite`` is the room's invite token, a per-invitee invite token (``i.``, one use consumed per new
     viewer) or a viewer's share code (that viewer becomes the referrer). With either invite, ``ref`` may
-    name a share code for attribution. A returning viewer (their viewer token for this room as bearer)
-    keeps their identity and first referrer, and takes no further use of a per-invitee invite."""
+    name a share code for attribution. Nobody is ever their own referrer.
+
+    In a ``verified`` room the caller is a signed-in customer of the room's host (``Authorization: Bearer
+    <customer token>``, or the page's cookie): their first join creates their viewer (201), every later
+    one, through any invite, code or device, returns that same viewer (200) with its first referrer. In a
+    ``guest`` room (v1) each join without a token is a new viewer; a returning viewer's own token keeps
+    their identity."""
     st = services(request)
     body = await read_json(request, JoinIn)
     room_id = request.path_params["room"]
-    base = st.settings.base_url.rstrip("/")
     now = st.clock.now_ms()
+    await st.rate_limits.hit(Limit.JOIN_PER_IP, client_ip(request), what="joins from this address")
     claim = (
         st.signer.verify_invite(body.invite, room_id=room_id, now_ms=now)
         if is_invite_token(body.invite)
         else None
     )
-    returning = _returning_identity(request, room_id)
+    async with st.sessions() as session:
+        room = await session.get(Room, room_id)
+    if room is None:
+        raise UnknownRoom("No such room.")
+    customer = st.auth.customer(request, cookie=customer_cookie(room.host_id))
+    if customer is not None and customer.host_id != room.host_id:
+        customer = None  # signed in at another host's shop: a stranger here
+    if customer is not None:
+        await st.rate_limits.hit(Limit.JOIN_PER_CUSTOMER, customer.customer_id, what="joins")
+    elif room.sign_in == "verified":
+        raise SignInRequired("Sign in with your phone number (or WeChat) to join this show.")
+    elif body.name is None:
+        raise InvalidRequest("name: a display name is required to join as a guest.")
+    returning = None if customer else _returning_identity(request, room_id)
+    for _ in range(3):  # a lost race for the same customer's viewer is retried as a return
+        try:
+            viewer, created = await _join(st, room_id, body, claim, customer, returning, now=now)
+            break
+        except _LostRace:
+            continue
+    else:
+        raise DependencyUnavailable("Too many joins at once for this customer; try again.")
+    token = st.signer.viewer_token(viewer.id, room_id, viewer.referrer_id, viewer.customer_id)
+    base = st.settings.base_url.rstrip("/")
+    return JSONResponse(
+        {
+            "viewer_id": viewer.id,
+            "room_id": room_id,
+            "name": viewer.name,
+            "token": token,
+            "share_code": viewer.share_code,
+            "share_url": f"{base}/r/{room_id}?invite={viewer.share_code}",
+            "referrer_id": viewer.referrer_id,
+            "customer_id": viewer.customer_id,
+        },
+        status_code=201 if created or customer is None else 200,
+    )
+
+
+class _LostRace(Exception):
+    """Another request created this customer's viewer first; the transaction is rolled back and redone."""
+
+
+async def _join(
+    st: LiveServices,
+    room_id: str,
+    body: JoinIn,
+    claim: InviteClaim | None,
+    customer: CustomerIdentity | None,
+    returning: ViewerIdentity | None,
+    *,
+    now: int,
+) -> tuple[Viewer, bool]:
+    """One join's transaction: the viewer (found or created) and whether it was created."""
     async with st.sessions() as session, session.begin():
-        existing = await session.get(Viewer, returning.viewer_id) if returning else None
+        if customer is not None:
+            existing = (
+                await session.execute(
+                    select(Viewer).where(
+                        Viewer.room_id == room_id, Viewer.customer_id == customer.customer_id
+                    )
+                )
+            ).scalar_one_or_none()
+        else:
+            existing = await session.get(Viewer, returning.viewer_id) if returning else None
         if claim is not None:
             if existing is None:
                 await invites.consume(session, claim, now_ms=now)  # the guarded write comes first
@@ -261,30 +317,41 @@ async def join_room(request: Request) -> JSONResponse:
         elif body.ref:
             referrer = await _share_owner(session, room_id, body.ref)  # an unknown ref is ignored, not fatal
         if existing is not None:
-            viewer = existing  # first touch: a returning viewer keeps their original referrer (or none)
-        else:
-            viewer = Viewer(
-                id=new_id("vw"),
-                room_id=room_id,
-                name=body.name,
-                share_code=random_code(10),
-                referrer_id=referrer.id if referrer else None,
-                created_ms=st.clock.now_ms(),
-            )
+            return existing, False  # first touch: a returning viewer keeps their first referrer (or none)
+        if referrer is not None and customer is not None and referrer.customer_id == customer.customer_id:
+            referrer = None  # never one's own referrer
+        viewer = Viewer(
+            id=new_id("vw"),
+            room_id=room_id,
+            name=body.name or _default_name(customer),
+            share_code=random_code(10),
+            referrer_id=referrer.id if referrer else None,
+            customer_id=customer.customer_id if customer else None,
+            created_ms=now,
+        )
+        if customer is None:
             session.add(viewer)
-    token = st.signer.viewer_token(viewer.id, room_id, viewer.referrer_id)
-    return JSONResponse(
-        {
-            "viewer_id": viewer.id,
-            "room_id": room_id,
-            "name": viewer.name,
-            "token": token,
-            "share_code": viewer.share_code,
-            "share_url": f"{base}/r/{room_id}?invite={viewer.share_code}",
-            "referrer_id": viewer.referrer_id,
-        },
-        status_code=201,
-    )
+            return viewer, True
+        inserted = await session.execute(
+            insert_ignoring_conflicts(session, Viewer)
+            .values(
+                id=viewer.id,
+                room_id=viewer.room_id,
+                name=viewer.name,
+                share_code=viewer.share_code,
+                referrer_id=viewer.referrer_id,
+                customer_id=viewer.customer_id,
+                created_ms=viewer.created_ms,
+            )
+            .returning(Viewer.id)
+        )
+        if inserted.first() is None:
+            raise _LostRace  # rolls back the invite use taken above; the retry finds the viewer
+        return viewer, True
+
+
+def _default_name(customer: CustomerIdentity | None) -> str:
+    return "观众" if customer is None else f"观众{customer.customer_id[-4:]}"
 
 
 async def _share_owner(session: Any, room_id: str, code: str) -> Viewer | None:
@@ -309,7 +376,6 @@ def _returning_identity(request: Request, room_id: str) -> ViewerIdentity | None
 
 
 routes = [
-    Route("/api/hosts", create_host, methods=["POST"]),
     Route("/api/rooms", create_room, methods=["POST"]),
     Route("/api/rooms", list_rooms, methods=["GET"]),
     Route("/api/rooms/{room:id}", get_room, methods=["GET"]),

@@ -1,7 +1,9 @@
 """Errors of ``live``: rooms, invites, video.
 
 LiveError
-├── UnknownRoom, UnknownVideoSession, NoThumbnail      (not found)
+├── UnknownRoom, UnknownVideoSession, NoThumbnail,
+│   UnknownSession                                     (not found)
+├── PhoneTaken                                         (a conflict)
 ├── RoomStateConflict, NotLive, ViewerCap              (the room's state does not allow it)
 ├── SignupClosed, ForgedForward, NotYourVideo          (refused)
 ├── InvalidSdp                                         (a bad offer)
@@ -76,3 +78,15 @@ class VideoUnavailable(LiveError):
     """The server is shutting down, or the worker that holds the room's video did not answer in time."""
 
     default_code = "unavailable"
+
+
+class UnknownSession(LiveError):
+    """A host session id that is not one of the host's active sessions."""
+
+    default_code = "not_found"
+
+
+class PhoneTaken(LiveError):
+    """Another host signed up with this phone number."""
+
+    default_code = "phone_taken"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from base.db import Base
@@ -13,6 +13,9 @@ class Host(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(100))
     created_ms: Mapped[int]
+    #: E.164; the host signs in on a new device with a code sent to it (``None``: only by a session or
+    #: the CLI).
+    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
 
 
 class Room(Base):
@@ -22,6 +25,8 @@ class Room(Base):
     title: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16))
     invite_token: Mapped[str] = mapped_column(String(64), unique=True)
+    #: ``verified``: joining needs a signed-in customer (one viewer each); ``guest``: v1, a viewer per join.
+    sign_in: Mapped[str] = mapped_column(String(16), default="verified")
     scheduled_ms: Mapped[int | None]
     started_ms: Mapped[int | None]
     ended_ms: Mapped[int | None]
@@ -36,9 +41,14 @@ class Viewer(Base):
     share_code: Mapped[str] = mapped_column(String(32), unique=True)
     #: The promoter (another viewer of the same room) whose link brought this viewer: first touch, one level.
     referrer_id: Mapped[str | None] = mapped_column(ForeignKey("viewers.id"))
+    #: The signed-in customer this viewer is (one viewer per customer and room); ``None`` for a guest.
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id"))
     created_ms: Mapped[int]
 
-    __table_args__ = (Index("ix_viewers_room_referrer", "room_id", "referrer_id"),)
+    __table_args__ = (
+        Index("ix_viewers_room_referrer", "room_id", "referrer_id"),
+        UniqueConstraint("room_id", "customer_id"),
+    )
 
 
 class Invite(Base):

@@ -13,17 +13,80 @@ from base.settings import IceServer
 
 class HostIn(RequestBody):
     name: HostName
+    #: The host's mobile number: they sign in on another device with a code sent to it (optional; without
+    #: it a host signs in again only from a signed-in device or with ``livecart create-session``).
+    phone: Phone | None = None
+
+
+class HostOut(BaseModel):
+    id: str
+    name: str
+    #: The new session's token: ``Authorization: Bearer <token>`` for every host call.
+    token: str
+    session_id: str
+    expires_at: str
+
+
+class SessionOut(BaseModel):
+    id: str
+    label: str
+    created_at: str
+    last_used_at: str
+    expires_at: str
+    revoked_at: str | None
+    active: bool
+    current: bool
+
+
+class RevokedOut(BaseModel):
+    revoked: int
+
+
+class StreamKeyOut(BaseModel):
+    #: For OBS (WHIP, ``Bearer`` token); shown only now: rotating makes a new one and retires this one.
+    stream_key: str
+    created_at: str
+
+
+Phone = Annotated[
+    str, Field(min_length=3, max_length=32, description="A mobile number; +86 if no country code")
+]
+
+
+class CodeIn(RequestBody):
+    phone: Phone
+
+
+class CodeSentOut(BaseModel):
+    sent: bool
+    #: The code itself: only from the dev SMS provider (development servers).
+    dev_code: str | None = None
+
+
+class SignInIn(RequestBody):
+    phone: Phone
+    code: Annotated[str, Field(min_length=4, max_length=8, pattern=r"^\s*[0-9]+\s*$")]
+
+
+class SignInOut(BaseModel):
+    customer_id: str
+    #: ``Authorization: Bearer <token>`` for joining this shop's rooms (also set as an HttpOnly cookie).
+    token: str
 
 
 class RoomIn(RequestBody):
     title: Title
+    #: ``verified``: viewers sign in (phone code or WeChat), one viewer per customer, limits hold;
+    #: ``guest``: v1, anyone with the invite joins under any name (per-buyer limits can be dodged).
+    sign_in: Literal["verified", "guest"] = "verified"
     #: RFC 3339 with a UTC offset (``base.fields.Instant``), kept as its instant in UTC.
     scheduled_at: Instant | None = None
 
 
 class JoinIn(RequestBody):
     invite: Token
-    name: DisplayName
+    #: Required in a guest room; in a verified room the customer's earlier name is kept if omitted.
+    name: DisplayName | None = None
     ref: Token | None = None
 
 
@@ -63,12 +126,6 @@ class RoomsQuery(BaseModel):
     )
 
 
-class HostOut(BaseModel):
-    id: str
-    name: str
-    token: str
-
-
 class RoomOut(BaseModel):
     id: str
     title: str
@@ -78,6 +135,7 @@ class RoomOut(BaseModel):
     ended_at: str | None
     invite_token: str | None
     invite_url: str | None
+    sign_in: Literal["verified", "guest"]
 
 
 class JoinOut(BaseModel):
@@ -88,6 +146,8 @@ class JoinOut(BaseModel):
     share_code: str
     share_url: str
     referrer_id: str | None
+    #: The signed-in customer this viewer is; ``null`` for a guest.
+    customer_id: str | None = None
 
 
 class InviteOut(BaseModel):

@@ -12,7 +12,11 @@ from starlette.requests import HTTPConnection
 
 from base.clock import Clock
 from base.events import Events
+from base.limits import RateLimits
 from base.settings import Settings
+from identity.codes import SignInCodes
+from identity.guards import Authenticator
+from identity.sms import SmsSender
 from identity.tokens import TokenSigner
 from live.video import Video
 from live.video_siblings import Siblings
@@ -26,10 +30,15 @@ class LiveServices:
     settings: Settings
     clock: Clock
     signer: TokenSigner
+    auth: Authenticator
+    rate_limits: RateLimits
     sessions: async_sessionmaker[AsyncSession]
     events: Events
     room_ended: RoomEnded
     video: Video
+    codes: SignInCodes
+    #: Where sign-in codes are sent; ``None``: phone sign-in is off.
+    sms: SmsSender | None
     #: The other workers of ``livecart serve --workers N``; ``None`` in a single process.
     siblings: Siblings | None = None
 

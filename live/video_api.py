@@ -24,7 +24,6 @@ from starlette.routing import Route
 from base.errors import WrongMediaType
 from base.http import read_body
 from base.openapi import ErrorSpec, Header, Reply, doc
-from identity.guards import identify, require_host
 from live.api import visible_room
 from live.errors import (
     ForgedForward,
@@ -129,7 +128,7 @@ def _created(request: Request, kind: Kind, negotiated: Negotiated) -> Response:
 
 
 @doc(
-    summary="WHIP: publish the room's video (the host token is the stream key)",
+    summary="WHIP: publish the room's video (a host session token, or the host's stream key from OBS)",
     raw_body="application/sdp",
     responses={
         201: Reply("The SDP answer", {"application/sdp": None}, {**_SESSION, **_ICE}),
@@ -139,7 +138,7 @@ def _created(request: Request, kind: Kind, negotiated: Negotiated) -> Response:
 )
 async def whip(request: Request) -> Response:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_streamer(request)
     room = await visible_room(request, host)
     _check_open(room)
     _check_sdp_type(request)
@@ -173,7 +172,7 @@ async def whip(request: Request) -> Response:
 )
 async def stop_whip(request: Request) -> Response:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_streamer(request)
     relayed = await _at_owner(request, request.path_params["room"])
     if isinstance(relayed, Response):
         return relayed
@@ -195,7 +194,7 @@ async def stop_whip(request: Request) -> Response:
 )
 async def whep(request: Request) -> Response:
     st = services(request)
-    who = identify(request, st.signer)
+    who = await st.auth.identify(request)
     room = await visible_room(request, who)
     _check_open(room)
     _check_sdp_type(request)
@@ -225,7 +224,7 @@ async def whep(request: Request) -> Response:
 )
 async def stop_whep(request: Request) -> Response:
     st = services(request)
-    who = identify(request, st.signer)
+    who = await st.auth.identify(request)
     relayed = await _at_owner(request, request.path_params["room"])
     if isinstance(relayed, Response):
         return relayed
@@ -240,7 +239,7 @@ async def stop_whep(request: Request) -> Response:
 )
 async def thumbnail(request: Request) -> Response:
     st = services(request)
-    room = await visible_room(request, identify(request, st.signer))
+    room = await visible_room(request, await st.auth.identify(request))
     relayed = await _at_owner(request, room.id)
     if isinstance(relayed, Response):
         return relayed
@@ -259,7 +258,7 @@ async def video_config(request: Request) -> Response:
     """The host or a viewer of the room only, and never cached: TURN credentials may be in it. The pages
     ask before each WHIP or WHEP offer, so a rotated credential takes effect at the next connection."""
     st = services(request)
-    await visible_room(request, identify(request, st.signer))
+    await visible_room(request, await st.auth.identify(request))
     body = VideoOut.of(st.settings.ice_servers).model_dump_json(exclude_none=True)
     return Response(body, media_type="application/json", headers={"Cache-Control": "private, no-store"})
 

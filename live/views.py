@@ -17,6 +17,7 @@ def public_room(room: Room) -> dict[str, Any]:
         "scheduled_at": iso(room.scheduled_ms),
         "started_at": iso(room.started_ms),
         "ended_at": iso(room.ended_ms),
+        "sign_in": room.sign_in,
     }
 
 

@@ -16,7 +16,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import live.api
+import live.host_account
 import live.pages
+import live.sign_in_api
 import live.video_api
 import realtime.endpoint
 import reporting.api
@@ -24,11 +26,16 @@ import shop.api
 from base import db, openapi
 from base.clock import Clock, SystemClock
 from base.embedded_redis import EmbeddedRedis
+from base.limits import RateLimits, check_rates
 from base.logs import RequestIdMiddleware
 from base.metrics import Metrics
 from base.redis_client import redis_client
 from base.settings import Settings
+from identity.codes import SignInCodes
 from identity.errors import InvalidToken, NotPermitted
+from identity.guards import Authenticator
+from identity.sessions import HostSessions, StreamKeys
+from identity.sms import sms_sender
 from identity.tokens import TokenSigner
 from live.services import LiveServices
 from live.video import Video
@@ -97,7 +104,14 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         await schema.migrate(engine)
     sessions = db.sessionmaker(engine)
     redis = redis_client(redis_url, settings)
-    signer = TokenSigner(settings.signing_keys)
+    signer = TokenSigner(
+        settings.signing_keys, customer_max_age=int(settings.customer_token_days * 24 * 3600)
+    )
+    host_sessions = HostSessions(
+        sessions=sessions, signer=signer, clock=clock, lifetime_days=settings.host_session_days
+    )
+    auth = Authenticator(signer, host_sessions, StreamKeys(sessions=sessions, clock=clock))
+    rate_limits = RateLimits(redis, settings)
 
     # Realtime's publishing half comes first: the domain services announce their changes through it.
     broker: Broker = (
@@ -128,7 +142,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         broker=broker,
         publisher=publisher,
         sessions=sessions,
-        signer=signer,
+        auth=auth,
         clock=clock,
         rooms=ShopRoomSource(sessions=sessions, catalog=catalog),
         allowed_origins=settings.origins,
@@ -180,6 +194,8 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         clock=clock,
         metrics=metrics_,
         signer=signer,
+        auth=auth,
+        rate_limits=rate_limits,
         engine=engine,
         sessions=sessions,
         redis=redis,
@@ -197,15 +213,26 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
             settings=settings,
             clock=clock,
             signer=signer,
+            auth=auth,
+            rate_limits=rate_limits,
             sessions=sessions,
             events=publisher,
             room_ended=catalog.close_room_cards,
             video=video,
+            codes=SignInCodes(
+                redis,
+                secret=settings.signing_keys[0].encode(),
+                code_seconds=settings.sign_in_code_seconds,
+                max_wrong=settings.sign_in_max_wrong_codes,
+                lock_seconds=settings.sign_in_lock_seconds,
+            ),
+            sms=sms_sender(settings),
             siblings=siblings,
         ),
         shop=ShopServices(
             settings=settings,
-            signer=signer,
+            auth=auth,
+            rate_limits=rate_limits,
             sessions=sessions,
             catalog=catalog,
             orders=orders,
@@ -213,7 +240,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         ),
         reporting=ReportingServices(
             clock=clock,
-            signer=signer,
+            auth=auth,
             sessions=sessions,
             stock_left=inventory.stock_left_many,
             presence=realtime.presence,
@@ -225,6 +252,7 @@ def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, sweeper: bool = True
 ) -> Starlette:
     settings = settings or Settings()
+    check_rates(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
@@ -273,7 +301,9 @@ def create_app(
         Route("/readyz", readyz, methods=["GET"]),
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi_json, methods=["GET"], include_in_schema=False),
+        *live.host_account.routes,
         *live.api.routes,
+        *live.sign_in_api.routes,
         *live.video_api.routes,
         *realtime.endpoint.routes,
         *shop.api.routes[1:],

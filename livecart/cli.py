@@ -124,21 +124,47 @@ async def _reconcile(settings: Settings) -> list[dict[str, object]]:
             embedded.stop()
 
 
-async def _create_host(settings: Settings, name: str) -> dict[str, str]:
+async def _host_session(settings: Settings, *, name: str | None, host_id: str | None) -> dict[str, str]:
+    """A new host named ``name`` with a first session, or a new session of the existing ``host_id`` (an
+    operator signs a host back in who has lost every device)."""
+    from base.clock import iso
     from base.ids import new_id
+    from identity.sessions import HostSessions
     from identity.tokens import TokenSigner
     from live.models import Host
 
     engine = db.create_engine(settings.database_url)
+    clock = SystemClock()
     try:
         if settings.migrations_on_start:
             await schema.migrate(engine)
-        host = Host(id=new_id("hst"), name=name, created_ms=SystemClock().now_ms())
-        async with db.sessionmaker(engine)() as session, session.begin():
-            session.add(host)
+        sessions = db.sessionmaker(engine)
+        host_sessions = HostSessions(
+            sessions=sessions,
+            signer=TokenSigner(settings.signing_keys),
+            clock=clock,
+            lifetime_days=settings.host_session_days,
+        )
+        async with sessions() as session, session.begin():
+            if host_id is None:
+                host = Host(id=new_id("hst"), name=name or "", created_ms=clock.now_ms())
+                session.add(host)
+                await session.flush()
+            else:
+                found = await session.get(Host, host_id)
+                if found is None:
+                    raise SystemExit(f"no host {host_id}")
+                host = found
+            new = await host_sessions.start(session, host.id, label="livecart cli")
     finally:
         await engine.dispose()
-    return {"id": host.id, "name": host.name, "token": TokenSigner(settings.signing_keys).host_token(host.id)}
+    return {
+        "id": host.id,
+        "name": host.name,
+        "token": new.token,
+        "session_id": new.id,
+        "expires_at": iso(new.expires_ms) or "",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -151,9 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("reconcile", help="rebuild every live sale's Redis state from SQL (idempotent)")
     create_host = sub.add_parser(
-        "create-host", help="add a host account and print its token (sign-up closed)"
+        "create-host", help="add a host account and print its first session token (sign-up closed)"
     )
     create_host.add_argument("name")
+    create_session = sub.add_parser(
+        "create-session", help="sign an existing host in: print a new session token for them"
+    )
+    create_session.add_argument("host_id")
     args = parser.parse_args(argv)
 
     if args.command == "serve":
@@ -168,7 +198,10 @@ def main(argv: list[str] | None = None) -> int:
         name = args.name.strip()
         if not 1 <= len(name) <= 100:
             parser.error("the host name must be 1-100 characters")
-        print(json.dumps(asyncio.run(_create_host(settings, name))))
+        print(json.dumps(asyncio.run(_host_session(settings, name=name, host_id=None))))
+        return 0
+    if args.command == "create-session":
+        print(json.dumps(asyncio.run(_host_session(settings, name=None, host_id=args.host_id))))
         return 0
     reports = asyncio.run(_reconcile(settings))
     print(json.dumps({"cards": reports, "oversold": any(r["oversold"] for r in reports)}, indent=2))

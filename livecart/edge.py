@@ -29,12 +29,20 @@ STATUS: dict[type[base.LiveCartError], int] = {
     base.BodyTooLarge: 413,
     base.WrongMediaType: 415,
     base.DependencyUnavailable: 503,
+    base.RateLimited: 429,
     # identity
     identity.InvalidToken: 401,
     identity.NotPermitted: 403,
     identity.InvalidInvite: 403,
+    identity.SignInRequired: 401,
+    identity.InvalidCode: 401,
+    identity.InvalidPhone: 422,
+    identity.SignInUnavailable: 409,
+    identity.ProviderFailed: 502,
     # live
     live.UnknownRoom: 404,
+    live.UnknownSession: 404,
+    live.PhoneTaken: 409,
     live.UnknownVideoSession: 404,
     live.NoThumbnail: 404,
     live.RoomStateConflict: 409,
@@ -80,6 +88,8 @@ def error_response(status: int, code: str, detail: str, **extra: object) -> JSON
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
     if status == 503:
         headers["Retry-After"] = "1"
+    if status == 429:
+        headers["Retry-After"] = str(extra.get("retry_after", 1))
     return JSONResponse({"error": code, "detail": detail, **extra}, status_code=status, headers=headers)
 
 

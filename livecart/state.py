@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
 from base.clock import Clock
+from base.limits import RateLimits
 from base.metrics import Metrics
 from base.settings import Settings
+from identity.guards import Authenticator
 from identity.tokens import TokenSigner
 from live.services import LiveServices
 from live.video import Video
@@ -35,6 +37,8 @@ class AppState:
     clock: Clock
     metrics: Metrics
     signer: TokenSigner
+    auth: Authenticator
+    rate_limits: RateLimits
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     redis: Redis

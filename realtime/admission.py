@@ -8,15 +8,35 @@ start, a storm of connections to one room, costs no SQL.
 from __future__ import annotations
 
 from identity.errors import InvalidToken
-from identity.tokens import HostIdentity, TokenSigner, ViewerIdentity
+from identity.guards import Authenticator
+from identity.tokens import HostIdentity, ViewerIdentity
 from realtime.errors import CloseCode, RealtimeError
 from realtime.hub import Connection, Hub
 from realtime.source import RoomSource
 
 
+def origin_allowed(origin: str | None, host: str | None, allowed: list[str]) -> bool:
+    """Whether a socket's ``Origin`` may open it: none sent (not a browser), a page of this very server at
+    whatever address it was opened (the origin's host and port are the request's ``Host``; scheme aside,
+    since a TLS-terminating proxy makes https pages open ws sockets), or one of the allowlist (``*``: any).
+    """
+    if origin is None or "*" in allowed or origin in allowed:
+        return True
+    scheme, sep, netloc = origin.partition("://")
+    if not sep or scheme not in ("http", "https") or not host:
+        return False
+    return _with_port(netloc.lower(), scheme) == _with_port(host.lower(), scheme)
+
+
+def _with_port(netloc: str, scheme: str) -> str:
+    if netloc.endswith("]") or ":" not in netloc.rpartition("]")[2]:  # no port: the scheme's default
+        return f"{netloc}:{443 if scheme == 'https' else 80}"
+    return netloc
+
+
 class Admission:
-    def __init__(self, signer: TokenSigner, rooms: RoomSource, hub: Hub) -> None:
-        self.signer = signer
+    def __init__(self, auth: Authenticator, rooms: RoomSource, hub: Hub) -> None:
+        self.auth = auth
         self.rooms = rooms
         self.hub = hub
         self._room_hosts: dict[str, str] = {}  # room id -> its host
@@ -24,7 +44,7 @@ class Admission:
     async def admit(self, token: str, room_id: str) -> Connection:
         """The new connection, joined to the hub as syncing; if refused, ``RealtimeError`` with the code."""
         try:
-            who = self.signer.verify(token)
+            who = await self.auth.verify(token)  # a host's session is checked in SQL
         except InvalidToken:
             raise RealtimeError(CloseCode.UNAUTHORIZED, "bad token") from None
         host_id = self._room_hosts.get(room_id)
@@ -37,7 +57,8 @@ class Admission:
             if host_id != who.host_id:
                 raise RealtimeError(CloseCode.FORBIDDEN, "not your room")
             return self.hub.join(room_id, None)
-        assert isinstance(who, ViewerIdentity)
+        if not isinstance(who, ViewerIdentity):  # a customer token: join the room first
+            raise RealtimeError(CloseCode.UNAUTHORIZED, "not a viewer token")
         if who.room_id != room_id:
             raise RealtimeError(CloseCode.FORBIDDEN, "not a viewer of this room")
         return self.hub.join(room_id, who.viewer_id)

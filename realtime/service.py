@@ -24,8 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from base.clock import Clock
-from identity.tokens import TokenSigner
-from realtime.admission import Admission
+from identity.guards import Authenticator
+from realtime.admission import Admission, origin_allowed
 from realtime.broker import Broker
 from realtime.client_frames import RATE_LIMITED_FRAME, chat_text
 from realtime.errors import CloseCode, RealtimeError
@@ -50,7 +50,7 @@ class Realtime:
         broker: Broker,
         publisher: Publisher,
         sessions: async_sessionmaker[AsyncSession],
-        signer: TokenSigner,
+        auth: Authenticator,
         clock: Clock,
         rooms: RoomSource,
         allowed_origins: list[str],
@@ -65,7 +65,7 @@ class Realtime:
         self.broker = broker
         self.publisher = publisher
         self.rooms = rooms
-        self.admission = Admission(signer, rooms, self.hub)
+        self.admission = Admission(auth, rooms, self.hub)
         self.presence_interval = presence_interval
         self._presence = Presence(redis, sessions, clock, interval=presence_interval)
         self.snapshots = Snapshots(broker, rooms, self._presence, max_age=snapshot_max_age)
@@ -164,7 +164,7 @@ class Realtime:
 
     async def serve(self, websocket: WebSocket) -> None:
         origin = websocket.headers.get("origin")
-        if "*" not in self.allowed_origins and origin not in self.allowed_origins:
+        if not origin_allowed(origin, websocket.headers.get("host"), self.allowed_origins):
             await websocket.close(code=1008)  # before the upgrade: the client gets 403, nothing else
             return
         await websocket.accept()

@@ -15,8 +15,7 @@ from starlette.routing import Route
 from base.clock import Clock
 from base.http import settings
 from base.openapi import doc
-from identity.guards import require_host
-from identity.tokens import TokenSigner
+from identity.guards import Authenticator
 from live.errors import UnknownRoom
 from live.host_rooms import owned_room
 from reporting.schemas import RoomStats
@@ -32,7 +31,7 @@ Presence = Callable[[str], Awaitable[dict[str, int]]]
 @dataclass(frozen=True, slots=True)
 class ReportingServices:
     clock: Clock
-    signer: TokenSigner
+    auth: Authenticator
     sessions: async_sessionmaker[AsyncSession]
     stock_left: StockLeft
     presence: Presence
@@ -45,7 +44,7 @@ def services(conn: HTTPConnection) -> ReportingServices:
 @doc(responses={200: RoomStats}, errors=[UnknownRoom], summary="Live statistics of a room, derived from SQL")
 async def get_room_stats(request: Request) -> JSONResponse:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     async with st.sessions() as session:
         room = await owned_room(session, host, request.path_params["room"])
         card_ids = list((await session.execute(select(Card.id).where(Card.room_id == room.id))).scalars())

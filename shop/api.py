@@ -11,7 +11,6 @@ from starlette.routing import Route
 
 from base.http import read_body, read_json, read_query
 from base.openapi import Header, Reply, doc
-from identity.guards import identify, require_host, require_viewer
 from identity.tokens import HostIdentity
 from live.errors import UnknownRoom
 from live.host_rooms import owned_room
@@ -64,7 +63,7 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 @doc(body=ProductIn, responses={201: ProductOut}, summary="Create a product")
 async def create_product(request: Request) -> JSONResponse:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     body = await read_json(request, ProductIn)
     return JSONResponse(await st.catalog.create_product(host, body), status_code=201)
 
@@ -72,7 +71,7 @@ async def create_product(request: Request) -> JSONResponse:
 @doc(responses={200: [ProductOut]}, summary="List your products")
 async def list_products(request: Request) -> JSONResponse:
     st = services(request)
-    return JSONResponse(await st.catalog.list_products(require_host(request, st.signer)))
+    return JSONResponse(await st.catalog.list_products(await st.auth.require_host(request)))
 
 
 @doc(
@@ -83,7 +82,7 @@ async def list_products(request: Request) -> JSONResponse:
 )
 async def create_card(request: Request) -> JSONResponse:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     body = await read_json(request, CardIn)
     return JSONResponse(
         await st.catalog.create_card(host, request.path_params["room"], body), status_code=201
@@ -99,7 +98,7 @@ async def create_card(request: Request) -> JSONResponse:
 )
 async def open_card(request: Request) -> JSONResponse:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     body = await read_json(request, CardOpenIn, empty_ok=True)
     return JSONResponse(await st.catalog.open_card(host, request.path_params["card"], body))
 
@@ -107,7 +106,7 @@ async def open_card(request: Request) -> JSONResponse:
 @doc(responses={200: CardOut}, errors=[UnknownResource], summary="Close the sale of a card")
 async def close_card(request: Request) -> JSONResponse:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     return JSONResponse(await st.catalog.close_card(host, request.path_params["card"]))
 
 
@@ -119,7 +118,7 @@ async def close_card(request: Request) -> JSONResponse:
 )
 async def patch_card(request: Request) -> JSONResponse:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     body = await read_json(request, CardPatchIn)
     return JSONResponse(await st.catalog.patch_card(host, request.path_params["card"], body))
 
@@ -127,7 +126,7 @@ async def patch_card(request: Request) -> JSONResponse:
 @doc(responses={200: CardOut}, errors=[UnknownResource], summary="Get a card with its live stock")
 async def get_card(request: Request) -> JSONResponse:
     st = services(request)
-    return JSONResponse(await st.catalog.view(identify(request, st.signer), request.path_params["card"]))
+    return JSONResponse(await st.catalog.view(await st.auth.identify(request), request.path_params["card"]))
 
 
 def _idempotency_key(request: Request) -> str:
@@ -167,7 +166,7 @@ def _idempotency_key(request: Request) -> str:
 )
 async def place_order(request: Request) -> JSONResponse:
     st = services(request)
-    viewer = require_viewer(request, st.signer)
+    viewer = st.auth.require_viewer(request)
     key = _idempotency_key(request)
     body = await read_json(request, OrderIn, codes={"quantity": "invalid_quantity"})
     order, created = await st.orders.place(
@@ -179,7 +178,7 @@ async def place_order(request: Request) -> JSONResponse:
 @doc(responses={200: OrderOut}, errors=[UnknownResource], summary="Get an order (its buyer, or the host)")
 async def get_order(request: Request) -> JSONResponse:
     st = services(request)
-    return JSONResponse(await st.orders.get(identify(request, st.signer), request.path_params["order"]))
+    return JSONResponse(await st.orders.get(await st.auth.identify(request), request.path_params["order"]))
 
 
 @doc(
@@ -193,7 +192,7 @@ async def get_order(request: Request) -> JSONResponse:
 )
 async def pay_order(request: Request) -> JSONResponse:
     st = services(request)
-    viewer = require_viewer(request, st.signer)
+    viewer = st.auth.require_viewer(request)
     return JSONResponse(await st.payments.start_checkout(viewer, request.path_params["order"]))
 
 
@@ -204,7 +203,7 @@ async def pay_order(request: Request) -> JSONResponse:
 )
 async def cancel_order(request: Request) -> JSONResponse:
     st = services(request)
-    viewer = require_viewer(request, st.signer)
+    viewer = st.auth.require_viewer(request)
     return JSONResponse(await st.orders.cancel(viewer, request.path_params["order"]))
 
 
@@ -217,7 +216,7 @@ async def cancel_order(request: Request) -> JSONResponse:
 )
 async def refund_order(request: Request) -> JSONResponse:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     body = await read_json(request, RefundIn, empty_ok=True)
     return JSONResponse(await st.orders.refund(host, request.path_params["order"], restock=body.restock))
 
@@ -230,7 +229,7 @@ async def refund_order(request: Request) -> JSONResponse:
 )
 async def ship_order(request: Request) -> JSONResponse:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     body = await read_json(request, ShipIn)
     return JSONResponse(await st.orders.ship(host, request.path_params["order"], body.tracking_number))
 
@@ -288,7 +287,7 @@ async def payment_webhook(request: Request) -> JSONResponse:
 
 async def _own_room(request: Request) -> tuple[HostIdentity, Room]:
     st = services(request)
-    host = require_host(request, st.signer)
+    host = await st.auth.require_host(request)
     async with st.sessions() as session:
         return host, await owned_room(session, host, request.path_params["room"])
 

@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from base.clock import Clock
 from base.events import Events
 from base.ids import new_id
-from identity.guards import require_in_room, require_room_owner
-from identity.tokens import HostIdentity, Identity
+from identity.guards import Caller, require_in_room, require_room_owner
+from identity.tokens import HostIdentity
 from live.host_rooms import owned_room
 from live.models import Room
 from live.rooms import accepts_sales
@@ -209,7 +209,7 @@ class Catalog:
         if not await self.inventory.configure(card_id, **fields):
             await self.reconciler.reconcile_card(card_id, trigger="missing")
 
-    async def view(self, who: Identity, card_id: str) -> dict[str, Any]:
+    async def view(self, who: Caller, card_id: str) -> dict[str, Any]:
         async with self.sessions() as session:
             row = (
                 await session.execute(

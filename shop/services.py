@@ -9,8 +9,9 @@ from typing import cast
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
+from base.limits import RateLimits
 from base.settings import Settings
-from identity.tokens import TokenSigner
+from identity.guards import Authenticator
 from shop.cards import Catalog
 from shop.orders.service import OrderService
 from shop.payments.service import PaymentService
@@ -19,7 +20,8 @@ from shop.payments.service import PaymentService
 @dataclass(frozen=True, slots=True)
 class ShopServices:
     settings: Settings
-    signer: TokenSigner
+    auth: Authenticator
+    rate_limits: RateLimits
     sessions: async_sessionmaker[AsyncSession]
     catalog: Catalog
     orders: OrderService

@@ -101,6 +101,9 @@ def make_settings(database_url: str, redis_url: str, tmp_path: Path, **overrides
         "sweep_interval_seconds": 0.2,
         "orphan_grace_seconds": 3.0,
         "commit_timeout_seconds": 1.0,
+        # Tests sign in and join hundreds of buyers from one address: every rate limit a thousand times
+        # its production figure (the limit tests set their own, down to 1).
+        "limits_scale": 1000,
     }
     values.update(overrides)
     return Settings(**values)

@@ -8,13 +8,16 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
+import identity.models
 import live.models
 import realtime.models
 import shop.models
 from base.db import Base, create_engine
 from base.settings import Settings
 
-assert live.models and realtime.models and shop.models  # register the tables on Base.metadata
+assert (
+    identity.models and live.models and realtime.models and shop.models
+)  # register the tables on Base.metadata
 target_metadata = Base.metadata
 config = context.config
 

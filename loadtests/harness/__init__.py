@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -360,14 +361,39 @@ async def new_sale(
     return Sale(token, room["id"], room["invite_token"], product_id, card_id)
 
 
+def new_phone() -> str:
+    """A valid, random mainland mobile number (a fresh customer each time)."""
+    return f"+86139{secrets.randbelow(10**8):08d}"
+
+
+async def sign_in(client: httpx.AsyncClient, room_id: str, phone: str | None = None) -> str:
+    """A buyer signs in to the room's shop through the dev SMS provider (the code is in its answer); their
+    customer token."""
+    phone = phone or new_phone()
+    sent = await ok(await client.post(f"/api/rooms/{room_id}/sign-in/code", json={"phone": phone}), 202)
+    body = {"phone": phone, "code": sent["dev_code"]}
+    return str((await ok(await client.post(f"/api/rooms/{room_id}/sign-in", json=body)))["token"])
+
+
 async def join(
-    client: httpx.AsyncClient, room_id: str, invite: str, name: str = "Viewer", *, ref: str | None = None
+    client: httpx.AsyncClient,
+    room_id: str,
+    invite: str,
+    name: str = "Viewer",
+    *,
+    ref: str | None = None,
+    customer: str | None = None,
+    guest: bool = False,
 ) -> Buyer:
-    """A viewer joins the room with an invite (and a share code as ``ref``)."""
+    """A viewer joins the room with an invite (and a share code as ``ref``): as the signed-in customer
+    ``customer`` (a customer token), else a new customer signed in first, or with ``guest`` as a guest."""
     body: dict[str, Any] = {"invite": invite, "name": name}
     if ref:
         body["ref"] = ref
-    v = await ok(await client.post(f"/api/rooms/{room_id}/join", json=body))
+    if customer is None and not guest:
+        customer = await sign_in(client, room_id)
+    headers = auth(customer) if customer else {}
+    v = await ok(await client.post(f"/api/rooms/{room_id}/join", json=body, headers=headers))
     return Buyer(v["viewer_id"], v["token"], v["share_code"])
 
 

@@ -23,8 +23,8 @@ from base.events import Events
 from base.ids import new_id
 from base.metrics import Metrics
 from base.settings import Settings
-from identity.guards import require_buyer, require_room_owner
-from identity.tokens import HostIdentity, Identity, ViewerIdentity
+from identity.guards import Caller, require_buyer, require_room_owner
+from identity.tokens import HostIdentity, ViewerIdentity
 from shop import commissions
 from shop.errors import (
     IdempotencyMismatch,
@@ -188,7 +188,7 @@ class OrderService:
 
     # -- after the buy ---------------------------------------------------------------------------------
 
-    async def get(self, who: Identity, order_id: str) -> dict[str, Any]:
+    async def get(self, who: Caller, order_id: str) -> dict[str, Any]:
         async with self.sessions() as session:
             found = await repo.order_with_room(session, order_id)
         if found is None:

@@ -113,7 +113,7 @@ def test_settings_keys_sign_and_rotate() -> None:
 
 def test_host_and_viewer_tokens_are_not_invites() -> None:
     signer = TokenSigner(["k-new"])
-    host = signer.host_token("hst_1")
+    host = signer.session_token("ses_1", "hst_1")
     viewer = signer.viewer_token("vw_1", ROOM, None)
     for token in (host, viewer):
         assert not is_invite_token(token)

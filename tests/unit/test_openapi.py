@@ -134,7 +134,8 @@ def test_the_codes_are_those_each_endpoint_raises(spec: dict[str, Any]) -> None:
     paths = spec["paths"]
     join = paths["/api/rooms/{room}/join"]["post"]
     assert _codes(join, 403) == ["invalid_invite"] and join["security"] == [{}, {"bearer": []}]
-    assert "401" not in join["responses"]  # a token that does not verify is ignored, not refused
+    # A token that does not verify is ignored, not refused: the one 401 is a verified room's sign-in.
+    assert _codes(join, 401) == ["sign_in_required"] and _codes(join, 429) == ["rate_limited"]
     assert _codes(paths["/api/rooms/{room}/live"]["post"], 409) == ["room_ended"]
     assert _codes(paths["/api/rooms/{room}/invites"]["post"], 409) == ["invalid_room_state"]
     buy = paths["/api/cards/{card}/orders"]["post"]

@@ -11,7 +11,7 @@ import pytest
 
 from base.settings import Settings
 from identity.errors import InvalidToken
-from identity.tokens import HostIdentity, TokenSigner, ViewerIdentity
+from identity.tokens import CustomerIdentity, HostIdentity, TokenSigner, ViewerIdentity
 from livecart.edge import status_of
 from shop.payments.signing import HEADER, SignatureError, sign, verify
 
@@ -141,9 +141,9 @@ def test_signature_error_is_a_value_error() -> None:
 
 def test_host_token_round_trip() -> None:
     signer = TokenSigner(["k-new"])
-    token = signer.host_token("hst_1")
-    assert token.startswith("h.")
-    assert signer.verify(token) == HostIdentity("hst_1")
+    token = signer.session_token("ses_1", "hst_1")
+    assert token.startswith("s.")
+    assert signer.verify(token) == HostIdentity("hst_1", "ses_1")
 
 
 @pytest.mark.parametrize("referrer", [None, "vw_promoter"])
@@ -166,7 +166,11 @@ def _flips(token: str) -> list[tuple[int, str]]:
 @pytest.mark.parametrize("kind", ["host", "viewer"])
 def test_one_bit_flip_is_rejected(kind: str) -> None:
     signer = TokenSigner(["k-new"])
-    token = signer.host_token("hst_1") if kind == "host" else signer.viewer_token("vw_1", "rm_1", None)
+    token = (
+        signer.session_token("ses_1", "hst_1")
+        if kind == "host"
+        else signer.viewer_token("vw_1", "rm_1", None)
+    )
     identity = signer.verify(token)
     accepted = []
     for i, flipped in _flips(token):
@@ -183,7 +187,7 @@ def test_one_bit_flip_is_rejected(kind: str) -> None:
 
 def test_one_flip_in_payload_and_mac_middle_rejected() -> None:
     signer = TokenSigner(["k-new"])
-    token = signer.host_token("hst_1")
+    token = signer.session_token("ses_1", "hst_1")
     payload_i = 3
     mac_i = len(token) - 10
     for i in (payload_i, mac_i):
@@ -195,9 +199,16 @@ def test_one_flip_in_payload_and_mac_middle_rejected() -> None:
 def test_wrong_purpose_is_rejected() -> None:
     """One salt per purpose: a host token's body presented as a viewer token (and back) does not verify."""
     signer = TokenSigner(["k-new"])
-    host = signer.host_token("hst_1")
+    host = signer.session_token("ses_1", "hst_1")
     viewer = signer.viewer_token("vw_1", "rm_1", None)
-    for token in ("v." + host[2:], "h." + viewer[2:]):
+    customer = signer.customer_token("cus_1", "hst_1")
+    for token in (
+        "v." + host[2:],
+        "s." + viewer[2:],
+        "c." + host[2:],
+        "s." + customer[2:],
+        "v." + customer[2:],
+    ):
         with pytest.raises(InvalidToken):
             signer.verify(token)
 
@@ -215,32 +226,32 @@ def test_malformed_tokens_are_invalid_tokens(token: str) -> None:
 
 def test_unknown_kind_with_a_valid_body_is_rejected() -> None:
     signer = TokenSigner(["k-new"])
-    host = signer.host_token("hst_1")
+    host = signer.session_token("ses_1", "hst_1")
     for kind in ("H", "x", "hv", ""):
         with pytest.raises(InvalidToken):
             signer.verify(kind + host[1:])
 
 
 def test_token_of_another_server_is_rejected() -> None:
-    token = TokenSigner(["someone-else"]).host_token("hst_1")
+    token = TokenSigner(["someone-else"]).session_token("ses_1", "hst_1")
     with pytest.raises(InvalidToken):
         TokenSigner(["k-new"]).verify(token)
 
 
 def test_key_rotation() -> None:
     """The first key signs; every listed key verifies; a key removed from the list stops verifying."""
-    old_host = TokenSigner(["k-old"]).host_token("hst_1")
+    old_host = TokenSigner(["k-old"]).session_token("ses_1", "hst_1")
     old_viewer = TokenSigner(["k-old"]).viewer_token("vw_1", "rm_1", "vw_p")
     rotated = TokenSigner(["k-new", "k-old"])
-    assert rotated.verify(old_host) == HostIdentity("hst_1")
+    assert rotated.verify(old_host) == HostIdentity("hst_1", "ses_1")
     assert rotated.verify(old_viewer) == ViewerIdentity("vw_1", "rm_1", "vw_p")
     retired = TokenSigner(["k-new"])
     for token in (old_host, old_viewer):
         with pytest.raises(InvalidToken):
             retired.verify(token)
     # New tokens are signed with the newest key: they survive the old key's removal, not the new key's.
-    fresh = rotated.host_token("hst_2")
-    assert retired.verify(fresh) == HostIdentity("hst_2")
+    fresh = rotated.session_token("ses_2", "hst_2")
+    assert retired.verify(fresh) == HostIdentity("hst_2", "ses_2")
     with pytest.raises(InvalidToken):
         TokenSigner(["k-old"]).verify(fresh)
 
@@ -248,12 +259,13 @@ def test_key_rotation() -> None:
 def test_settings_list_signing_keys_newest_first() -> None:
     settings = Settings(secret_key="k-new", previous_secret_keys=["k-old", "k-older"])
     assert settings.signing_keys == ["k-new", "k-old", "k-older"]
-    old = TokenSigner(["k-older"]).host_token("hst_1")
-    assert TokenSigner(settings.signing_keys).verify(old) == HostIdentity("hst_1")
+    old = TokenSigner(["k-older"]).session_token("ses_1", "hst_1")
+    assert TokenSigner(settings.signing_keys).verify(old) == HostIdentity("hst_1", "ses_1")
 
 
 def test_expired_viewer_token(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Viewer tokens carry their issue time (itsdangerous reads ``time.time``); host tokens do not expire."""
+    """Viewer tokens carry their issue time (itsdangerous reads ``time.time``); a host session token's
+    signature does not expire (its session in SQL does, sliding: ``test_host_sessions.py``)."""
     signer = TokenSigner(["k-new"], viewer_max_age=60)
     now = time.time()
     monkeypatch.setattr(time, "time", lambda: now - 61)
@@ -262,8 +274,43 @@ def test_expired_viewer_token(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InvalidToken) as raised:
         signer.verify(token)
     assert raised.value.code == "token_expired" and status_of(type(raised.value)) == 401
-    # Host tokens do not expire.
+    # Session tokens' signatures do not expire.
     monkeypatch.setattr(time, "time", lambda: now - 10 * 365 * 86_400)
-    host = signer.host_token("hst_1")
+    host = signer.session_token("ses_1", "hst_1")
     monkeypatch.setattr(time, "time", lambda: now)
-    assert signer.verify(host) == HostIdentity("hst_1")
+    assert signer.verify(host) == HostIdentity("hst_1", "ses_1")
+
+
+def test_customer_token_round_trip_and_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
+    signer = TokenSigner(["k-new"], customer_max_age=3600)
+    token = signer.customer_token("cus_1", "hst_1")
+    assert token.startswith("c.")
+    assert signer.verify(token) == CustomerIdentity("cus_1", "hst_1")
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now - 3601)
+    old = signer.customer_token("cus_1", "hst_1")
+    monkeypatch.setattr(time, "time", lambda: now)
+    with pytest.raises(InvalidToken) as raised:
+        signer.verify(old)
+    assert raised.value.code == "token_expired"
+
+
+def test_viewer_token_names_its_customer_and_v1_tokens_still_verify() -> None:
+    signer = TokenSigner(["k-new"])
+    token = signer.viewer_token("vw_1", "rm_1", "vw_p", "cus_1")
+    assert signer.verify(token) == ViewerIdentity("vw_1", "rm_1", "vw_p", "cus_1")
+    v1 = "v." + str(signer._viewer.dumps(["vw_2", "rm_1", None]))  # as v1 signed them: no customer
+    assert signer.verify(v1) == ViewerIdentity("vw_2", "rm_1", None, None)
+
+
+def test_v1_host_tokens_are_retired_and_forged_ones_invalid() -> None:
+    """v1 host tokens never expired and could not be revoked: they no longer sign in (401 token_expired,
+    telling the host to sign in again); a forged one is plainly invalid."""
+    signer = TokenSigner(["k-new"])
+    legacy = signer.legacy_host_token("hst_1")
+    with pytest.raises(InvalidToken) as raised:
+        signer.verify(legacy)
+    assert raised.value.code == "token_expired" and "sign in again" in raised.value.detail
+    with pytest.raises(InvalidToken) as forged:
+        signer.verify(TokenSigner(["dev-insecure-secret-change-me"]).legacy_host_token("hst_1"))
+    assert forged.value.code == "unauthorized"

@@ -221,6 +221,7 @@ def room(status: str) -> Room:
         title="Evening show",
         status=status,
         invite_token="inv_secret",
+        sign_in="verified",
         scheduled_ms=NOW,
         started_ms=NOW + 1 if status != "scheduled" else None,
         ended_ms=NOW + 2 if status == "ended" else None,
