@@ -142,7 +142,8 @@ class Settings(BaseSettings):
     aliyun_sms_template_code: str | None = None
     #: Region of phone numbers written without a country code.
     default_phone_region: str = "CN"
-    sign_in_code_seconds: int = Field(default=300, ge=30)
+    #: How long a sign-in code is valid (a test sets a few seconds to see one expire).
+    sign_in_code_seconds: int = Field(default=300, ge=1)
     #: Wrong codes for one phone before it is locked, and for how long.
     sign_in_max_wrong_codes: int = Field(default=5, ge=1)
     sign_in_lock_seconds: int = Field(default=900, ge=1)
@@ -151,6 +152,8 @@ class Settings(BaseSettings):
     wechat_app_secret: SecretStr | None = None
     wechat_api_base: str = "https://api.weixin.qq.com"
     wechat_authorize_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
+    #: How long one call to the SMS provider or to WeChat's API may take before the request answers 502.
+    sign_in_provider_timeout_seconds: float = Field(default=5.0, gt=0)
 
     # --- limits (SPEC §13): each rate is "N/period" as the ``limits`` library parses it ---
     #: Multiplies every rate limit's N at once (a load test against staging sets e.g. 1000).
