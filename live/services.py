@@ -23,6 +23,8 @@ from live.video_siblings import Siblings
 
 #: Called when a show ends, after its room is committed as ended (the shop closes the room's cards).
 RoomEnded = Callable[[str], Awaitable[None]]
+#: A show's picture for its link preview (the shop's first pinned product image), or ``None``.
+RoomCover = Callable[[str], Awaitable[str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,8 @@ class LiveServices:
     sms: SmsSender | None
     #: The other workers of ``livecart serve --workers N``; ``None`` in a single process.
     siblings: Siblings | None = None
+    #: Where a room's cover comes from (``live.preview``); ``None``: previews have no cover.
+    room_cover: RoomCover | None = None
 
 
 def services(conn: HTTPConnection) -> LiveServices:

@@ -52,6 +52,7 @@ from realtime.service import Realtime
 from realtime.stock import StockPublisher
 from reporting.api import ReportingServices
 from shop.cards import Catalog
+from shop.covers import RoomCovers
 from shop.inventory.store import SENTINEL, Inventory
 from shop.orders.service import OrderService
 from shop.orders.writer import OrderWriter
@@ -228,6 +229,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
             ),
             sms=sms_sender(settings),
             siblings=siblings,
+            room_cover=RoomCovers(sessions=sessions).cover_of,
         ),
         shop=ShopServices(
             settings=settings,
