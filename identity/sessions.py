@@ -84,12 +84,12 @@ class HostSessions:
             if row.expires_ms <= now:
                 raise InvalidToken("This session has expired; sign in again.", code="token_expired")
             if now - row.last_used_ms >= SLIDE_EVERY_MS:
-                async with session.begin():
-                    await session.execute(
-                        update(HostSession)
-                        .where(HostSession.id == row.id, HostSession.revoked_ms.is_(None))
-                        .values(last_used_ms=now, expires_ms=now + self._lifetime_ms)
-                    )
+                await session.execute(
+                    update(HostSession)
+                    .where(HostSession.id == row.id, HostSession.revoked_ms.is_(None))
+                    .values(last_used_ms=now, expires_ms=now + self._lifetime_ms)
+                )
+                await session.commit()
 
     async def list(self, host_id: str) -> list[HostSession]:
         async with self._sessions() as session:

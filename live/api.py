@@ -289,19 +289,18 @@ async def _join(
 ) -> tuple[Viewer, bool]:
     """One join's transaction: the viewer (found or created) and whether it was created."""
     async with st.sessions() as session, session.begin():
-        if customer is not None:
-            existing = (
-                await session.execute(
-                    select(Viewer).where(
-                        Viewer.room_id == room_id, Viewer.customer_id == customer.customer_id
-                    )
-                )
-            ).scalar_one_or_none()
-        else:
-            existing = await session.get(Viewer, returning.viewer_id) if returning else None
+        existing = await _existing_viewer(session, room_id, customer, returning)
         if claim is not None:
             if existing is None:
-                await invites.consume(session, claim, now_ms=now)  # the guarded write comes first
+                try:
+                    await invites.consume(session, claim, now_ms=now)  # the guarded write comes first
+                except InvalidInvite:
+                    # The same customer's concurrent join may have just taken the invite's last use: then
+                    # this is their return (the write above waited for that join's commit, and sees it).
+                    existing = await _existing_viewer(session, room_id, customer, None)
+                    if existing is None:
+                        raise
+                    await invites.check_usable(session, claim, now_ms=now)
             else:
                 await invites.check_usable(session, claim, now_ms=now)
         room = await session.get(Room, room_id)
@@ -318,8 +317,8 @@ async def _join(
             referrer = await _share_owner(session, room_id, body.ref)  # an unknown ref is ignored, not fatal
         if existing is not None:
             return existing, False  # first touch: a returning viewer keeps their first referrer (or none)
-        if referrer is not None and customer is not None and referrer.customer_id == customer.customer_id:
-            referrer = None  # never one's own referrer
+        # Never one's own referrer: a customer's own share code belongs to their one viewer in this room,
+        # which ``existing`` found above; a guest's own code comes with their viewer token (``returning``).
         viewer = Viewer(
             id=new_id("vw"),
             room_id=room_id,
@@ -348,6 +347,18 @@ async def _join(
         if inserted.first() is None:
             raise _LostRace  # rolls back the invite use taken above; the retry finds the viewer
         return viewer, True
+
+
+async def _existing_viewer(
+    session: Any, room_id: str, customer: CustomerIdentity | None, returning: ViewerIdentity | None
+) -> Viewer | None:
+    """The caller's viewer in this room already: the customer's one, or the returning guest's."""
+    if customer is not None:
+        found = await session.execute(
+            select(Viewer).where(Viewer.room_id == room_id, Viewer.customer_id == customer.customer_id)
+        )
+        return found.scalar_one_or_none()  # type: ignore[no-any-return]
+    return await session.get(Viewer, returning.viewer_id) if returning else None
 
 
 def _default_name(customer: CustomerIdentity | None) -> str:
