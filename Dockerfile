@@ -10,12 +10,16 @@ COPY . .
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # ---- runtime -----------------------------------------------------------------
+# Production unless told otherwise: the image refuses to start without a private LIVECART_SECRET_KEY of 32+
+# bytes, keeps open sign-up, the dev SMS provider and the dev payment simulator off, and does not migrate on
+# start unless LIVECART_MIGRATE_ON_START=true (README, "Docker").
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PATH=/opt/venv/bin:$PATH \
+    LIVECART_ENV=prod \
     LIVECART_DATA_DIR=/data \
     LIVECART_DATABASE_URL=sqlite+aiosqlite:////data/livecart.db
 
