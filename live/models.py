@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from base.db import Base
@@ -15,7 +15,9 @@ class Host(Base):
     created_ms: Mapped[int]
     #: E.164; the host signs in on a new device with a code sent to it (``None``: only by a session or
     #: the CLI).
-    phone: Mapped[str | None] = mapped_column(String(20), unique=True)
+    phone: Mapped[str | None] = mapped_column(String(20))
+
+    __table_args__ = (Index("uq_hosts_phone", "phone", unique=True),)
 
 
 class Room(Base):
@@ -47,7 +49,7 @@ class Viewer(Base):
 
     __table_args__ = (
         Index("ix_viewers_room_referrer", "room_id", "referrer_id"),
-        UniqueConstraint("room_id", "customer_id"),
+        Index("uq_viewers_room_customer", "room_id", "customer_id", unique=True),
     )
 
 

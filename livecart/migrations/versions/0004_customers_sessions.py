@@ -57,28 +57,30 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("host_id", name=op.f("pk_stream_keys")),
         sa.UniqueConstraint("key_hash", name=op.f("uq_stream_keys_key_hash")),
     )
-    with op.batch_alter_table("hosts") as batch:
-        batch.add_column(sa.Column("phone", sa.String(length=20), nullable=True))
-        batch.create_unique_constraint(op.f("uq_hosts_phone"), ["phone"])
-    with op.batch_alter_table("rooms") as batch:
-        batch.add_column(sa.Column("sign_in", sa.String(length=16), nullable=False, server_default="guest"))
-    with op.batch_alter_table("viewers") as batch:
-        batch.add_column(sa.Column("customer_id", sa.String(length=40), nullable=True))
-        batch.create_foreign_key(
-            op.f("fk_viewers_customer_id_customers"), "customers", ["customer_id"], ["id"]
+    # Columns and unique indexes are added in place, never by recreating a table (SQLite's batch mode would
+    # drop and rebuild hosts and viewers, which rows of other tables reference).
+    op.add_column("hosts", sa.Column("phone", sa.String(length=20), nullable=True))
+    op.create_index("uq_hosts_phone", "hosts", ["phone"], unique=True)
+    op.add_column("rooms", sa.Column("sign_in", sa.String(length=16), nullable=False, server_default="guest"))
+    if op.get_bind().dialect.name == "sqlite":  # SQLite takes a column's foreign key only inline
+        op.execute("ALTER TABLE viewers ADD COLUMN customer_id VARCHAR(40) REFERENCES customers (id)")
+    else:
+        op.add_column("viewers", sa.Column("customer_id", sa.String(length=40), nullable=True))
+        op.create_foreign_key(
+            op.f("fk_viewers_customer_id_customers"), "viewers", "customers", ["customer_id"], ["id"]
         )
-        batch.create_unique_constraint(op.f("uq_viewers_room_id_customer_id"), ["room_id", "customer_id"])
+    op.create_index("uq_viewers_room_customer", "viewers", ["room_id", "customer_id"], unique=True)
 
 
 def downgrade() -> None:
+    op.drop_index("uq_viewers_room_customer", table_name="viewers")
     with op.batch_alter_table("viewers") as batch:
-        batch.drop_constraint(op.f("uq_viewers_room_id_customer_id"), type_="unique")
         batch.drop_constraint(op.f("fk_viewers_customer_id_customers"), type_="foreignkey")
         batch.drop_column("customer_id")
     with op.batch_alter_table("rooms") as batch:
         batch.drop_column("sign_in")
+    op.drop_index("uq_hosts_phone", table_name="hosts")
     with op.batch_alter_table("hosts") as batch:
-        batch.drop_constraint(op.f("uq_hosts_phone"), type_="unique")
         batch.drop_column("phone")
     op.drop_table("stream_keys")
     op.drop_index("ix_host_sessions_host", table_name="host_sessions")
