@@ -1,25 +1,40 @@
-// The HTTP side of the pages: JSON calls with a bearer token, errors as ApiError {status, code, detail}.
+// The HTTP side of the pages: JSON calls with a bearer token, errors as ApiError {status, code, detail,
+// body}; describe() says what went wrong in the page's language (the catalogue's error.CODE), falling back
+// to the server's own sentence for a code the catalogue does not know.
+
+import { has, t, waitText } from "./i18n.js";
 
 export class ApiError extends Error {
-  constructor(status, code, detail) {
+  constructor(status, code, detail, body = {}) {
     super(detail || code);
     this.status = status;
     this.code = code;
     this.detail = detail;
+    this.body = body; // the whole error body: retry_after, attempts_left…
+  }
+
+  /** Seconds until a refused request may be sent again (429), or null. */
+  get retryAfter() {
+    const value = Number(this.body.retry_after);
+    return Number.isFinite(value) && value > 0 ? value : null;
   }
 }
 
 export async function errorOf(response) {
   let code = `http_${response.status}`;
   let detail = response.statusText;
+  let body = {};
   try {
-    const body = await response.json();
+    body = (await response.json()) || {};
     code = body.error || code;
     detail = body.detail || detail;
   } catch {
     // not JSON: keep the status line
   }
-  return new ApiError(response.status, code, detail);
+  if (body.retry_after === undefined && response.headers.get("Retry-After")) {
+    body = { ...body, retry_after: Number(response.headers.get("Retry-After")) };
+  }
+  return new ApiError(response.status, code, detail, body);
 }
 
 /** `api("/api/products", {token, method: "POST", body: {...}})` → the parsed JSON (null for 204). */
@@ -34,7 +49,7 @@ export async function api(path, { method = "GET", token, body, headers = {}, raw
   try {
     response = await fetch(path, init);
   } catch (error) {
-    throw new ApiError(0, "network_error", `The server could not be reached (${error.message}).`);
+    throw new ApiError(0, "network_error", error.message);
   }
   if (!response.ok) throw await errorOf(response);
   if (raw) return response;
@@ -69,7 +84,24 @@ export function randomKey() {
   return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** The catalogue's key for an error: error.CODE, with a variant where the body says more. */
+function errorKey(error) {
+  if (error.code === "invalid_code") {
+    const left = error.body.attempts_left;
+    if (left === undefined) return "error.invalid_code.none";
+    return left > 0 ? "error.invalid_code" : "error.invalid_code.locked";
+  }
+  return `error.${error.code}`;
+}
+
+/** What went wrong, for a person, in the page's language. */
 export function describe(error) {
-  if (error instanceof ApiError) return error.detail ? `${error.detail} (${error.code})` : error.code;
+  if (error instanceof ApiError) {
+    const key = errorKey(error);
+    if (has(key)) {
+      return t(key, { ...error.body, wait: waitText(error.retryAfter), detail: error.detail || error.code });
+    }
+    return error.detail || error.code;
+  }
   return error && error.message ? error.message : String(error);
 }

@@ -1,11 +1,18 @@
-// The host console (/host): sign in with the host token; products; shows, invites and promoter links; the
-// camera over WHIP; cards (pin, open, close, cut the price, add stock); the live dashboard over the room's
-// websocket and /stats; orders (ship, refund, CSV). All user text is rendered with textContent (dom.js).
+// The host console (/host): sign in (a code to the host's phone, or a pasted session token; sign-up shows
+// the new token masked), the host's sessions (sign out one or all) and their OBS/WHIP stream key; products;
+// shows (verified or guest: a guest room is labelled as one whose limits can be dodged), invites and
+// promoter links; the camera over WHIP; cards (pin, open, close, cut the price, add stock); the live
+// dashboard over the room's websocket and /stats; chat (the host's own lines badged); orders (ship,
+// refund, CSV); "End show" asks first. An expired or signed-out session sends the host back to sign in.
+// Every string is the catalogue's (i18n.js); all user text is rendered with textContent (dom.js).
 
 import { api, ApiError, describe, money, percent, toMinor } from "./api.js";
 import { drawLine } from "./chart.js";
+import { chatLine } from "./chat.js";
+import { CLOSE } from "./close-codes.js";
 import { $, clock, copyText, fill, h, onSubmit, remaining, setText, show } from "./dom.js";
 import { RoomSocket, routeFrames } from "./hub.js";
+import { languageSwitch, t } from "./i18n.js";
 import { publish } from "./webrtc.js";
 
 const TOKEN_KEY = "livecart.host.token";
@@ -22,7 +29,15 @@ let products = [];
 let active = null; // the open room: see openRoom()
 let roomsLoad = 0; // bumped by each (re)load of the room list: an older answer that arrives late is dropped
 
-const call = (path, options = {}) => api(path, { token, ...options });
+/** A host call with the session token; a 401 means the session is over (expired, signed out): sign in. */
+async function call(path, options = {}) {
+  try {
+    return await api(path, { token, ...options });
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401 && token) sessionEnded(describe(error));
+    throw error;
+  }
+}
 const readJSON = (key, fallback) => {
   try {
     return JSON.parse(localStorage.getItem(key)) ?? fallback;
@@ -41,43 +56,71 @@ function notice(text) {
 // -- signing in ------------------------------------------------------------------------------------------
 
 async function signIn(candidate) {
-  token = candidate.trim();
+  const tried = candidate.trim();
   try {
-    products = await call("/api/products"); // proves the token
+    products = await api("/api/products", { token: tried }); // proves the token
   } catch (error) {
-    token = null;
-    if (error instanceof ApiError && error.status === 401) {
-      throw new ApiError(401, "unauthorized", "This is not a valid host token.");
+    if (error instanceof ApiError && error.status === 401 && error.code !== "token_expired") {
+      throw new ApiError(401, "not_a_host_token", error.detail);
     }
     throw error;
   }
+  token = tried;
   localStorage.setItem(TOKEN_KEY, token);
   enterConsole();
 }
 
-function signOut() {
+/** Forget the session on this device (the console closes) and show the sign-in forms, saying why. */
+function forget(reason = "") {
   closeRoom();
   roomsLoad++;
   fill($("#room-list"));
+  fill($("#session-list"));
   show($("#rooms-more"), false);
   localStorage.removeItem(TOKEN_KEY);
   localStorage.removeItem(NAME_KEY);
   token = null;
   location.hash = "";
+  $("#token-value").value = "";
+  $("#stream-key").value = "";
+  show($("#stream-key-box"), false);
   show($("#token-box"), false);
   show($("#console"), false);
   show($("#sign-out"), false);
   setText($("#signed-in"), "");
+  setText($("#signin-reason"), reason);
+  show($("#signin-reason"), Boolean(reason));
   show($("#signin"));
+}
+
+/** The server refused the session (expired, signed out elsewhere): back to the sign-in forms. */
+function sessionEnded(reason) {
+  if (token) forget(reason || t("error.token_expired"));
+}
+
+/** Sign out: this session ends on the server too (its token stops working), then the device forgets it. */
+async function signOut() {
+  const ending = token;
+  forget();
+  try {
+    const sessions = await api("/api/sessions", { token: ending });
+    const current = sessions.find((s) => s.current);
+    if (current) await api(`/api/sessions/${encodeURIComponent(current.id)}`, { method: "DELETE", token: ending });
+  } catch {
+    // already expired or revoked: nothing left to end
+  }
 }
 
 function enterConsole() {
   show($("#signin"), false);
+  show($("#signin-reason"), false);
   show($("#console"));
   show($("#sign-out"));
-  setText($("#signed-in"), `Signed in${localStorage.getItem(NAME_KEY) ? " as " + localStorage.getItem(NAME_KEY) : ""}`);
+  const name = localStorage.getItem(NAME_KEY);
+  setText($("#signed-in"), name ? t("host.signed_in_as", { name }) : t("host.signed_in"));
   renderProducts();
   renderRooms().catch(errorTo($("#room-error")));
+  loadSessions().catch(errorTo($("#sessions-error")));
   route();
 }
 
@@ -86,17 +129,122 @@ onSubmit($("#signin-form"), async ({ token: value }) => {
   await signIn(value);
 }, errorTo($("#signin-error")));
 
-onSubmit($("#signup-form"), async ({ name }) => {
+onSubmit($("#host-code-form"), async ({ phone }) => {
   setText($("#signin-error"), "");
-  const host = await api("/api/hosts", { method: "POST", body: { name } });
+  show($("#host-dev-code"), false);
+  const sent = await api("/api/host-sign-in/code", { method: "POST", body: { phone } });
+  show($("#host-signin-form"));
+  if (sent && sent.dev_code) {
+    setText($("#host-dev-code"), t("signin.dev_code", { code: sent.dev_code }));
+    show($("#host-dev-code"));
+  }
+  $("#host-signin-form input[name=code]").focus();
+}, errorTo($("#signin-error")));
+
+onSubmit($("#host-signin-form"), async ({ code }, form) => {
+  setText($("#signin-error"), "");
+  const phone = $("#host-code-form input[name=phone]").value;
+  const host = await api("/api/host-sign-in", { method: "POST", body: { phone, code } });
+  localStorage.setItem(NAME_KEY, host.name);
+  form.reset();
+  show(form, false);
+  show($("#host-dev-code"), false);
+  await signIn(host.token);
+}, errorTo($("#signin-error")));
+
+onSubmit($("#signup-form"), async ({ name, phone }) => {
+  setText($("#signin-error"), "");
+  const body = { name };
+  if (phone && phone.trim()) body.phone = phone.trim();
+  const host = await api("/api/hosts", { method: "POST", body });
   localStorage.setItem(NAME_KEY, host.name);
   await signIn(host.token);
+  // Shown once, masked: it is a password (the console's, until it expires), to keep or paste elsewhere.
   $("#token-value").value = host.token;
+  maskToken(true);
   show($("#token-box"));
 }, errorTo($("#signin-error")));
 
+function maskToken(masked) {
+  $("#token-value").type = masked ? "password" : "text";
+  setText($("#token-show"), t(masked ? "host.token.show" : "host.token.hide"));
+}
+
 $("#sign-out").addEventListener("click", signOut);
-$("#token-copy").addEventListener("click", () => copyText($("#token-value").value, $("#token-value")));
+$("#token-show").addEventListener("click", () => maskToken($("#token-value").type !== "password"));
+$("#token-copy").addEventListener("click", async () => {
+  const copied = await copyText($("#token-value").value, null);
+  setText($("#token-status"), copied ? t("host.token.copied") : t("share.copy_it"));
+});
+
+// -- sessions and the stream key -------------------------------------------------------------------------
+
+/** "Chrome · Android" from a User-Agent (the session's label), or the label itself when it says neither. */
+function device(label) {
+  const browser = [["MicroMessenger", "WeChat"], ["Edg/", "Edge"], ["Firefox/", "Firefox"], ["Chrome/", "Chrome"],
+    ["Safari/", "Safari"], ["curl/", "curl"], ["python", "Python"]].find(([mark]) => label.includes(mark));
+  const system = [["Android", "Android"], ["iPhone", "iPhone"], ["iPad", "iPad"], ["Windows", "Windows"],
+    ["Mac OS X", "macOS"], ["Linux", "Linux"]].find(([mark]) => label.includes(mark));
+  const parts = [browser && browser[1], system && system[1]].filter(Boolean);
+  return parts.length ? parts.join(" · ") : label;
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString(document.documentElement.lang) : "";
+}
+
+async function loadSessions() {
+  const sessions = await call("/api/sessions");
+  fill($("#session-list"), sessions.filter((s) => s.active).map((s) =>
+    h("li", { dataset: { sessionId: s.id }, class: s.current ? "current" : null },
+      h("span", { class: "title", title: s.label }, device(s.label)),
+      s.current ? h("span", { class: "badge live" }, t("host.sessions.this_device")) : null,
+      h("span", { class: "muted desc" }, t("host.sessions.times", {
+        used: when(s.last_used_at), expires: when(s.expires_at),
+      })),
+      h("button", { type: "button", class: "secondary small", onclick: () => revokeSession(s) }, t("host.sessions.revoke")))));
+}
+
+async function revokeSession(session) {
+  setText($("#sessions-error"), "");
+  try {
+    await call(`/api/sessions/${encodeURIComponent(session.id)}`, { method: "DELETE" });
+    if (session.current) return sessionEnded(t("host.sessions.signed_out"));
+    await loadSessions();
+  } catch (error) {
+    setText($("#sessions-error"), describe(error));
+  }
+}
+
+$("#sessions-refresh").addEventListener("click", () => loadSessions().catch(errorTo($("#sessions-error"))));
+$("#sessions-revoke-all").addEventListener("click", async () => {
+  setText($("#sessions-error"), "");
+  try {
+    await call("/api/sessions", { method: "DELETE" });
+    sessionEnded(t("host.sessions.signed_out_all"));
+  } catch (error) {
+    setText($("#sessions-error"), describe(error));
+  }
+});
+
+function whipUrl(roomId) {
+  return `${location.origin}/api/rooms/${encodeURIComponent(roomId)}/whip`;
+}
+
+function renderObsServer() {
+  setText($("#obs-server"), active ? whipUrl(active.id) : whipUrl(t("host.obs.room_id")));
+}
+
+$("#stream-key-rotate").addEventListener("click", async () => {
+  setText($("#stream-key-error"), "");
+  try {
+    const { stream_key: key } = await call("/api/stream-key", { method: "POST" });
+    $("#stream-key").value = key;
+    show($("#stream-key-box"));
+  } catch (error) {
+    setText($("#stream-key-error"), describe(error));
+  }
+});
 
 // -- products --------------------------------------------------------------------------------------------
 
@@ -127,7 +275,7 @@ $("#card-form select[name=product_id]").addEventListener("change", syncCardPrice
 onSubmit($("#product-form"), async (data, form) => {
   setText($("#product-error"), "");
   const price = toMinor(data.price);
-  if (Number.isNaN(price)) throw new Error("The price must be an amount like 19.90.");
+  if (Number.isNaN(price)) throw new Error(t("host.bad_price"));
   const body = { name: data.name, price };
   if (data.description) body.description = data.description;
   if (data.image_url) body.image_url = data.image_url;
@@ -147,8 +295,9 @@ onSubmit($("#product-form"), async (data, form) => {
 function roomItem(room) {
   return h("li", { dataset: { roomId: room.id } },
     h("span", { class: "title" }, room.title),
-    h("span", { class: `badge ${room.status}` }, room.status),
-    h("a", { href: `#room=${encodeURIComponent(room.id)}`, class: "button secondary" }, "Open"));
+    h("span", { class: `badge ${room.status}` }, t(`host.status.${room.status}`)),
+    room.sign_in === "guest" ? h("span", { class: "badge guest" }, t("room.guest_label")) : null,
+    h("a", { href: `#room=${encodeURIComponent(room.id)}`, class: "button secondary" }, t("host.rooms.open")));
 }
 
 function roomsPage(before) {
@@ -169,7 +318,7 @@ async function renderRooms() {
   if (load !== roomsLoad) return;
   fill($("#room-list"), rooms.length
     ? rooms.map(roomItem)
-    : [h("li", { class: "muted empty" }, "No shows yet: create one above.")]);
+    : [h("li", { class: "muted empty" }, t("host.rooms.none"))]);
   showMoreRooms(rooms);
 }
 
@@ -191,7 +340,7 @@ $("#rooms-more").addEventListener("click", async () => {
 
 onSubmit($("#room-form"), async (data, form) => {
   setText($("#room-error"), "");
-  const body = { title: data.title };
+  const body = { title: data.title, sign_in: data.sign_in };
   if (data.scheduled_at) body.scheduled_at = new Date(data.scheduled_at).toISOString();
   const room = await call("/api/rooms", { method: "POST", body });
   form.reset();
@@ -220,6 +369,7 @@ function closeRoom() {
   stopCamera();
   active = null;
   show($("#room"), false);
+  renderObsServer();
 }
 
 async function openRoom(roomId) {
@@ -245,12 +395,21 @@ async function openRoom(roomId) {
   setText($("#room-error-line"), "");
   renderRoom(room);
   $("#invite-url").value = room.invite_url || "";
+  $("#whip-url").value = whipUrl(room.id);
+  renderObsServer();
+  // A verified room's viewers are signed-in customers: a promoter joins with their own phone and shares
+  // their page's link; only a guest room lets the console make a promoter (a nameless join) for them.
+  show($("#promoter-form"), room.sign_in === "guest");
+  show($("#promoter-verified-note"), room.sign_in !== "guest");
   show($("#room"));
   const current = active;
   current.socket = new RoomSocket(room.id, token, {
     onFrame: (frame) => current === active && onFrame(frame),
-    onStatus: (status) => setText($("#socket-status"), status === "live" ? "hub connected" : status),
-    onFatal: (code, reason) => setText($("#room-error-line"), `The live connection was refused (${code} ${reason}).`),
+    onStatus: (status) => setText($("#socket-status"), t(`host.socket.${status}`)),
+    onFatal: (code) => {
+      if (code === CLOSE.UNAUTHORIZED) return sessionEnded();
+      setText($("#room-error-line"), t("host.socket.refused", { code }));
+    },
   });
   current.socket.connect();
   current.statsEvery = setInterval(() => refreshStats(), STATS_EVERY_MS);
@@ -264,8 +423,9 @@ function renderRoom(room) {
   active.room = { ...active.room, ...room };
   setText($("#room-title"), active.room.title);
   const status = $("#room-status");
-  setText(status, active.room.status);
+  setText(status, t(`host.status.${active.room.status}`));
   status.className = `badge ${active.room.status}`;
+  show($("#room-guest"), active.room.sign_in === "guest");
   $("#go-live").disabled = active.room.status !== "scheduled";
   $("#end-show").disabled = active.room.status === "ended";
   $("#camera-start").disabled = active.room.status === "ended";
@@ -278,7 +438,14 @@ async function lifecycle(action) {
   renderRooms().catch(errorTo($("#room-error")));
 }
 $("#go-live").addEventListener("click", () => lifecycle("live").catch(errorTo($("#room-error-line"))));
-$("#end-show").addEventListener("click", () => lifecycle("end").catch(errorTo($("#room-error-line"))));
+// Ending cannot be undone (every open card closes, nobody can join any more): the page asks first.
+$("#end-show").addEventListener("click", () => {
+  $("#end-dialog").returnValue = "";
+  $("#end-dialog").showModal();
+});
+$("#end-dialog").addEventListener("close", () => {
+  if ($("#end-dialog").returnValue === "end" && active) lifecycle("end").catch(errorTo($("#room-error-line")));
+});
 
 const onFrame = routeFrames(
   {
@@ -295,7 +462,7 @@ const onFrame = routeFrames(
     viewers: (count) => setText($("#stat-viewers-now"), count),
     room: renderRoom,
     chat: addChat,
-    error: (error) => notice(`The live connection says: ${error}`),
+    error: (error, frame) => notice(describe(new ApiError(429, error, error, frame))),
   },
   () => scheduleStats(),
 );
@@ -304,7 +471,7 @@ const onFrame = routeFrames(
 
 async function startCamera() {
   const current = active;
-  setText($("#camera-status"), "asking for the camera…");
+  setText($("#camera-status"), t("host.camera.asking"));
   let stream;
   try {
     stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 }, audio: true });
@@ -312,17 +479,17 @@ async function startCamera() {
     stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 360 } });
   }
   $("#preview").srcObject = stream;
-  setText($("#camera-status"), "connecting…");
+  setText($("#camera-status"), t("host.camera.connecting"));
   let session;
   try {
     session = await publish(current.id, token, stream);
   } catch (error) {
-    stream.getTracks().forEach((t) => t.stop());
+    stream.getTracks().forEach((track) => track.stop());
     $("#preview").srcObject = null;
     throw error;
   }
   current.camera = { stream, session };
-  const state = () => setText($("#camera-status"), `publishing: ${session.pc.connectionState}`);
+  const state = () => setText($("#camera-status"), t("host.camera.publishing", { state: session.pc.connectionState }));
   session.pc.addEventListener("connectionstatechange", state);
   state();
   show($("#camera-start"), false);
@@ -335,16 +502,16 @@ function stopCamera() {
   if (!camera) return;
   active.camera = null;
   camera.session.stop();
-  camera.stream.getTracks().forEach((t) => t.stop());
+  camera.stream.getTracks().forEach((track) => track.stop());
   $("#preview").srcObject = null;
-  setText($("#camera-status"), "camera off");
+  setText($("#camera-status"), t("host.camera.off"));
   show($("#camera-start"));
   show($("#camera-stop"), false);
 }
 
 $("#camera-start").addEventListener("click", () =>
   startCamera().catch((error) => {
-    setText($("#camera-status"), "camera off");
+    setText($("#camera-status"), t("host.camera.off"));
     setText($("#room-error-line"), describe(error));
   }),
 );
@@ -355,7 +522,7 @@ $("#camera-stop").addEventListener("click", stopCamera);
 function copyRow(url) {
   const field = h("input", { readonly: true, value: url });
   return h("span", { class: "copyline" }, field,
-    h("button", { type: "button", class: "secondary", onclick: () => copyText(url, field) }, "Copy"));
+    h("button", { type: "button", class: "secondary", onclick: () => copyText(url, field) }, t("common.copy")));
 }
 
 async function loadInvites() {
@@ -366,14 +533,14 @@ async function loadInvites() {
     $("#invite-list"),
     invites.map((inv) =>
       h("li", { dataset: { inviteId: inv.id } },
-        h("span", { class: "title" }, inv.label || "invite"),
-        h("span", { class: "muted" }, `${inv.uses}/${inv.max_uses} used${inv.revoked ? " · revoked" : ""}`),
+        h("span", { class: "title" }, inv.label || t("host.invites.unnamed")),
+        h("span", { class: "muted" }, t(inv.revoked ? "host.invites.used_revoked" : "host.invites.used", { uses: inv.uses, max: inv.max_uses })),
         inv.revoked ? null : copyRow(inv.url),
         inv.revoked ? null : h("button", {
           type: "button", class: "secondary",
           onclick: () => call(`/api/rooms/${encodeURIComponent(roomId)}/invites/${encodeURIComponent(inv.id)}`,
             { method: "DELETE" }).then(loadInvites).catch(errorTo($("#room-error-line"))),
-        }, "Revoke")),
+        }, t("host.invites.revoke"))),
     ),
   );
 }
@@ -418,7 +585,7 @@ document.addEventListener("click", (event) => {
 onSubmit($("#card-form"), async (data) => {
   setText($("#card-error"), "");
   const price = toMinor(data.price);
-  if (Number.isNaN(price)) throw new Error("The price must be an amount like 19.90.");
+  if (Number.isNaN(price)) throw new Error(t("host.bad_price"));
   const card = await call(`/api/rooms/${encodeURIComponent(active.id)}/cards`, {
     method: "POST",
     body: {
@@ -461,43 +628,43 @@ function upsertCard(card) {
   const total = h("span", { class: "muted" });
   const limit = h("span", { class: "muted" });
   const countdown = h("span", { class: "countdown muted" });
-  const duration = h("input", { type: "number", min: 1, placeholder: "seconds (none: until closed)", name: "duration" });
-  const newPrice = h("input", { inputmode: "decimal", placeholder: "new price", name: "price" });
-  const addStock = h("input", { type: "number", min: 1, placeholder: "units", name: "add_stock" });
+  const duration = h("input", { type: "number", min: 1, placeholder: t("host.card.duration"), name: "duration" });
+  const newPrice = h("input", { inputmode: "decimal", placeholder: t("host.card.new_price"), name: "price" });
+  const addStock = h("input", { type: "number", min: 1, placeholder: t("host.card.units"), name: "add_stock" });
   const entry = { card };
   const node = h("article", { class: "card", dataset: { cardId: card.id } },
     h("header", {}, title, status),
     desc,
     h("p", { class: "figures" }, price, " · ", stock, total, " · ", limit, " ", countdown),
     h("div", { class: "actions" },
-      smallForm("Open", duration, (v) =>
+      smallForm(t("host.card.open"), duration, (v) =>
         cardAction(entry.card, "/open", v ? { duration_seconds: Number(v) } : {})),
-      h("button", { type: "button", class: "secondary", onclick: () => cardAction(entry.card, "/close") }, "Close"),
-      smallForm("Set price", newPrice, (v) => {
+      h("button", { type: "button", class: "secondary", onclick: () => cardAction(entry.card, "/close") }, t("host.card.close")),
+      smallForm(t("host.card.set_price"), newPrice, (v) => {
         const minor = toMinor(v);
-        if (Number.isNaN(minor)) return setText($("#card-error"), "The price must be an amount like 15.90.");
+        if (Number.isNaN(minor)) return setText($("#card-error"), t("host.bad_price"));
         cardAction(entry.card, "", { price: minor }, "PATCH").then(() => (newPrice.value = ""));
       }),
-      smallForm("Add stock", addStock, (v) =>
+      smallForm(t("host.card.add_stock"), addStock, (v) =>
         cardAction(entry.card, "", { add_stock: Number(v) }, "PATCH").then(() => (addStock.value = ""))),
     ),
   );
   entry.node = node;
   entry.tick = () => {
     const c = entry.card;
-    setText(countdown, c.status === "open" && c.closes_at ? `closes in ${remaining(c.closes_at)}` : "");
+    setText(countdown, c.status === "open" && c.closes_at ? t("host.card.closes_in", { time: remaining(c.closes_at) }) : "");
   };
   entry.update = (next) => {
     entry.card = { ...entry.card, ...next };
     const c = entry.card;
     setText(title, c.product.name);
     setText(desc, c.product.description || "");
-    setText(status, c.status);
+    setText(status, t(`host.card.status.${c.status}`));
     status.className = `badge ${c.status}`;
     setText(price, money(c.price));
     setText(stock, c.stock_left);
-    setText(total, ` of ${c.stock_total} left`);
-    setText(limit, `≤${c.per_user_limit} per buyer · hold ${c.reserve_seconds ?? "?"}s`);
+    setText(total, t("card.of_total", { total: c.stock_total }));
+    setText(limit, t("host.card.rules", { limit: c.per_user_limit, hold: c.reserve_seconds ?? "?" }));
     entry.tick();
   };
   entry.update(card);
@@ -530,7 +697,7 @@ async function refreshStats() {
     const stats = await call(`/api/rooms/${encodeURIComponent(current.id)}/stats`);
     if (current === active) renderStats(stats);
   } catch (error) {
-    if (current === active) setText($("#room-error-line"), `Statistics: ${describe(error)}`);
+    if (current === active) setText($("#room-error-line"), t("host.stats.failed", { reason: describe(error) }));
   } finally {
     current.statsInFlight = false;
   }
@@ -573,7 +740,7 @@ function renderStats(s) {
             h("td", { class: "gmv" }, money(p.gmv, cur)),
             h("td", { class: "commission" }, money(p.commission, cur))),
         )
-      : [h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No promoter has brought anyone yet."))],
+      : [h("tr", {}, h("td", { colspan: 5, class: "muted" }, t("host.stats.no_promoters")))],
   );
   // Any change of status (reserved -> paid keeps the total) means the orders table is out of date.
   const count = `${s.orders_reserved}/${s.orders_paid}/${s.orders_refunded}`;
@@ -585,15 +752,15 @@ function renderStats(s) {
 
 // -- chat ------------------------------------------------------------------------------------------------
 
-function addChat(from, text) {
+function addChat(from, text, role) {
   const log = $("#chat-log");
-  log.append(h("li", {}, h("span", { class: "time muted" }, clock()), h("b", { class: "from" }, from), h("span", { class: "text" }, text)));
+  log.append(chatLine(from, text, role, { time: true }));
   while (log.children.length > MAX_CHAT) log.firstElementChild.remove();
   log.scrollTop = log.scrollHeight;
 }
 
 onSubmit($("#chat-form"), async ({ text }, form) => {
-  if (!active.socket.send({ type: "chat", text })) throw new Error("Not connected; try again in a moment.");
+  if (!active.socket.send({ type: "chat", text })) throw new Error(t("chat.not_connected"));
   form.reset();
 }, (error) => notice(describe(error)));
 
@@ -639,7 +806,7 @@ function upsertOrder(order) {
   entry.update = (next) => {
     entry.order = next;
     setText(product, productOf(next));
-    setText(status, next.status + (next.late_payment ? " (late)" : ""));
+    setText(status, t(next.late_payment ? "host.order.status_late" : "host.order.status", { status: t(`order.status.${next.status}`) }));
     status.className = `status ${next.status}`;
     const state = `${next.status}|${next.tracking_number || ""}`;
     if (state === shownState) return; // keep a half-typed tracking number
@@ -647,27 +814,27 @@ function upsertOrder(order) {
     fill(actions);
     if (next.status !== "paid") {
       if (next.status === "refunded") {
-        actions.append(h("span", { class: "muted refund-note" }, next.restocked ? "refunded · restocked" : "refunded"));
+        actions.append(h("span", { class: "muted refund-note" }, t(next.restocked ? "host.order.refunded_restocked" : "host.order.refunded")));
       }
       return;
     }
     if (next.tracking_number) {
-      actions.append(h("span", { class: "tracking" }, `shipped · ${next.tracking_number}`), " ");
+      actions.append(h("span", { class: "tracking" }, t("host.order.shipped", { tracking: next.tracking_number })), " ");
     } else {
-      const tracking = h("input", { name: "tracking_number", placeholder: "tracking no.", maxlength: 100, required: true });
-      actions.append(smallForm("Ship", tracking, (v) => v.trim() && orderAction(next, "/ship", { tracking_number: v.trim() })));
+      const tracking = h("input", { name: "tracking_number", placeholder: t("host.order.tracking"), maxlength: 100, required: true });
+      actions.append(smallForm(t("host.order.ship"), tracking, (v) => v.trim() && orderAction(next, "/ship", { tracking_number: v.trim() })));
     }
     // Two clicks, no modal dialog: "Refund" arms it and offers to put the units back on sale (off unless
     // ticked: a returned parcel may not be sellable), "Confirm refund" sends it, "Keep" disarms it.
-    const refund = h("button", { type: "button", class: "danger small refund" }, "Refund");
+    const refund = h("button", { type: "button", class: "danger small refund" }, t("host.order.refund"));
     const restock = h("input", { type: "checkbox", name: "restock" });
     const confirmBox = h("span", { class: "refund-confirm", hidden: true },
-      h("label", { class: "restock" }, restock, " put back in stock"), " ",
-      h("button", { type: "button", class: "secondary small", onclick: () => disarm() }, "Keep"));
+      h("label", { class: "restock" }, restock, " ", t("host.order.restock")), " ",
+      h("button", { type: "button", class: "secondary small", onclick: () => disarm() }, t("host.order.keep")));
     const disarm = () => {
       delete refund.dataset.armed;
       restock.checked = false;
-      setText(refund, "Refund");
+      setText(refund, t("host.order.refund"));
       show(confirmBox, false);
     };
     refund.addEventListener("click", () => {
@@ -676,7 +843,7 @@ function upsertOrder(order) {
         return orderAction(next, "/refund", { restock: restock.checked }).finally(() => (refund.disabled = false));
       }
       refund.dataset.armed = "1";
-      setText(refund, "Confirm refund");
+      setText(refund, t("host.order.confirm_refund"));
       show(confirmBox);
     });
     actions.append(refund, " ", confirmBox);
@@ -705,12 +872,16 @@ $("#orders-csv").addEventListener("click", async () => {
 
 // -- start -----------------------------------------------------------------------------------------------
 
+languageSwitch($("#lang"));
+renderObsServer();
 if (token) {
   signIn(token).catch((error) => {
     show($("#signin"));
     if (error instanceof ApiError && error.status === 401) {
       localStorage.removeItem(TOKEN_KEY);
-      setText($("#signin-error"), "Your saved token is no longer valid; sign in again.");
+      token = null;
+      setText($("#signin-reason"), error.code === "token_expired" ? describe(error) : t("host.signin.saved_invalid"));
+      show($("#signin-reason"));
     } else {
       setText($("#signin-error"), describe(error));
     }

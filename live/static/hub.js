@@ -13,9 +13,10 @@ const PAYLOAD = {
   stock: (frame) => [frame.card_id, frame.stock_left],
   viewers: (frame) => [frame.count],
   room: (frame) => [frame.room],
-  chat: (frame) => [frame.from, frame.text],
+  // role: "host" on the host's lines (the server's word, never the name's): the pages badge those
+  chat: (frame) => [frame.from, frame.text, frame.role],
   order: (frame) => [frame.order],
-  error: (frame) => [frame.error],
+  error: (frame) => [frame.error, frame], // the frame too: retry_after with rate_limited
 };
 
 /**
@@ -38,6 +39,8 @@ export class RoomSocket {
    * @param {string} token  a host or viewer token
    * @param {{onFrame: (frame: object) => void, onStatus?: (status: string) => void,
    *          onFatal?: (code: number, reason: string) => void}} handlers
+   * `onStatus(status, code)`: "connecting", "live", "reconnecting" (with the close code that caused it),
+   * "closed"; `onFatal(code)`: a final close: the socket stays closed until the page makes a new one.
    */
   constructor(roomId, token, { onFrame, onStatus = () => {}, onFatal = () => {} }) {
     this.roomId = roomId;
@@ -110,7 +113,7 @@ export class RoomSocket {
     }
     this.attempt += 1;
     const delay = Math.min(15_000, 300 * 2 ** Math.min(this.attempt - 1, 6)) * (0.75 + Math.random() / 2);
-    this.onStatus("reconnecting");
+    this.onStatus("reconnecting", event.code);
     this.timer = setTimeout(() => this.connect(), delay);
   }
 

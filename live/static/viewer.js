@@ -1,22 +1,32 @@
-// The viewer page (/r/{room}?invite=…&ref=…): join with a display name; watch (WHEP); cards with live stock,
-// countdowns and a log of price and stock changes; one-tap buy → checkout → order status from the personal
-// `order` frames; chat; the viewer's own share link. All user text is rendered with textContent (dom.js).
+// The viewer page (/r/{room}?invite=…&ref=…). First it says what the show is (the room's preview, which
+// needs the link's invite or share code); then, in a verified room, the buyer signs in with their phone
+// and a one-time code (or WeChat, inside WeChat) and joins: the sign-in cookie remembers them on this
+// device, so a returning buyer goes straight in. A guest room asks only for a display name (v1). Then:
+// watch (WHEP); cards with live stock, countdowns and a log of price and stock changes; one-tap buy →
+// checkout → order status from the personal `order` frames; chat (the host's lines badged); the viewer's
+// own share link. Every refusal has its own state, in the page's language. All user text is rendered with
+// textContent (dom.js).
 
 import { api, ApiError, describe, money, randomKey } from "./api.js";
-import { $, clock, copyText, fill, h, onSubmit, remaining, setText, show } from "./dom.js";
+import { $, clock, copyText, h, onSubmit, remaining, setText, show } from "./dom.js";
+import { chatLine } from "./chat.js";
 import { CLOSE } from "./close-codes.js";
 import { RoomSocket, routeFrames } from "./hub.js";
+import { fillT, languageSwitch, pageConfig, t, waitText } from "./i18n.js";
+import { setUpSharing, updateSharing } from "./wechat.js";
 import { play } from "./webrtc.js";
 
 const roomId = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
 const params = new URLSearchParams(location.search);
 const storeKey = `livecart.viewer.${roomId}`;
+const config = pageConfig();
 const MAX_LOG = 100;
 const MAX_CHAT = 200;
 const FINAL_ORDER = new Set(["expired", "cancelled", "refunded"]);
-const CHAT_ERRORS = { rate_limited: "You are sending messages too fast; wait a moment." };
+const RESEND_SECONDS = 60;
 
 let me = readStored(); // {viewer_id, name, token, share_url, invite, ref, orders: [id]}
+let preview = null; // {title, host_name, status, sign_in, cover_url}
 let socket = null;
 let room = { status: "scheduled" };
 let synced = false; // the first snapshot arrived: later differences are changes worth logging
@@ -42,61 +52,233 @@ function notice(text) {
 }
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+const roomPath = (suffix = "") => `/api/rooms/${encodeURIComponent(roomId)}${suffix}`;
+
+// -- states: what the page says instead of the show ------------------------------------------------------
+
+/** A whole-page state (a refusal, the show's end…): a title, a sentence and maybe one thing to do. */
+function showState(name, { text, action, onAction, intro = false } = {}) {
+  show($("#intro"), intro);
+  if (intro) {
+    show($("#signin"), false);
+    show($("#join"), false);
+  }
+  show($("#show"), false);
+  show($("#state"));
+  $("#state").dataset.state = name;
+  setText($("#state-title"), t(`state.${name}.title`));
+  setText($("#state-text"), text || t(`state.${name}.text`));
+  const button = $("#state-action");
+  show(button, Boolean(action));
+  if (action) {
+    setText(button, t(action));
+    button.onclick = onAction;
+  }
+}
+
+/** The state of a refused preview or join. */
+function refused(error) {
+  if (!(error instanceof ApiError)) return showState("error", { text: describe(error) });
+  if (error.code === "invalid_invite") return showState("invalid_invite", { text: describe(error) });
+  if (error.code === "unknown_room" || error.status === 404) return showState("no_room");
+  if (error.code === "rate_limited") return showState("rate_limited", { text: describe(error), action: "state.retry", onAction: start });
+  return showState("error", { text: describe(error), action: "state.retry", onAction: start });
+}
+
+// -- what the show is -------------------------------------------------------------------------------------
+
+function renderIntro() {
+  show($("#state"), false);
+  show($("#intro"));
+  setText($("#intro-title"), preview.title);
+  setText($("#intro-host"), preview.host_name);
+  const status = $("#intro-status");
+  setText(status, t(`room.status.${preview.status}`));
+  status.className = `badge ${preview.status}`;
+  const cover = $("#intro-cover");
+  if (preview.cover_url) cover.src = preview.cover_url;
+  show(cover, Boolean(preview.cover_url));
+  renderRoom({ title: preview.title, status: preview.status });
+}
+
+// -- signing in (verified rooms) ----------------------------------------------------------------------------
+
+let resendTimer = null;
+
+function askSignIn(message = "") {
+  show($("#join"), false);
+  show($("#signin"));
+  setText($("#signin-error"), message);
+  const inWeChat = /MicroMessenger/i.test(navigator.userAgent);
+  if (config.wechat_sign_in && inWeChat) {
+    const next = `/r/${encodeURIComponent(roomId)}?${new URLSearchParams({ invite: currentInvite() })}`;
+    $("#wechat-sign-in").href = `/auth/wechat/start?${new URLSearchParams({ room: roomId, next })}`;
+    show($("#wechat-box"));
+  }
+}
+
+/** The send button counts down until another code may be asked for (the server's limit, or its answer). */
+function holdResend(seconds) {
+  clearInterval(resendTimer);
+  const button = $("#send-code");
+  let left = Math.max(1, Math.ceil(seconds));
+  const tick = () => {
+    button.disabled = left > 0;
+    setText(button, left > 0 ? t("signin.resend_in", { n: left }) : t("signin.send_again"));
+    if (left-- <= 0) clearInterval(resendTimer);
+  };
+  tick();
+  resendTimer = setInterval(tick, 1000);
+}
+
+onSubmit($("#code-form"), async ({ phone }) => {
+  setText($("#signin-error"), "");
+  show($("#dev-code"), false);
+  try {
+    const sent = await api(roomPath("/sign-in/code"), { method: "POST", body: { phone } });
+    show($("#signin-form"));
+    if (sent.dev_code) {
+      setText($("#dev-code"), t("signin.dev_code", { code: sent.dev_code }));
+      show($("#dev-code"));
+    }
+    $("#signin-form input[name=code]").focus();
+    queueMicrotask(() => holdResend(RESEND_SECONDS));
+  } catch (error) {
+    if (error instanceof ApiError && error.retryAfter && error.code === "rate_limited") {
+      queueMicrotask(() => holdResend(error.retryAfter));
+    }
+    throw error;
+  }
+}, (error) => setText($("#signin-error"), describe(error)));
+
+onSubmit($("#signin-form"), async ({ code, name }) => {
+  setText($("#signin-error"), "");
+  const phone = $("#code-form input[name=phone]").value;
+  const signedIn = await api(roomPath("/sign-in"), { method: "POST", body: { phone, code } });
+  // The answer also set the sign-in cookie: this device stays signed in at this shop.
+  await join({ name: name.trim() || undefined, token: signedIn.token });
+  enterShow();
+}, (error) => setText($("#signin-error"), describe(error)));
 
 // -- joining ---------------------------------------------------------------------------------------------
 
-async function join(name) {
-  const invite = params.get("invite") || (me && me.invite);
-  if (!invite) throw new ApiError(403, "invalid_invite", "Open the invite link you were sent to join this show.");
+function currentInvite() {
+  return params.get("invite") || (me && me.invite) || "";
+}
+
+/** Join (or re-join: the same viewer comes back). `token`: a customer token just issued; otherwise the
+ * stored viewer token goes (a returning guest keeps their identity) and the cookie says who the buyer is. */
+async function join({ name, token } = {}) {
+  const invite = currentInvite();
   const ref = params.get("ref") || (me && me.ref) || undefined;
-  const body = { invite, name };
+  const body = { invite };
+  if (name) body.name = name;
   if (ref) body.ref = ref;
-  // A returning viewer sends their token: they keep their identity, orders and first referrer.
-  const joined = await api(`/api/rooms/${encodeURIComponent(roomId)}/join`, {
-    method: "POST",
-    body,
-    token: me && me.token,
-  });
+  const joined = await api(roomPath("/join"), { method: "POST", body, token: token || (me && me.token) });
   me = { orders: [], ...(me || {}), ...joined, invite, ref };
   save();
   // The invite is kept in this browser; the address bar is not the link to pass on (the share link is).
   history.replaceState(null, "", `/r/${encodeURIComponent(roomId)}`);
+  updateSharing({ link: me.share_url });
 }
 
 onSubmit($("#join-form"), async ({ name }) => {
   setText($("#join-error"), "");
-  await join(name);
+  await join({ name });
   enterShow();
 }, (error) => setText($("#join-error"), describe(error)));
 
 function askName(message = "") {
-  show($("#show"), false);
+  show($("#signin"), false);
   show($("#join"));
   setText($("#join-error"), message);
   if (me && me.name) $("#join-form input[name=name]").value = me.name;
 }
 
+/** Join with what this device has (the cookie, a stored viewer token); ask for what is missing. */
+async function enter() {
+  const verified = preview.sign_in === "verified";
+  if (!verified && !(me && me.token)) return askName();
+  try {
+    await join({ name: verified ? undefined : me.name });
+    enterShow();
+  } catch (error) {
+    if (!(error instanceof ApiError)) throw error;
+    if (error.code === "sign_in_required") return askSignIn();
+    if (error.status === 401 && verified) return askSignIn(describe(error));
+    if (error.code === "invalid_invite") return refused(error);
+    if (verified) return refused(error);
+    askName(describe(error));
+  }
+}
+
+// -- in the show ------------------------------------------------------------------------------------------
+
+let rejoined = false; // once per page: a token the hub refuses again right after a re-join is not retried
+
 function enterShow() {
-  show($("#join"), false);
+  show($("#state"), false);
+  show($("#intro"), false);
   show($("#show"));
+  notice("");
   $("#share-url").value = me.share_url;
+  connect();
+  startVideo();
+}
+
+function connect() {
   if (socket) socket.close();
   socket = new RoomSocket(roomId, me.token, {
     onFrame,
-    onStatus: (status) => {
+    onStatus: (status, code) => {
       // Personal frames sent while the socket was down are not replayed: ask for those orders instead.
       if (status === "live" && document.body.classList.contains("offline")) refreshOrders();
       document.body.classList.toggle("offline", status !== "live");
+      if (status === "live") notice("");
+      else if (status === "reconnecting") notice(reconnectText(code));
     },
-    onFatal: (code) => {
-      if (code === CLOSE.NO_ROOM) return notice("This show does not exist.");
-      me = { ...me, token: null };
-      save();
-      askName("Please join again.");
-    },
+    onFatal,
   });
   socket.connect();
-  startVideo();
+}
+
+function reconnectText(code) {
+  if (code === CLOSE.TOO_SLOW) return t("socket.too_slow");
+  if (code === CLOSE.RATE_LIMITED) return t("socket.rate_limited");
+  return t("socket.reconnecting");
+}
+
+async function onFatal(code) {
+  if (code === CLOSE.NO_ROOM) return showState("no_room");
+  if (code === CLOSE.TOO_MANY_SOCKETS) {
+    stopVideo("");
+    return showState("elsewhere", { action: "state.elsewhere.action", onAction: enterShow });
+  }
+  // 4401/4403: the token no longer admits this viewer; join again with what the device has, once.
+  if (!rejoined) return reauthenticate();
+  showState(code === CLOSE.FORBIDDEN ? "forbidden" : "unauthorized");
+}
+
+/** The viewer token was refused (socket or API): join again with what this device has (the sign-in
+ * cookie) and carry on, or ask the buyer to sign in again. Once per page, so it cannot loop. */
+async function reauthenticate() {
+  rejoined = true;
+  if (socket) socket.close();
+  stopVideo("");
+  try {
+    await join({ name: preview.sign_in === "verified" ? undefined : me && me.name });
+    return enterShow();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401 && preview.sign_in === "verified") {
+      renderIntro();
+      return askSignIn(t("signin.again"));
+    }
+    if (error instanceof ApiError && error.status === 401) {
+      renderIntro();
+      return askName(describe(error));
+    }
+    return refused(error);
+  }
 }
 
 // -- frames ----------------------------------------------------------------------------------------------
@@ -125,7 +307,7 @@ const onFrame = routeFrames(
     room: renderRoom,
     chat: addChat,
     order: upsertOrder,
-    error: (error) => setText($("#chat-error"), CHAT_ERRORS[error] || `The server refused that: ${error}`),
+    error: (error, frame) => setText($("#chat-error"), describe(new ApiError(429, error, error, frame))),
   },
   () => show($("#no-cards"), cards.size === 0),
 );
@@ -133,13 +315,14 @@ const onFrame = routeFrames(
 function renderRoom(next) {
   const was = room.status;
   room = { ...room, ...next };
-  setText($("#room-title"), room.title || "Live show");
-  document.title = `${room.title || "Live show"} · LiveCart`;
+  setText($("#room-title"), room.title || t("viewer.default_title"));
+  document.title = `${room.title || t("viewer.default_title")} · LiveCart`;
   const badge = $("#room-status");
-  setText(badge, room.status === "live" ? "LIVE" : room.status);
+  setText(badge, t(`room.status.${room.status}`));
   badge.className = `badge ${room.status}`;
+  show(badge);
   if (room.status === "ended") {
-    stopVideo("The show has ended. Thank you for watching!");
+    stopVideo(t("video.ended"));
     for (const entry of cards.values()) entry.update(entry.card);
   } else if (room.status === "live" && was !== "live") {
     startVideo(); // the host just went live: try now rather than at the next retry
@@ -160,16 +343,18 @@ function upsertCard(card) {
   const before = entry.card;
   if (synced) {
     const name = card.product ? card.product.name : before.product.name;
-    if (card.price !== before.price) logChange(`${name}: price ${money(before.price)} → ${money(card.price)}`);
-    if (card.stock_total > before.stock_total) logChange(`${name}: +${card.stock_total - before.stock_total} added to stock`);
-    if (card.stock_left !== before.stock_left) logChange(`${name}: ${before.stock_left} → ${card.stock_left} left`);
-    if (card.status !== before.status) logChange(`${name}: ${statusText(card.status)}`);
+    if (card.price !== before.price) {
+      logChange(t("changes.price", { name, from: money(before.price), to: money(card.price) }));
+    }
+    if (card.stock_total > before.stock_total) {
+      logChange(t("changes.restock", { name, n: card.stock_total - before.stock_total }));
+    }
+    if (card.stock_left !== before.stock_left) {
+      logChange(t("changes.stock", { name, from: before.stock_left, to: card.stock_left }));
+    }
+    if (card.status !== before.status) logChange(t("changes.status", { name, status: t(`card.status.${card.status}`) }));
   }
   entry.update(card);
-}
-
-function statusText(status) {
-  return { pinned: "coming up", open: "on sale now", closed: "sale closed", sold_out: "sold out" }[status] || status;
 }
 
 function createCard(card) {
@@ -195,12 +380,13 @@ function createCard(card) {
   entry.tick = () => {
     const c = entry.card;
     const closing = c.status === "open" && c.closes_at ? remaining(c.closes_at) : null;
-    setText(countdown, closing ? `Ends in ${closing}` : "");
+    setText(countdown, closing ? t("card.ends_in", { time: closing }) : "");
     const expired = c.closes_at && Date.parse(c.closes_at) <= Date.now();
     const open = c.status === "open" && c.stock_left > 0 && !expired && room.status !== "ended";
     button.disabled = !open || entry.buying;
-    setText(button, entry.buying ? "Reserving…" : open ? `Buy now · ${money(c.price)}`
-      : c.status === "pinned" ? "Coming soon" : c.status === "sold_out" || c.stock_left === 0 ? "Sold out" : "Sale closed");
+    setText(button, entry.buying ? t("card.reserving") : open ? t("card.buy", { price: money(c.price) })
+      : c.status === "pinned" ? t("card.coming_soon")
+      : c.status === "sold_out" || c.stock_left === 0 ? t("card.sold_out") : t("card.closed"));
   };
   entry.update = (next) => {
     entry.card = { ...entry.card, ...next };
@@ -214,7 +400,7 @@ function createCard(card) {
     bar.max = Math.max(1, c.stock_total);
     bar.value = c.stock_left;
     setText(left, c.stock_left);
-    setText(total, ` of ${c.stock_total} left`);
+    setText(total, t("card.of_total", { total: c.stock_total }));
     entry.node.className = `card ${c.status}`;
     entry.tick();
   };
@@ -230,12 +416,6 @@ setInterval(() => {
 }, 1000);
 
 // -- buying ----------------------------------------------------------------------------------------------
-
-const BUY_ERRORS = {
-  sold_out: "Sold out, sorry!",
-  sale_not_open: "This sale is not open.",
-  limit_exceeded: "You already have as many as one person may buy.",
-};
 
 /** One tap, one key: a retry after a network error or a 5xx reuses it, so it never makes two orders. */
 async function reserve(card) {
@@ -267,7 +447,8 @@ async function buy(entry, message) {
     upsertOrder(order);
     await pay(order);
   } catch (error) {
-    setText(message, (error instanceof ApiError && BUY_ERRORS[error.code]) || describe(error));
+    if (error instanceof ApiError && error.status === 401 && !rejoined) return reauthenticate();
+    setText(message, describe(error));
   } finally {
     entry.buying = false;
     entry.tick();
@@ -285,9 +466,11 @@ async function pay(order) {
     return;
   }
   checkout = { order, paymentId };
-  setText($("#checkout-amount"), money(order.amount, order.currency));
   const entry = cards.get(order.card_id);
-  setText($("#checkout-product"), entry ? entry.card.product.name : "your order");
+  fillT($("#checkout-text"), "checkout.text", {
+    amount: h("strong", { id: "checkout-amount" }, money(order.amount, order.currency)),
+    product: h("span", { id: "checkout-product" }, entry ? entry.card.product.name : t("checkout.your_order")),
+  });
   setText($("#checkout-error"), "");
   $("#checkout").showModal();
 }
@@ -333,9 +516,8 @@ async function refreshOrders() {
 }
 
 function orderText(o) {
-  if (o.status === "paid") return o.tracking_number ? `paid · shipped (${o.tracking_number})` : "paid ✓";
-  if (o.status === "reserved") return "reserved";
-  return o.status;
+  if (o.status === "paid") return o.tracking_number ? t("order.shipped", { tracking: o.tracking_number }) : t("order.paid");
+  return t(`order.status.${o.status}`);
 }
 
 function upsertOrder(order) {
@@ -346,8 +528,8 @@ function upsertOrder(order) {
     const what = h("span", { class: "title" });
     const status = h("span", { class: "status" });
     const due = h("span", { class: "muted due" });
-    const payButton = h("button", { type: "button", class: "small" }, "Pay");
-    const cancel = h("button", { type: "button", class: "secondary small" }, "Cancel");
+    const payButton = h("button", { type: "button", class: "small" }, t("order.pay"));
+    const cancel = h("button", { type: "button", class: "secondary small" }, t("order.cancel"));
     entry = { order };
     entry.node = h("li", { dataset: { orderId: order.id } }, what, status, due, payButton, cancel);
     payButton.addEventListener("click", () => pay(entry.order).catch((e) => notice(describe(e))));
@@ -358,14 +540,18 @@ function upsertOrder(order) {
     entry.tick = () => {
       const o = entry.order;
       const reserved = o.status === "reserved" && Date.parse(o.expires_at) > Date.now();
-      setText(due, reserved ? `pay within ${remaining(o.expires_at)}` : "");
+      setText(due, reserved ? t("order.pay_within", { time: remaining(o.expires_at) }) : "");
       show(payButton, reserved);
       show(cancel, reserved);
     };
     entry.update = (next) => {
       entry.order = next;
       const card = cards.get(next.card_id);
-      setText(what, `${card ? card.card.product.name : "Order"} × ${next.quantity} · ${money(next.amount, next.currency)}`);
+      setText(what, t("order.line", {
+        product: card ? card.card.product.name : t("order.unknown_product"),
+        quantity: next.quantity,
+        amount: money(next.amount, next.currency),
+      }));
       setText(status, orderText(next));
       status.className = `status ${next.status}`;
       entry.tick();
@@ -380,16 +566,16 @@ function upsertOrder(order) {
 
 // -- chat ------------------------------------------------------------------------------------------------
 
-function addChat(from, text) {
+function addChat(from, text, role) {
   const log = $("#chat-log");
-  log.append(h("li", {}, h("b", { class: "from" }, from), " ", h("span", { class: "text" }, text)));
+  log.append(chatLine(from, text, role));
   while (log.children.length > MAX_CHAT) log.firstElementChild.remove();
   log.scrollTop = log.scrollHeight;
 }
 
 onSubmit($("#chat-form"), async ({ text }, form) => {
   setText($("#chat-error"), "");
-  if (!socket || !socket.send({ type: "chat", text })) throw new Error("Reconnecting… try again in a moment.");
+  if (!socket || !socket.send({ type: "chat", text })) throw new Error(t("chat.not_connected"));
   form.reset();
 }, (error) => setText($("#chat-error"), describe(error)));
 
@@ -406,7 +592,7 @@ $("#share").addEventListener("click", async () => {
     }
   }
   const copied = await copyText(url, $("#share-url"));
-  setText($("#share-status"), copied ? "Link copied: paste it to your friends." : "Copy the link above.");
+  setText($("#share-status"), copied ? t("share.copied") : t("share.copy_it"));
 });
 
 // -- video (WHEP) ----------------------------------------------------------------------------------------
@@ -424,7 +610,7 @@ $("#unmute").addEventListener("click", () => {
 
 function videoMessage(text) {
   setText($("#video-status"), text);
-  show($("#video-status"), true);
+  show($("#video-status"), Boolean(text));
 }
 
 function retryVideo(ms) {
@@ -435,6 +621,7 @@ function retryVideo(ms) {
 async function startVideo() {
   clearTimeout(videoState.retry);
   if (videoState.session || videoState.connecting || room.status === "ended" || !me || !me.token) return;
+  if ($("#show").hidden) return;
   videoState.connecting = true;
   try {
     const session = await play(roomId, me.token, video);
@@ -443,7 +630,7 @@ async function startVideo() {
       if (videoState.session !== session) return;
       videoState.session = null;
       session.pc.close();
-      videoMessage("Reconnecting the video…");
+      videoMessage(t("video.reconnecting"));
       retryVideo(1000);
     };
     session.pc.addEventListener("connectionstatechange", () => {
@@ -453,7 +640,7 @@ async function startVideo() {
     });
   } catch (error) {
     const waiting = error instanceof ApiError && (error.code === "not_live" || error.status === 409);
-    videoMessage(waiting ? "Waiting for the host to go on camera…" : `Video unavailable (${describe(error)}); retrying…`);
+    videoMessage(waiting ? t("video.waiting_host") : t("video.unavailable", { reason: describe(error) }));
     retryVideo(waiting ? 3000 : 8000);
   } finally {
     videoState.connecting = false;
@@ -475,12 +662,20 @@ window.addEventListener("pagehide", () => {
 
 // -- start -----------------------------------------------------------------------------------------------
 
-if (!roomId) {
-  notice("This link does not name a show.");
-} else if (me && me.token) {
-  join(me.name)
-    .then(enterShow)
-    .catch((error) => askName(describe(error)));
-} else {
-  askName();
+async function start() {
+  if (!roomId) return showState("no_link");
+  const invite = currentInvite();
+  if (!invite) return showState("no_invite");
+  try {
+    preview = await api(roomPath(`/preview?${new URLSearchParams({ invite })}`));
+  } catch (error) {
+    return refused(error);
+  }
+  renderIntro();
+  setUpSharing(roomId, preview, { link: (me && me.share_url) || location.href }).catch(() => {});
+  if (preview.status === "ended") return showState("ended", { intro: true });
+  await enter();
 }
+
+languageSwitch($("#lang"));
+start().catch(refused);

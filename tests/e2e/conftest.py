@@ -8,6 +8,7 @@ and invite and share links must lead back to this server.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ from playwright.async_api import (
     Page,
     ViewportSize,
     async_playwright,
+    expect,
 )
 
 from loadtests.harness import Port
@@ -119,7 +121,9 @@ def problems() -> Problems:
 async def open_page(
     browser: Browser, problems: Problems, name: str, *, phone: bool = False, **options: Any
 ) -> tuple[BrowserContext, Page]:
-    """A page in a context of its own (its own localStorage), as a separate person's browser."""
+    """A page in a context of its own (its own localStorage), as a separate person's browser. Its language is
+    English (``Accept-Language: en-US``) unless ``locale`` says otherwise: the pages' default is Chinese."""
+    options.setdefault("locale", "en-US")
     context = await browser.new_context(
         viewport=PHONE if phone else DESKTOP,
         has_touch=phone,
@@ -128,3 +132,19 @@ async def open_page(
     )
     context.set_default_timeout(15_000)
     return context, problems.watch(await context.new_page(), name)
+
+
+async def sign_in_on_page(page: Page, phone: str, *, name: str | None = None, code: str | None = None) -> str:
+    """Sign in on the viewer page with ``phone`` and the code the dev SMS provider shows (or ``code``);
+    returns the dev code."""
+    await page.fill("#code-form input[name=phone]", phone)
+    await page.click("#code-form button")
+    await expect(page.locator("#dev-code")).to_have_text(re.compile(r"\d{6}"))
+    hint = await page.locator("#dev-code").inner_text()
+    found = re.search(r"\d{6}", hint)
+    assert found is not None, hint
+    await page.fill("#signin-form input[name=code]", code or found[0])
+    if name is not None:
+        await page.fill("#signin-form input[name=name]", name)
+    await page.click("#signin-form button")
+    return found[0]

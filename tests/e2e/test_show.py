@@ -1,11 +1,14 @@
-"""A whole show in real Chromium: the host signs up and signs in, creates a product whose title is an XSS
-payload, a room and a promoter link, pins and opens a card; two viewers join on phones (one through the
-promoter's share link); one buys and pays while the other's stock counter drops; the host's dashboard
-shows the GMV and the promoter's commission; chat and titles render as text; price cut, restock, ship,
-CSV export; the viewer's socket reconnects with ``since``/``epoch`` after the server closed it. Writes
-``docs/host-console.png`` and ``docs/viewer-page.png``; then the parcel comes back: the host refunds the
-order from the orders table and puts it back in stock, the dashboard's GMV and the promoter's commission
-drop to nothing, and the buyer's page shows the order refunded (its ``order`` frame).
+"""A whole show in real Chromium: the host signs up (the session token shown masked until asked), signs
+out (which ends the session: the old token is refused) and signs in again with a code to their phone;
+creates a product whose title is an XSS payload, a verified room, pins and opens a card. On phones, a
+promoter signs in with their phone and the dev code and passes on their share link; a buyer joins through
+it and another viewer through the room's invite, each signing in the same way. The buyer buys and pays
+while the other's stock counter drops; the host's dashboard shows the GMV and the promoter's commission;
+chat and titles render as text; price cut, restock, ship, CSV export; the viewer's socket reconnects with
+``since``/``epoch`` after the server closed it; a reload goes straight back in (the sign-in cookie).
+Writes ``docs/host-console.png`` and ``docs/viewer-page.png``; then the parcel comes back: the host
+refunds the order from the orders table and puts it back in stock, the dashboard's GMV and the promoter's
+commission drop to nothing, and the buyer's page shows the order refunded (its ``order`` frame).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.conftest import LiveServer
-from tests.e2e.conftest import DOCS, Problems, api, open_page
+from tests.e2e.conftest import DOCS, Problems, api, open_page, sign_in_on_page
 
 pytestmark = pytest.mark.integration
 
@@ -44,22 +47,37 @@ async def test_a_show_from_sign_up_to_shipping(
 ) -> None:
     host_ctx, host = await open_page(browser, problems, "host")
 
-    # -- the host signs up, then signs in again by pasting the token ------------------------------------
+    # -- the host signs up: the token is shown masked; signing out ends the session; back in by phone ------
     await host.goto(f"{site.url}/host")
     await host.fill("#signup-form input[name=name]", "Mei's Kitchen")
+    await host.fill("#signup-form input[name=phone]", "138 0013 8000")
     await host.click("#signup-form button")
     await expect(host.locator("#console")).to_be_visible()
+    await expect(host.locator("#token-value")).to_have_attribute("type", "password")
     token = await host.input_value("#token-value")
-    assert token
+    assert token.startswith("s.")
+    await host.click("#token-show")
+    await expect(host.locator("#token-value")).to_have_attribute("type", "text")
+    await expect(host.locator("#session-list li")).to_have_count(1)
     await host.click("#sign-out")
     await expect(host.locator("#signin")).to_be_visible()
     await host.fill("#signin-form textarea", "not-a-token")
     await host.click("#signin-form button")
     await expect(host.locator("#signin-error")).to_contain_text("not a valid host token")
-    await host.fill("#signin-form textarea", token)
+    await host.fill("#signin-form textarea", token)  # signed out: this session is over
     await host.click("#signin-form button")
+    await expect(host.locator("#signin-error")).to_contain_text("expired or was signed out")
+    await host.fill("#host-code-form input[name=phone]", "+86 13800138000")
+    await host.click("#host-code-form button")
+    await expect(host.locator("#host-dev-code")).to_have_text(re.compile(r"\d{6}"))
+    code = re.search(r"\d{6}", await host.locator("#host-dev-code").inner_text())
+    assert code is not None
+    await host.fill("#host-signin-form input[name=code]", code[0])
+    await host.click("#host-signin-form button")
     await expect(host.locator("#console")).to_be_visible()
-    assert await host.evaluate("() => localStorage.getItem('livecart.host.token')") == token
+    await expect(host.locator("#signed-in")).to_have_text("Signed in as Mei's Kitchen")
+    token = await host.evaluate("() => localStorage.getItem('livecart.host.token')")
+    assert token.startswith("s.")
 
     # -- a product, a room, a promoter link, a card ------------------------------------------------------
     await host.fill("#product-form input[name=name]", XSS_TITLE)
@@ -78,12 +96,6 @@ async def test_a_show_from_sign_up_to_shipping(
     room_id = invite_url.removeprefix(f"{site.url}/r/").split("?")[0]
     await expect(host.locator("#room-list li .title")).to_have_text(["Friday night flash sale"])
 
-    await host.fill("#promoter-form input[name=name]", "Leader Li")
-    await host.click("#promoter-form button")
-    share_field = host.locator("#promoter-list li input")
-    await expect(share_field).to_have_value(re.compile(r"/r/.+\?invite="))
-    promoter_url = await share_field.input_value()
-
     await host.fill("#invite-form input[name=label]", "Aunt Wang")
     await host.click("#invite-form button")
     await expect(host.locator("#invite-list li .title")).to_have_text("Aunt Wang")
@@ -101,13 +113,26 @@ async def test_a_show_from_sign_up_to_shipping(
     await host.click("#go-live")
     await expect(host.locator("#room-status")).to_have_text("live")
 
-    # -- two viewers on phones: one through the promoter's link, one through the room invite -------------
+    # -- a promoter signs in on their phone and passes on their link; two viewers join, signing in too ----
+    promoter_ctx, promoter = await open_page(browser, problems, "promoter", phone=True)
+    await promoter.goto(invite_url)
+    await expect(promoter.locator("#intro-title")).to_have_text("Friday night flash sale")
+    await expect(promoter.locator("#intro-host")).to_have_text("Mei's Kitchen")
+    await sign_in_on_page(promoter, "13900139000", name="Leader Li")
+    await expect(promoter.locator("#show")).to_be_visible()
+    promoter_url = await promoter.input_value("#share-url")
+    assert re.search(r"/r/.+\?invite=", promoter_url)
+    await promoter_ctx.close()
+
     _, buyer = await open_page(browser, problems, "viewer 1", phone=True)
     _, watcher = await open_page(browser, problems, "viewer 2", phone=True)
-    for page, url, name in ((buyer, promoter_url, "Xiao Zhang"), (watcher, invite_url, XSS_NAME)):
+    for page, url, phone, name in (
+        (buyer, promoter_url, "13700137000", "Xiao Zhang"),
+        (watcher, invite_url, "13600136000", XSS_NAME),
+    ):
         await page.goto(url)
-        await page.fill("#join-form input[name=name]", name)
-        await page.click("#join-form button")
+        await expect(page.locator("#signin")).to_be_visible()
+        await sign_in_on_page(page, phone, name=name)
         await expect(page.locator("#show")).to_be_visible()
         await expect(card(page).locator(".title")).to_have_text(XSS_TITLE)
         await expect(card(page).locator(".stock-left")).to_have_text("5")
@@ -194,11 +219,12 @@ async def test_a_show_from_sign_up_to_shipping(
     await buyer.click("#share")
     await expect(buyer.locator("#share-status")).to_contain_text("copied")
 
-    # -- a reload re-joins with the stored token: same viewer, and the order (now shipped) is still there ---
-    stored = "() => JSON.parse(localStorage.getItem(Object.keys(localStorage)[0])).viewer_id"
+    # -- a reload goes straight back in (the cookie): same viewer, and the order (now shipped) is still there
+    stored = f"() => JSON.parse(localStorage.getItem('livecart.viewer.{room_id}')).viewer_id"
     viewer_id = await buyer.evaluate(stored)
     await buyer.reload()
     await expect(buyer.locator("#show")).to_be_visible()
+    await expect(buyer.locator("#signin")).to_be_hidden()
     await expect(buyer.locator("#my-orders li .status")).to_have_text("paid · shipped (SF1234567890)")
     assert await buyer.input_value("#share-url") == share_url
     assert await buyer.evaluate(stored) == viewer_id
