@@ -22,7 +22,7 @@ from aioice import stun
 from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import LiveServer
-from tests.e2e.conftest import Problems, api, open_page
+from tests.e2e.conftest import Problems, api, open_page, sign_in_on_page
 
 pytestmark = pytest.mark.integration
 
@@ -134,8 +134,7 @@ async def test_host_camera_reaches_a_viewer(
         _, viewer = await open_page(browser, problems, "viewer", phone=True)
         await viewer.add_init_script(RECORD_PEERS)
         await viewer.goto(room["invite_url"])
-        await viewer.fill("#join-form input[name=name]", "Early bird")
-        await viewer.click("#join-form button")
+        await sign_in_on_page(viewer, "13800138000", name="Early bird")
         await expect(viewer.locator("#video-status")).to_contain_text("Waiting for the host")
 
         await host.click("#camera-start")
