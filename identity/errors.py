@@ -56,3 +56,9 @@ class ProviderFailed(IdentityError):
     """The SMS provider or WeChat refused or failed the call; nothing was changed, a retry is safe."""
 
     default_code = "provider_failed"
+
+
+class InvalidState(IdentityError):
+    """A WeChat sign-in's ``state`` that is altered, not made here, too old, or from another browser."""
+
+    default_code = "invalid_state"

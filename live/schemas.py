@@ -7,8 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from base.fields import DisplayName, HostName, Instant, Label, QueryInt, RequestBody, Title, Token
+from base.fields import DisplayName, HostName, Instant, Label, QueryInt, RequestBody, Title, Token, Url
 from base.settings import IceServer
+from identity.wechat import NEXT_MAX, NEXT_PATTERN
 
 
 class HostIn(RequestBody):
@@ -192,3 +193,50 @@ class VideoOut(BaseModel):
                 for s in servers
             ]
         )
+
+
+# -- sign-in by WeChat, the JS-SDK share set-up (SPEC §8) ----------------------------------------------
+
+#: The characters of a signed ``state`` (itsdangerous, URL-safe base64 and dots).
+STATE_PATTERN = r"^[0-9A-Za-z_.-]{1,1000}$"
+
+
+class WeChatStartQuery(BaseModel):
+    """The query string of ``GET /auth/wechat/start``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    room: str = Field(pattern=r"^[0-9A-Za-z_-]{1,64}$", description="The room whose shop to sign in to")
+    next: str | None = Field(
+        default=None,
+        max_length=NEXT_MAX,
+        pattern=NEXT_PATTERN,
+        description="A path of this site to return to (default the room's page, /r/{room})",
+    )
+
+
+class WeChatCallbackQuery(BaseModel):
+    """The query string WeChat sends back to ``GET /auth/wechat/callback``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    code: str = Field(pattern=r"^[!-~]{1,128}$", description="WeChat's one-time authorization code")
+    state: str = Field(pattern=STATE_PATTERN, description="The state /auth/wechat/start signed")
+
+
+class ShareConfigQuery(BaseModel):
+    """The query string of ``GET /api/rooms/{room}/wechat/share-config``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    url: Url = Field(description="The page's full URL (a page of this server), without the #fragment")
+
+
+class ShareConfigOut(BaseModel):
+    """What ``wx.config`` takes besides ``jsApiList``: the JS-SDK signature of the page URL"""
+
+    #: The names are the JS-SDK's own (camelCase), so the page hands the object to wx.config as it is.
+    appId: str
+    timestamp: int
+    nonceStr: str
+    signature: str

@@ -18,6 +18,7 @@ from identity.codes import SignInCodes
 from identity.guards import Authenticator
 from identity.sms import SmsSender
 from identity.tokens import TokenSigner
+from identity.wechat import WeChat
 from live.video import Video
 from live.video_siblings import Siblings
 
@@ -41,6 +42,8 @@ class LiveServices:
     codes: SignInCodes
     #: Where sign-in codes are sent; ``None``: phone sign-in is off.
     sms: SmsSender | None
+    #: WeChat web authorization and the JS-SDK ticket; ``None``: no AppID, WeChat sign-in is off.
+    wechat: WeChat | None = None
     #: The other workers of ``livecart serve --workers N``; ``None`` in a single process.
     siblings: Siblings | None = None
     #: Where a room's cover comes from (``live.preview``); ``None``: previews have no cover.

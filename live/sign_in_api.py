@@ -1,31 +1,75 @@
-"""HTTP endpoints of a buyer's sign-in (SPEC §8): a one-time code to their phone, then the code for a
-customer token (also set as a cookie for the pages). A customer belongs to the shop of the room's host:
-the same phone at the same host is always the same customer.
+"""HTTP endpoints of signing in (SPEC §8).
+
+A buyer signs in to the shop of a room's host: with a one-time code sent to their phone, or through
+WeChat's web authorization (``snsapi_base``: ``/auth/wechat/start`` → WeChat → ``/auth/wechat/callback``).
+Either answer is a customer token, also set as the shop's ``HttpOnly`` cookie for the pages. The same phone
+(or the same WeChat ``openid``) at the same host is always the same customer. A room page opened in WeChat
+gets the JS-SDK's signature for its share set-up from ``/api/rooms/{room}/wechat/share-config``.
+
+A host signs in on a new device with a code sent to the phone they signed up with
+(``/api/host-sign-in``): a new session, as sign-up gives. Whether a phone is a host's is never told: an
+unknown phone's code request is answered alike (nothing is sent) and its sign-in fails as a wrong code does.
 
 Abuse limits: codes 1/min per phone and 10/h per IP, sign-ins per IP, and 5 wrong codes lock the phone
-for 15 min (every figure a setting)."""
+for 15 min (every figure a setting).
+"""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 from sqlalchemy import select, update
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from base.db import insert_ignoring_conflicts
-from base.errors import RateLimited
-from base.http import client_ip, read_json
+from base.errors import InvalidRequest, RateLimited
+from base.http import client_ip, read_json, read_query
 from base.ids import new_id
 from base.limits import Limit
-from base.openapi import doc
-from identity.errors import InvalidCode, InvalidPhone, ProviderFailed, SignInUnavailable
+from base.openapi import ErrorSpec, Header, Reply, doc
+from identity.errors import (
+    InvalidCode,
+    InvalidPhone,
+    InvalidState,
+    ProviderFailed,
+    SignInUnavailable,
+)
 from identity.models import Customer
 from identity.phones import normalise
 from identity.tokens import customer_cookie
+from identity.wechat import (
+    NONCE_COOKIE,
+    STATE_MAX_AGE,
+    SignInState,
+    StateSigner,
+    WeChat,
+    WeChatUser,
+    js_sdk_signature,
+    new_nonce,
+)
 from live.errors import UnknownRoom
-from live.models import Room
-from live.schemas import CodeIn, CodeSentOut, SignInIn, SignInOut
+from live.host_account import device_label, session_body
+from live.models import Host, Room
+from live.schemas import (
+    CodeIn,
+    CodeSentOut,
+    HostOut,
+    ShareConfigOut,
+    ShareConfigQuery,
+    SignInIn,
+    SignInOut,
+    WeChatCallbackQuery,
+    WeChatStartQuery,
+)
 from live.services import LiveServices, services
+
+#: The code scope of a host's sign-in (a customer's is ``c:HOST``).
+HOST_SCOPE = "host"
+#: A phone that is too short or too long for the schema is as invalid as one that does not parse.
+PHONE_CODES = {"phone": "invalid_phone"}
+CALLBACK_PATH = "/auth/wechat/callback"
 
 
 def customer_scope(host_id: str) -> str:
@@ -40,52 +84,71 @@ async def room_host(st: LiveServices, room_id: str) -> str:
     return room.host_id
 
 
-@doc(
-    body=CodeIn,
-    responses={202: CodeSentOut},
-    auth=False,
-    errors=[
-        UnknownRoom,
-        InvalidPhone,
-        SignInUnavailable,
-        RateLimited,
-        (RateLimited, "locked"),
-        ProviderFailed,
-    ],
-    summary="Send a one-time sign-in code to a phone (a buyer of this room's shop)",
-)
-async def send_code(request: Request) -> JSONResponse:
-    st = services(request)
-    body = await read_json(request, CodeIn)
-    if st.sms is None:
-        raise SignInUnavailable("Phone sign-in is not set up on this server.")
-    phone = normalise(body.phone, default_region=st.settings.default_phone_region)
-    host_id = await room_host(st, request.path_params["room"])
-    scope = customer_scope(host_id)
+async def issue_code(
+    st: LiveServices, request: Request, scope: str, phone: str, *, send: bool = True
+) -> JSONResponse:
+    """Count the request against the phone's and the address's limits, issue a code and send it (unless
+    ``send`` is false: the code is issued all the same, so the answer and every later step look alike)."""
+    assert st.sms is not None
     await st.rate_limits.hit(Limit.SIGN_IN_CODE_PER_PHONE, f"{scope}|{phone}", what="codes for this number")
     await st.rate_limits.hit(Limit.SIGN_IN_CODE_PER_IP, client_ip(request), what="codes from this address")
     code = await st.codes.issue(scope, phone)
-    try:
-        await st.sms.send_code(phone, code)
-    except ProviderFailed:
-        await st.codes.forget(scope, phone)
-        raise
+    if send:
+        try:
+            await st.sms.send_code(phone, code)
+        except ProviderFailed:
+            await st.codes.forget(scope, phone)
+            raise
     reply: dict[str, object] = {"sent": True}
     if st.sms.reveals_code:
         reply["dev_code"] = code
     return JSONResponse(reply, status_code=202)
 
 
+def _sms(st: LiveServices) -> None:
+    if st.sms is None:
+        raise SignInUnavailable("Phone sign-in is not set up on this server.")
+
+
+CODE_ERRORS: list[ErrorSpec] = [
+    InvalidPhone,
+    SignInUnavailable,
+    RateLimited,
+    (RateLimited, "locked"),
+    ProviderFailed,
+]
+SIGN_IN_ERRORS: list[ErrorSpec] = [InvalidPhone, InvalidCode, RateLimited, (RateLimited, "locked")]
+
+
+# -- buyers, by phone ---------------------------------------------------------------------------------
+
+
+@doc(
+    body=CodeIn,
+    responses={202: CodeSentOut},
+    auth=False,
+    errors=[UnknownRoom, *CODE_ERRORS],
+    summary="Send a one-time sign-in code to a phone (a buyer of this room's shop)",
+)
+async def send_code(request: Request) -> JSONResponse:
+    st = services(request)
+    body = await read_json(request, CodeIn, codes=PHONE_CODES)
+    _sms(st)
+    phone = normalise(body.phone, default_region=st.settings.default_phone_region)
+    host_id = await room_host(st, request.path_params["room"])
+    return await issue_code(st, request, customer_scope(host_id), phone)
+
+
 @doc(
     body=SignInIn,
     responses={200: SignInOut},
     auth=False,
-    errors=[UnknownRoom, InvalidPhone, InvalidCode, RateLimited, (RateLimited, "locked")],
+    errors=[UnknownRoom, *SIGN_IN_ERRORS],
     summary="Sign in with the code: a customer token (and cookie) for this room's shop",
 )
-async def sign_in(request: Request) -> JSONResponse:
+async def sign_in(request: Request) -> Response:
     st = services(request)
-    body = await read_json(request, SignInIn)
+    body = await read_json(request, SignInIn, codes=PHONE_CODES)
     phone = normalise(body.phone, default_region=st.settings.default_phone_region)
     host_id = await room_host(st, request.path_params["room"])
     await st.rate_limits.hit(Limit.SIGN_IN_PER_IP, client_ip(request), what="sign-ins from this address")
@@ -94,29 +157,46 @@ async def sign_in(request: Request) -> JSONResponse:
     return signed_in(st, customer_id, host_id)
 
 
-async def upsert_customer(st: LiveServices, host_id: str, *, phone: str) -> str:
-    """The customer with this phone at this host, created on first sign-in (concurrent first sign-ins of
-    the same phone make one customer)."""
+async def upsert_customer(
+    st: LiveServices, host_id: str, *, phone: str | None = None, wechat: WeChatUser | None = None
+) -> str:
+    """The customer with this phone (or this WeChat ``openid``) at this host, created on first sign-in
+    (concurrent first sign-ins of the same person make one customer). A WeChat ``unionid`` is kept."""
+    assert (phone is None) != (wechat is None)
     now = st.clock.now_ms()
+    if wechat is not None:
+        who = Customer.wechat_openid == wechat.openid
+        values: dict[str, object] = {"wechat_openid": wechat.openid, "wechat_unionid": wechat.unionid}
+    else:
+        who = Customer.phone == phone
+        values = {"phone": phone}
     async with st.sessions() as session, session.begin():
         await session.execute(
             insert_ignoring_conflicts(session, Customer).values(
-                id=new_id("cus"), host_id=host_id, phone=phone, created_ms=now, last_sign_in_ms=now
+                id=new_id("cus"), host_id=host_id, created_ms=now, last_sign_in_ms=now, **values
             )
         )
         customer_id = (
-            await session.execute(
-                select(Customer.id).where(Customer.host_id == host_id, Customer.phone == phone)
-            )
+            await session.execute(select(Customer.id).where(Customer.host_id == host_id, who))
         ).scalar_one()
-        await session.execute(update(Customer).where(Customer.id == customer_id).values(last_sign_in_ms=now))
+        changes: dict[str, object] = {"last_sign_in_ms": now}
+        if wechat is not None and wechat.unionid is not None:
+            changes["wechat_unionid"] = wechat.unionid
+        await session.execute(update(Customer).where(Customer.id == customer_id).values(**changes))
     return str(customer_id)
 
 
-def signed_in(st: LiveServices, customer_id: str, host_id: str) -> JSONResponse:
-    """The sign-in's answer: the customer token in the body and in the shop's ``HttpOnly`` cookie."""
+def signed_in(
+    st: LiveServices, customer_id: str, host_id: str, *, redirect_to: str | None = None
+) -> Response:
+    """The sign-in's answer: the customer token in the shop's ``HttpOnly`` cookie, and in a JSON body
+    (``{customer_id, token}``) or, for a browser back from WeChat, a redirect to ``redirect_to``."""
     token = st.signer.customer_token(customer_id, host_id)
-    response = JSONResponse({"customer_id": customer_id, "token": token})
+    response: Response = (
+        JSONResponse({"customer_id": customer_id, "token": token})
+        if redirect_to is None
+        else RedirectResponse(redirect_to, status_code=302)
+    )
     response.set_cookie(
         customer_cookie(host_id),
         token,
@@ -129,7 +209,158 @@ def signed_in(st: LiveServices, customer_id: str, host_id: str) -> JSONResponse:
     return response
 
 
+# -- hosts, by phone ----------------------------------------------------------------------------------
+
+
+@doc(
+    body=CodeIn,
+    responses={202: CodeSentOut},
+    auth=False,
+    errors=CODE_ERRORS,
+    summary="Send a host a one-time code to sign in on this device (the phone they signed up with)",
+)
+async def host_send_code(request: Request) -> JSONResponse:
+    """Answered alike whether or not the phone is a host's; nothing is sent to a phone that is not."""
+    st = services(request)
+    body = await read_json(request, CodeIn, codes=PHONE_CODES)
+    _sms(st)
+    phone = normalise(body.phone, default_region=st.settings.default_phone_region)
+    async with st.sessions() as session:
+        known = (await session.execute(select(Host.id).where(Host.phone == phone))).first() is not None
+    return await issue_code(st, request, HOST_SCOPE, phone, send=known)
+
+
+@doc(
+    body=SignInIn,
+    responses={200: HostOut},
+    auth=False,
+    errors=SIGN_IN_ERRORS,
+    summary="Sign a host in with the code: a new session (as sign-up gives)",
+)
+async def host_sign_in(request: Request) -> JSONResponse:
+    st = services(request)
+    body = await read_json(request, SignInIn, codes=PHONE_CODES)
+    phone = normalise(body.phone, default_region=st.settings.default_phone_region)
+    await st.rate_limits.hit(Limit.SIGN_IN_PER_IP, client_ip(request), what="sign-ins from this address")
+    await st.codes.check(HOST_SCOPE, phone, body.code)
+    async with st.sessions() as session, session.begin():
+        host = (await session.execute(select(Host).where(Host.phone == phone))).scalar_one_or_none()
+        if host is None:  # a code issued to a phone that is no host's: as wrong as any
+            raise InvalidCode("Wrong code.")
+        new = await st.auth.host_sessions.start(session, host.id, label=device_label(request))
+    return JSONResponse(session_body(host, new))
+
+
+# -- buyers, by WeChat --------------------------------------------------------------------------------
+
+
+def _wechat(st: LiveServices) -> WeChat:
+    if st.wechat is None:
+        raise SignInUnavailable(
+            "WeChat sign-in is not set up on this server (no AppID).", code="wechat_not_configured"
+        )
+    return st.wechat
+
+
+WECHAT_OFF: ErrorSpec = (SignInUnavailable, "wechat_not_configured")
+REDIRECT = Header("Where the browser goes next")
+
+
+@doc(
+    query=WeChatStartQuery,
+    responses={302: Reply("To WeChat's authorize page (snsapi_base)", headers={"Location": REDIRECT})},
+    auth=False,
+    errors=[UnknownRoom, WECHAT_OFF, RateLimited],
+    summary="Sign in to a room's shop with WeChat: the browser is sent to WeChat, and back",
+)
+async def wechat_start(request: Request) -> Response:
+    st = services(request)
+    query = read_query(request, WeChatStartQuery)
+    wechat = _wechat(st)
+    await st.rate_limits.hit(
+        Limit.SIGN_IN_PER_IP, f"wechat-start|{client_ip(request)}", what="WeChat sign-ins from this address"
+    )
+    await room_host(st, query.room)
+    nonce = new_nonce()
+    state = StateSigner(st.settings.signing_keys).sign(
+        SignInState(query.room, query.next or f"/r/{query.room}", nonce)
+    )
+    redirect_uri = st.settings.base_url.rstrip("/") + CALLBACK_PATH
+    response = RedirectResponse(wechat.authorize_url(redirect_uri=redirect_uri, state=state), status_code=302)
+    response.set_cookie(
+        NONCE_COOKIE,
+        nonce,
+        max_age=STATE_MAX_AGE,
+        path=CALLBACK_PATH,
+        secure=not st.settings.is_dev,
+        httponly=True,
+        samesite="lax",
+    )
+    return response
+
+
+@doc(
+    query=WeChatCallbackQuery,
+    responses={302: Reply("Signed in (cookie set): to the page asked for", headers={"Location": REDIRECT})},
+    auth=False,
+    errors=[UnknownRoom, WECHAT_OFF, InvalidState, InvalidCode, RateLimited, ProviderFailed],
+    summary="Where WeChat sends the browser back: the buyer is signed in by their openid",
+)
+async def wechat_callback(request: Request) -> Response:
+    st = services(request)
+    query = read_query(request, WeChatCallbackQuery)
+    wechat = _wechat(st)
+    await st.rate_limits.hit(Limit.SIGN_IN_PER_IP, client_ip(request), what="sign-ins from this address")
+    state = StateSigner(st.settings.signing_keys).verify(
+        query.state, nonce_cookie=request.cookies.get(NONCE_COOKIE)
+    )
+    host_id = await room_host(st, state.room_id)
+    user = await wechat.sign_in(query.code)
+    customer_id = await upsert_customer(st, host_id, wechat=user)
+    response = signed_in(st, customer_id, host_id, redirect_to=state.next)
+    response.delete_cookie(NONCE_COOKIE, path=CALLBACK_PATH)
+    return response
+
+
+@doc(
+    query=ShareConfigQuery,
+    responses={200: ShareConfigOut},
+    auth=False,
+    errors=[UnknownRoom, WECHAT_OFF, (InvalidRequest, "invalid_url"), ProviderFailed],
+    summary="The WeChat JS-SDK signature of a room page's URL, for wx.config (its share set-up)",
+)
+async def share_config(request: Request) -> JSONResponse:
+    st = services(request)
+    query = read_query(request, ShareConfigQuery)
+    await room_host(st, request.path_params["room"])
+    wechat = _wechat(st)
+    if not _our_page(request, query.url):
+        raise InvalidRequest("url: not a page of this server.", code="invalid_url")
+    ticket = await wechat.jsapi_ticket()
+    nonce, timestamp = new_nonce(), st.clock.now_ms() // 1000
+    body = {
+        "appId": wechat.app_id,
+        "timestamp": timestamp,
+        "nonceStr": nonce,
+        "signature": js_sdk_signature(ticket=ticket, nonce=nonce, timestamp=timestamp, url=query.url),
+    }
+    return JSONResponse(body, headers={"Cache-Control": "no-store"})
+
+
+def _our_page(request: Request, url: str) -> bool:
+    """Whether ``url`` is on this server: the origin of ``base_url``, or the one the request came to."""
+    origin = urlsplit(url)
+    base = urlsplit(services(request).settings.base_url)
+    here = (request.url.scheme, request.headers.get("host", ""))
+    return (origin.scheme, origin.netloc) in {(base.scheme, base.netloc), here}
+
+
 routes = [
     Route("/api/rooms/{room:id}/sign-in/code", send_code, methods=["POST"]),
     Route("/api/rooms/{room:id}/sign-in", sign_in, methods=["POST"]),
+    Route("/api/host-sign-in/code", host_send_code, methods=["POST"]),
+    Route("/api/host-sign-in", host_sign_in, methods=["POST"]),
+    Route("/auth/wechat/start", wechat_start, methods=["GET"]),
+    Route(CALLBACK_PATH, wechat_callback, methods=["GET"]),
+    Route("/api/rooms/{room:id}/wechat/share-config", share_config, methods=["GET"]),
 ]

@@ -35,8 +35,9 @@ from identity.codes import SignInCodes
 from identity.errors import InvalidToken, NotPermitted
 from identity.guards import Authenticator
 from identity.sessions import HostSessions, StreamKeys
-from identity.sms import sms_sender
+from identity.sms import check_sms, sms_sender
 from identity.tokens import TokenSigner
+from identity.wechat import check_wechat, wechat_client
 from live.services import LiveServices
 from live.video import Video
 from live.video_rules import forward_token
@@ -228,6 +229,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
                 lock_seconds=settings.sign_in_lock_seconds,
             ),
             sms=sms_sender(settings),
+            wechat=wechat_client(settings, redis),
             siblings=siblings,
             room_cover=RoomCovers(sessions=sessions).cover_of,
         ),
@@ -255,6 +257,8 @@ def create_app(
 ) -> Starlette:
     settings = settings or Settings()
     check_rates(settings)
+    check_sms(settings)
+    check_wechat(settings)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[dict[str, object]]:
@@ -287,6 +291,8 @@ def create_app(
             }
         finally:
             await st.video.close()
+            if st.live.wechat is not None:
+                await st.live.wechat.close()
             if st.siblings is not None:
                 await st.siblings.close()
             await st.sweeper.stop()

@@ -39,6 +39,7 @@ STATUS: dict[type[base.LiveCartError], int] = {
     identity.InvalidPhone: 422,
     identity.SignInUnavailable: 409,
     identity.ProviderFailed: 502,
+    identity.InvalidState: 400,
     # live
     live.UnknownRoom: 404,
     live.UnknownSession: 404,

@@ -9,9 +9,10 @@ card of their own, so that the rest of the run still has a live sale to buy from
 
 Each check runs with its defaults, but for ``positive_data_acceptance`` on the few operations where a
 request can match the schema and still be refused for what no schema can say (a dependent rule, not a
-shape): ``before`` naming none of the host's rooms (422), an ``Idempotency-Key`` the generator already used
-with another quantity (422), a webhook signature (400: no schema knows the HMAC), and an SDP offer that only
-WebRTC can judge (400). Each is documented with its code in the schema.
+shape): ``before`` naming none of the host's rooms (422), a phone that is no valid number (422), an
+``Idempotency-Key`` the generator already used with another quantity (422), a webhook signature (400: no
+schema knows the HMAC), and an SDP offer that only WebRTC can judge (400). Each is documented with its code
+in the schema.
 
 The stateful phase follows the links Schemathesis infers (a room created, then its cards, invites...). A card
 always names the world's product there: ``ensure_resource_availability`` reads a 404 after a create as the
@@ -65,6 +66,11 @@ SEMANTIC_REFUSALS: dict[str, list[int]] = {
     "POST /api/payments/webhook": [400],
     "POST /api/rooms/{room}/whip": [400],
     "POST /api/rooms/{room}/whep": [400],
+    # A phone that the schema's text admits and that is no valid number (422 ``invalid_phone``).
+    "POST /api/rooms/{room}/sign-in/code": [422],
+    "POST /api/rooms/{room}/sign-in": [422],
+    "POST /api/host-sign-in/code": [422],
+    "POST /api/host-sign-in": [422],
 }
 #: What a viewer may call (the viewer's run); the host's run is every other operation and those a host may
 #: call too. A caller refused for who they are (403) is ``test_bad_input.py``'s.
