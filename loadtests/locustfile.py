@@ -6,12 +6,14 @@ and a group invite), so it runs against any deployment::
 
 Users (the weights split ``-u``; the host is always exactly one):
 
-- ``Viewer`` joins the room (the room's invite, a group invite, or another viewer's share link, so promoters
-  get attribution) and holds the websocket ``/ws/rooms/{room}``. Every stock frame is recorded as a locust
-  event ``WS stock delay``: the server's ``ts`` in the frame to its arrival (the same clock when locust
-  runs on the server's machine; otherwise it includes the clocks' skew). A gap in ``seq`` or an unexpected
-  close is a failure; a dropped viewer reconnects with ``since`` and ``epoch`` and carries on. Viewers chat
-  now and then.
+- ``Viewer`` signs in as a customer of the host's shop, each locust user with a phone number of its own
+  (``POST /api/rooms/{room}/sign-in/code``, then ``/sign-in`` with the code the dev SMS provider puts in
+  its answer), joins the room with that customer token (the room's invite, a group invite, or another
+  viewer's share link, so promoters get attribution) and holds the websocket ``/ws/rooms/{room}``. Every
+  stock frame is recorded as a locust event ``WS stock delay``: the server's ``ts`` in the frame to its
+  arrival (the same clock when locust runs on the server's machine; otherwise it includes the clocks'
+  skew). A gap in ``seq`` or an unexpected close is a failure; a dropped viewer reconnects with ``since``
+  and ``epoch`` and carries on. Viewers chat now and then.
 - ``Buyer`` is a viewer who buys: the moment a ``card`` frame says a sale is open, one order with a fresh
   ``Idempotency-Key``, retried with the same key after a connection error or a 5xx; some buyers repeat an
   acknowledged request on purpose and must get the same order back. An attempt that gets no answer at
@@ -20,14 +22,24 @@ Users (the weights split ``-u``; the host is always exactly one):
   ``limit_exceeded`` are the expected refusals of a flash sale and count as successes under their own
   names. Most buyers then pay through the dev payment provider and time the ``order`` frame that tells
   them so; some cancel; the rest let the reservation expire.
-- ``Host`` pins a card, opens its sale, cuts the price, adds stock, closes it, and starts over.
+- ``Host`` pins a card, opens its sale, cuts the price, adds stock, closes it, and starts over, with the
+  host session token that sign-up (or ``--host-token``) gave.
+
+The room is a verified one, as new rooms are (SPEC §8), so the target must
+
+- run the dev SMS provider, whose answer carries the code: ``LIVECART_ENV=dev``, or on a staging server
+  ``LIVECART_SMS_PROVIDER=dev`` (never in production: anyone could sign in as any phone);
+- allow this many sign-ins from one address: every rate limit is per IP too, and production allows 10 codes
+  an hour per address, so raise ``LIVECART_LIMITS_SCALE`` (``loadtests/profile.py`` starts its server with
+  100000) rather than switching limits off; with the default, the 11th viewer's code request gets a 429.
 
 At the end the scenario checks through the host API that no card was oversold, that every card's stock adds
 up with its orders, that every acknowledged order exists with its card and quantity, and that the room's
 GMV is the sum of the paid orders (``loadtests/show_check.py``). Any problem is logged and the run exits 1.
 
 Options (also as environment variables): ``--stock`` units per card, ``--sale-seconds``,
-``--reserve-seconds``, ``--host-token`` (an existing host's token, for a deployment without open sign-up),
+``--reserve-seconds``, ``--host-token`` (an existing host's session token, for a deployment without open
+sign-up: ``livecart create-host`` or ``create-session`` prints one),
 ``--check-seconds`` (how long the end check may wait for the stock and the orders to agree).
 
 The scenario runs in one locust process (``--processes`` and master/worker runs are refused): the end check
@@ -36,6 +48,7 @@ needs every acknowledged order, and those are kept in this process.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import random
@@ -64,6 +77,8 @@ PAY_SHARE, CANCEL_SHARE, REPEAT_SHARE = 0.6, 0.15, 0.2
 CHAT_SHARE = 0.3
 CLOSE_NORMAL = 1000
 SETUP_TIMEOUT = 30.0
+#: Each locust user's own phone: mainland mobile numbers from a random start, one after the other.
+PHONES = itertools.count(random.randrange(10**8))
 
 
 @events.init_command_line_parser.add_listener
@@ -85,7 +100,10 @@ def _options(parser: Any) -> None:
         help="the buyers' payment window",
     )
     group.add_argument(
-        "--host-token", default="", env_var="LIVECART_LOAD_HOST_TOKEN", help="an existing host's token"
+        "--host-token",
+        default="",
+        env_var="LIVECART_LOAD_HOST_TOKEN",
+        help="an existing host's session token",
     )
     group.add_argument(
         "--check-seconds",
@@ -161,7 +179,13 @@ def set_up_show(base: str, options: Any) -> Show:
         201,
     )
     room = _expect(
-        http.post(f"{base}/api/rooms", json={"title": "Load test show"}, headers=auth, timeout=10), 201
+        http.post(
+            f"{base}/api/rooms",
+            json={"title": "Load test show", "sign_in": "verified"},  # every viewer a signed-in customer
+            headers=auth,
+            timeout=10,
+        ),
+        201,
     )
     _expect(http.post(f"{base}/api/rooms/{room['id']}/live", headers=auth, timeout=10), 200)
     invite = _expect(
@@ -243,8 +267,35 @@ class Viewer(HttpUser):
             self.ws.close()
         self.reader.kill(block=False)
 
+    def _sign_in(self) -> str:
+        """A customer of the host's shop, by a phone of this user's own and the dev provider's code."""
+        show = self.show
+        phone = f"+86139{next(PHONES) % 10**8:08d}"
+        sent = self.client.post(
+            f"/api/rooms/{show.room_id}/sign-in/code",
+            json={"phone": phone},
+            name="/api/rooms/[room]/sign-in/code",
+            timeout=15,
+        )
+        sent.raise_for_status()
+        code = sent.json().get("dev_code")
+        if not code:
+            raise RuntimeError(
+                "the target sent the code by SMS: run it with the dev SMS provider (LIVECART_ENV=dev, or "
+                "LIVECART_SMS_PROVIDER=dev on a staging server)"
+            )
+        signed = self.client.post(
+            f"/api/rooms/{show.room_id}/sign-in",
+            json={"phone": phone, "code": code},
+            name="/api/rooms/[room]/sign-in",
+            timeout=15,
+        )
+        signed.raise_for_status()
+        return str(signed.json()["token"])
+
     def _join(self) -> None:
         show, how = self.show, random.random()
+        customer = self._sign_in()
         body: dict[str, str] = {"name": f"viewer-{uuid.uuid4().hex[:8]}"}
         if how < 0.3 and show.share_codes:
             body["invite"] = random.choice(show.share_codes)  # opened a promoter's share link
@@ -255,7 +306,11 @@ class Viewer(HttpUser):
         else:
             body["invite"] = show.room_invite
         response = self.client.post(
-            f"/api/rooms/{show.room_id}/join", json=body, name="/api/rooms/[room]/join", timeout=15
+            f"/api/rooms/{show.room_id}/join",
+            json=body,
+            headers=bearer(customer),
+            name="/api/rooms/[room]/join",
+            timeout=15,
         )
         response.raise_for_status()
         joined = response.json()

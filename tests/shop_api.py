@@ -8,10 +8,10 @@ from typing import Any
 
 import httpx
 
-from loadtests.harness import Buyer, Sale, auth, new_sale, ok
+from loadtests.harness import Buyer, Sale, auth, new_phone, new_sale, ok, sign_in
 from loadtests.harness import join as join_room
 
-__all__ = ["Buyer", "Sale", "auth", "buy", "join", "new_sale", "ok", "pay"]
+__all__ = ["Buyer", "Sale", "auth", "buy", "join", "new_phone", "new_sale", "ok", "pay", "sign_in"]
 
 
 async def join(
@@ -21,8 +21,14 @@ async def join(
     *,
     invite: str | None = None,
     ref: str | None = None,
+    customer: str | None = None,
+    guest: bool = False,
 ) -> Buyer:
-    return await join_room(client, sale.room_id, invite or sale.invite, name, ref=ref)
+    """A viewer joins the sale's room: a new customer signed in first, unless ``customer`` (a customer
+    token: the same person again) or ``guest`` (a guest room's v1 join) says otherwise."""
+    return await join_room(
+        client, sale.room_id, invite or sale.invite, name, ref=ref, customer=customer, guest=guest
+    )
 
 
 async def buy(

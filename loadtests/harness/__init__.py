@@ -295,6 +295,9 @@ class Buyer:
     viewer_id: str
     token: str
     share_code: str
+    #: The customer token the viewer joined as (``None`` for a guest): what signs them in again, on this
+    #: device or another, to the same viewer.
+    customer: str | None = None
 
 
 async def new_host(client: httpx.AsyncClient, name: str = "Host") -> str:
@@ -303,12 +306,17 @@ async def new_host(client: httpx.AsyncClient, name: str = "Host") -> str:
 
 
 async def new_room(
-    client: httpx.AsyncClient, host_token: str, title: str = "Show", *, live: bool = True
+    client: httpx.AsyncClient,
+    host_token: str,
+    title: str = "Show",
+    *,
+    live: bool = True,
+    sign_in: str | None = None,
 ) -> dict[str, Any]:
-    """A room of the host's (live unless ``live=False``), as the API describes it."""
-    room: dict[str, Any] = await ok(
-        await client.post("/api/rooms", json={"title": title}, headers=auth(host_token))
-    )
+    """A room of the host's (live unless ``live=False``), as the API describes it; ``sign_in`` is the
+    room's ``"verified"`` (the server's default when not given) or ``"guest"`` (v1: a new viewer per join)."""
+    body = {"title": title, **({"sign_in": sign_in} if sign_in else {})}
+    room: dict[str, Any] = await ok(await client.post("/api/rooms", json=body, headers=auth(host_token)))
     if live:
         await ok(await client.post(f"/api/rooms/{room['id']}/live", headers=auth(host_token)))
     return room
@@ -352,11 +360,13 @@ async def new_sale(
     stock: int = 10,
     host: str = "Host",
     title: str = "Show",
+    sign_in: str | None = None,
     **card: Any,
 ) -> Sale:
-    """A host, a live room and a card (open unless ``open_sale=False``); ``card`` as :func:`new_card`."""
+    """A host, a live room (``sign_in`` as :func:`new_room`) and a card (open unless ``open_sale=False``);
+    ``card`` as :func:`new_card`."""
     token = await new_host(client, host)
-    room = await new_room(client, token, title)
+    room = await new_room(client, token, title, sign_in=sign_in)
     product_id, card_id = await new_card(client, token, room["id"], stock=stock, **card)
     return Sale(token, room["id"], room["invite_token"], product_id, card_id)
 
@@ -368,11 +378,18 @@ def new_phone() -> str:
 
 async def sign_in(client: httpx.AsyncClient, room_id: str, phone: str | None = None) -> str:
     """A buyer signs in to the room's shop through the dev SMS provider (the code is in its answer); their
-    customer token."""
+    customer token.
+
+    The sign-in also sets the shop's customer cookie, which a browser keeps and sends with every later
+    request. ``client`` is many buyers at once here, so it does not keep it: otherwise every request after
+    this one, a join "without signing in" included, would be this buyer's."""
     phone = phone or new_phone()
     sent = await ok(await client.post(f"/api/rooms/{room_id}/sign-in/code", json={"phone": phone}), 202)
     body = {"phone": phone, "code": sent["dev_code"]}
-    return str((await ok(await client.post(f"/api/rooms/{room_id}/sign-in", json=body)))["token"])
+    response = await client.post(f"/api/rooms/{room_id}/sign-in", json=body)
+    for name in response.cookies:
+        client.cookies.delete(name)
+    return str((await ok(response))["token"])
 
 
 async def join(
@@ -394,7 +411,7 @@ async def join(
         customer = await sign_in(client, room_id)
     headers = auth(customer) if customer else {}
     v = await ok(await client.post(f"/api/rooms/{room_id}/join", json=body, headers=headers))
-    return Buyer(v["viewer_id"], v["token"], v["share_code"])
+    return Buyer(v["viewer_id"], v["token"], v["share_code"], customer)
 
 
 async def join_many(
@@ -405,12 +422,15 @@ async def join_many(
     *,
     concurrency: int = 16,
     name: Callable[[int], str] = lambda i: f"v{i}",
+    guest: bool = False,
 ) -> list[Buyer]:
-    """``n`` viewers join, ``concurrency`` at a time; in order."""
+    """``n`` viewers join, ``concurrency`` at a time; in order. Each is a customer signed in first (a
+    distinct phone: the server's ``LIVECART_LIMITS_SCALE`` must allow ``n`` codes and sign-ins from one
+    address), or with ``guest`` a guest of a guest room."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(i: int) -> Buyer:
         async with gate:
-            return await join(client, room_id, invite, name(i))
+            return await join(client, room_id, invite, name(i), guest=guest)
 
     return list(await asyncio.gather(*(one(i) for i in range(n))))

@@ -1,12 +1,16 @@
 """SPEC §2 invariant 10: bad input gets a clear error and changes nothing (HTTP, SQLite and PostgreSQL).
 
-One live server and one small world of shops per backend (module-scoped, built once): two hosts, rooms,
-cards in every state (open, pinned, closed, sold out), viewers, and orders in every state (reserved, paid,
-cancelled, expired). Every row of the table sends one bad request and checks
+One live server and one small world of shops per backend (module-scoped, built once): two hosts, rooms
+(verified, as new rooms are, and one guest room of v1), cards in every state (open, pinned, closed, sold
+out), viewers who signed in as customers, and orders in every state (reserved, paid, cancelled, expired).
+Every row of the table sends one bad request and checks
 
 - the exact status and error code, and that the body is ``{"error": str, "detail": non-empty str, ...}``;
 - that nothing changed: every SQL row and every Redis key of the app, read directly after the case, equals
   what it was after the previous case (so a partial write shows up even where no endpoint displays it).
+  Two kinds of bookkeeping are left out of that comparison, on purpose: the rate limiters' counters (a
+  refused attempt counts towards its caller's rate: that is what stops someone hammering the API with bad
+  requests) and a host session's sliding expiry (moved on by any authenticated use, once a minute).
 
 Then ``test_server_still_serves_everyone`` checks that hosts still see exactly what they saw before the
 table (cards, rooms, orders, products, stats, payments over HTTP), that the existing Idempotency-Key still
@@ -30,7 +34,7 @@ from sqlalchemy import select
 
 from base.db import Base
 from tests.conftest import REDIS_URL, LiveServer, flushed_redis, fresh_database, make_settings
-from tests.shop_api import Buyer, Sale, auth, buy, join, new_sale, ok, pay
+from tests.shop_api import Buyer, Sale, auth, buy, join, new_phone, new_sale, ok, pay
 
 MAX_BODY = 64 * 1024
 
@@ -95,6 +99,11 @@ async def _build(client: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, s
     card_short = await new_card(3, open_it=True, reserve_seconds=1)
     ended = await ok(await client.post("/api/rooms", json={"title": "Over"}, headers=ha))
     await ok(await client.post(f"/api/rooms/{ended['id']}/end", headers=ha))
+    # A v1 room: a guest joins without signing in, and must give a name.
+    guest_room = await ok(
+        await client.post("/api/rooms", json={"title": "Guests", "sign_in": "guest"}, headers=ha)
+    )
+    await ok(await client.post(f"/api/rooms/{guest_room['id']}/live", headers=ha))
 
     # Host B: a room and a card of its own.
     b: Sale = await new_sale(client, stock=5, price=700)
@@ -102,6 +111,7 @@ async def _build(client: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, s
     a1: Buyer = await join(client, a, "A1")
     a2: Buyer = await join(client, a, "A2", invite=a1.share_code)  # referred by A1
     b1: Buyer = await join(client, b, "B1")
+    assert a1.customer and a2.customer and b1.customer
 
     expiring = await ok(await buy(client, card_short, a1), 201)
     reserved = await ok(await buy(client, a.card_id, a1, key="existing-key"), 201)
@@ -120,9 +130,12 @@ async def _build(client: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, s
         "room_a": a.room_id,
         "room_b": b.room_id,
         "room_ended": ended["id"],
+        "room_guest": guest_room["id"],
         "invite_a": a.invite,
         "invite_b": b.invite,
         "invite_ended": ended["invite_token"],
+        "invite_guest": guest_room["invite_token"],
+        "phone": new_phone(),  # nobody's yet
         "share_a1": a1.share_code,
         "share_b1": b1.share_code,
         "product_a": a.product_id,
@@ -147,6 +160,8 @@ async def _build(client: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, s
         "viewer_a1": viewer_a1,
         "viewer_a2": a2.token,
         "viewer_b1": b1.token,
+        "customer_a1": a1.customer,  # A1 signed in at host A's shop
+        "customer_b1": b1.customer,  # B1 signed in at host B's shop: a stranger to host A
         "garbage": "garbage",
         "empty_h": "h.",
         "unknown_kind": "x." + host_a[2:],
@@ -154,6 +169,9 @@ async def _build(client: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, s
         "flipped_viewer": _flip_middle(viewer_a1),
         "host_body_as_viewer": "v." + host_a[2:],
         "viewer_body_as_host": "h." + viewer_a1[2:],
+        "viewer_body_as_session": "s." + viewer_a1[2:],
+        "customer_body_as_viewer": "v." + a1.customer[2:],
+        "flipped_customer": _flip_middle(a1.customer),
         "truncated_viewer": viewer_a1[:-3],
     }
     return ids, tokens
@@ -192,6 +210,7 @@ async def observable(w: World) -> dict[str, Any]:
         "card_b": (f"/api/cards/{i['card_b']}", hb),
         "room_a": (f"/api/rooms/{i['room_a']}", ha),
         "room_ended": (f"/api/rooms/{i['room_ended']}", ha),
+        "room_guest": (f"/api/rooms/{i['room_guest']}", ha),
         "room_b": (f"/api/rooms/{i['room_b']}", hb),
         "orders_a": (f"/api/rooms/{i['room_a']}/orders", ha),
         "orders_b": (f"/api/rooms/{i['room_b']}/orders", hb),
@@ -212,6 +231,10 @@ async def observable(w: World) -> dict[str, Any]:
 
 #: Redis keys that change on their own (the sweeper's lease).
 VOLATILE_KEYS = {b"livecart:sweeper:lease"}
+#: The rate limiters' counters (``base/limits.py``): every attempt counts, a refused one too.
+LIMIT_KEYS = b"livecart:limits:"
+#: Columns that any authenticated use moves on: a host session's sliding expiry (``identity/sessions.py``).
+SLIDING = {"host_sessions": {"last_used_ms", "expires_ms"}}
 
 
 async def stored(w: World) -> dict[str, Any]:
@@ -221,10 +244,12 @@ async def stored(w: World) -> dict[str, Any]:
     out: dict[str, Any] = {}
     async with st.sessions() as session:
         for table in Base.metadata.sorted_tables:
-            rows = await session.execute(select(table).order_by(*table.primary_key.columns))
+            sliding = SLIDING.get(table.name, set())
+            columns = [c for c in table.columns if c.name not in sliding]
+            rows = await session.execute(select(*columns).order_by(*table.primary_key.columns))
             out[f"sql:{table.name}"] = [tuple(r) for r in rows.all()]
     r = st.redis
-    keys = sorted(k for k in await r.keys("*") if k not in VOLATILE_KEYS)
+    keys = sorted(k for k in await r.keys("*") if k not in VOLATILE_KEYS and not k.startswith(LIMIT_KEYS))
     async with r.pipeline(transaction=False) as pipe:
         for k in keys:
             pipe.type(k)
@@ -303,6 +328,9 @@ NEW_CARD = "POST /api/rooms/{room_a}/cards"
 PATCH_A = "PATCH /api/cards/{card_a}"
 OPEN_PINNED = "POST /api/cards/{card_pinned}/open"
 JOIN_A = "POST /api/rooms/{room_a}/join"
+JOIN_GUEST = "POST /api/rooms/{room_guest}/join"
+CODE_A = "POST /api/rooms/{room_a}/sign-in/code"
+SIGN_IN_A = "POST /api/rooms/{room_a}/sign-in"
 E400 = "400 invalid_json"
 E401 = "401 unauthorized"
 E403 = "403 forbidden"
@@ -312,6 +340,8 @@ QTY = "422 invalid_quantity"
 STATE = "409 invalid_order_state"
 NOT_PAYABLE = "409 order_not_payable"
 INVITE = "403 invalid_invite"
+SIGN_IN = "401 sign_in_required"
+PHONE = "422 invalid_phone"
 
 
 def B(cid: str, expect: str, **kw: Any) -> Case:
@@ -336,6 +366,7 @@ def card(**changes: Any) -> dict[str, Any]:
 SURROGATE_NAME = b'{"name": "a\\ud800b", "price": 1}'
 SURROGATE_INVITE = b'{"invite": "\\ud800", "name": "Eve"}'
 EITHER_403_OR_422 = ((422, "invalid_request"),)
+EITHER_PHONE = ((422, "invalid_phone"),)  # a phone that is not there, or not text, is not a phone either
 
 CASES: list[Case] = [
     # ---- buy: the body -------------------------------------------------------------------------------
@@ -390,6 +421,8 @@ CASES: list[Case] = [
     B("buy-token-truncated", E401, token="truncated_viewer"),
     B("buy-host-body-as-viewer-token", E401, token="host_body_as_viewer"),
     B("buy-with-host-token", E403, token="host_a"),
+    B("buy-with-customer-token", E403, token="customer_a1"),  # a customer token only signs in and joins
+    B("buy-customer-body-as-viewer-token", E401, token="customer_body_as_viewer"),
     B("buy-viewer-of-room-b-card-of-room-a", E403, token="viewer_b1"),
     B("buy-unknown-card", E404, route="POST /api/cards/crd_nope/orders"),
     B("buy-card-id-with-nul", E404, route="POST /api/cards/crd%00x/orders"),
@@ -423,6 +456,8 @@ CASES: list[Case] = [
     C("card-viewer-token", NEW_CARD, E403, "viewer_a1", card()),
     C("card-garbage-token", NEW_CARD, E401, "garbage", card()),
     C("card-viewer-body-as-host-token", NEW_CARD, E401, "viewer_body_as_host", card()),
+    C("card-viewer-body-as-session-token", NEW_CARD, E401, "viewer_body_as_session", card()),
+    C("card-customer-token", NEW_CARD, E403, "customer_a1", card()),
     C("card-flipped-host-token", NEW_CARD, E401, "flipped_host", card()),
     C("card-other-hosts-room", NEW_CARD, E403, "host_b", card(product_id="{product_b}")),
     C("card-unknown-room", "POST /api/rooms/rm_nope/cards", E404, "host_a", card()),
@@ -509,40 +544,77 @@ CASES: list[Case] = [
     C("room-stats-other-host", "GET /api/rooms/{room_a}/stats", E403, "host_b"),
     C("room-stats-viewer-token", "GET /api/rooms/{room_a}/stats", E403, "viewer_a1"),
     C("room-stats-unknown-room", "GET /api/rooms/rm_nope/stats", E404, "host_a"),
-    # ---- join --------------------------------------------------------------------------------------
-    C("join-bad-invite", JOIN_A, INVITE, None, {"invite": "nope", "name": "Eve"}),
-    C("join-invite-of-other-room", JOIN_A, INVITE, None, {"invite": "{invite_b}", "name": "Eve"}),
-    C("join-share-code-of-other-room", JOIN_A, INVITE, None, {"invite": "{share_b1}", "name": "Eve"}),
+    # ---- join (room A is verified: a customer of host A, A1, tries; the guest room takes anyone) -------
+    C("join-bad-invite", JOIN_A, INVITE, "customer_a1", {"invite": "nope", "name": "Eve"}),
+    C("join-invite-of-other-room", JOIN_A, INVITE, "customer_a1", {"invite": "{invite_b}", "name": "Eve"}),
+    C(
+        "join-share-code-of-other-room",
+        JOIN_A,
+        INVITE,
+        "customer_a1",
+        {"invite": "{share_b1}", "name": "Eve"},
+    ),
     C(
         "join-ended-room",
         "POST /api/rooms/{room_ended}/join",
         INVITE,
-        None,
+        "customer_a1",
         {"invite": "{invite_ended}", "name": "E"},
     ),
     C(
         "join-unknown-room",
         "POST /api/rooms/rm_nope/join",
         E404,
-        None,
+        "customer_a1",
         {"invite": "{invite_a}", "name": "Eve"},
     ),
     C(
         "join-invite-with-nul",
         JOIN_A,
         INVITE,
-        None,
+        "customer_a1",
         {"invite": "a\x00b", "name": "Eve"},
         also=EITHER_403_OR_422,
     ),
-    C("join-invite-lone-surrogate", JOIN_A, INVITE, None, raw=SURROGATE_INVITE, also=EITHER_403_OR_422),
-    C("join-name-missing", JOIN_A, E422, None, {"invite": "{invite_a}"}),
-    C("join-name-blank", JOIN_A, E422, None, {"invite": "{invite_a}", "name": "  "}),
-    C("join-name-65-chars", JOIN_A, E422, None, {"invite": "{invite_a}", "name": "n" * 65}),
-    C("join-name-with-nul", JOIN_A, E422, None, {"invite": "{invite_a}", "name": "E\x00ve"}),
+    C(
+        "join-invite-lone-surrogate",
+        JOIN_A,
+        INVITE,
+        "customer_a1",
+        raw=SURROGATE_INVITE,
+        also=EITHER_403_OR_422,
+    ),
+    C("join-name-blank", JOIN_A, E422, "customer_a1", {"invite": "{invite_a}", "name": "  "}),
+    C("join-name-65-chars", JOIN_A, E422, "customer_a1", {"invite": "{invite_a}", "name": "n" * 65}),
+    C("join-name-with-nul", JOIN_A, E422, "customer_a1", {"invite": "{invite_a}", "name": "E\x00ve"}),
     C("join-invite-not-string", JOIN_A, E422, None, {"invite": 123, "name": "Eve"}),
     C("join-body-array", JOIN_A, E422, None, ["{invite_a}", "Eve"]),
     C("join-malformed-json", JOIN_A, E400, None, raw=b'{"invite"'),
+    # A verified room: nobody joins without signing in at its host's shop.
+    C("join-verified-not-signed-in", JOIN_A, SIGN_IN, None, {"invite": "{invite_a}", "name": "Eve"}),
+    C("join-verified-with-viewer-token", JOIN_A, SIGN_IN, "viewer_a1", {"invite": "{invite_a}"}),
+    C("join-verified-with-host-token", JOIN_A, SIGN_IN, "host_a", {"invite": "{invite_a}"}),
+    C("join-verified-other-shops-customer", JOIN_A, SIGN_IN, "customer_b1", {"invite": "{invite_a}"}),
+    C("join-verified-forged-customer-token", JOIN_A, SIGN_IN, "flipped_customer", {"invite": "{invite_a}"}),
+    # A guest room (v1): no sign-in, but a name.
+    C("join-guest-name-missing", JOIN_GUEST, E422, None, {"invite": "{invite_guest}"}),
+    C("join-guest-bad-invite", JOIN_GUEST, INVITE, None, {"invite": "{invite_a}", "name": "Eve"}),
+    # ---- sign-in -------------------------------------------------------------------------------------
+    C("code-phone-missing", CODE_A, E422, None, {}, also=EITHER_PHONE),
+    C("code-phone-not-string", CODE_A, E422, None, {"phone": 13900000000}, also=EITHER_PHONE),
+    C("code-phone-letters", CODE_A, PHONE, None, {"phone": "abc"}),
+    C("code-phone-too-short", CODE_A, PHONE, None, {"phone": "12"}),
+    C("code-unknown-room", "POST /api/rooms/rm_nope/sign-in/code", E404, None, {"phone": "{phone}"}),
+    C("code-malformed-json", CODE_A, E400, None, raw=b'{"phone": '),
+    C("sign-in-code-missing", SIGN_IN_A, E422, None, {"phone": "{phone}"}),
+    C("sign-in-phone-letters", SIGN_IN_A, PHONE, None, {"phone": "abc", "code": "123456"}),
+    C(
+        "sign-in-unknown-room",
+        "POST /api/rooms/rm_nope/sign-in",
+        E404,
+        None,
+        {"phone": "{phone}", "code": "123456"},
+    ),
     # ---- orders ------------------------------------------------------------------------------------
     C("order-get-unknown", "GET /api/orders/ord_nope", E404, "host_a"),
     C("order-get-other-buyer", "GET /api/orders/{order_reserved}", E403, "viewer_a2"),

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from loadtests.harness import join
 from tests.conftest import LiveServer
 from tests.shop_api import auth, ok
 
@@ -132,16 +133,14 @@ async def test_bad_queries_get_a_422_in_the_house_shape(
 async def test_only_a_host_lists_rooms(client: httpx.AsyncClient, server: LiveServer) -> None:
     h = await new_host(client)
     (room,) = await new_rooms(client, h, ["Show"])
-    viewer = await ok(
-        await client.post(
-            f"/api/rooms/{room['id']}/join", json={"invite": room["invite_token"], "name": "V"}
-        ),
-        201,
-    )
+    viewer = await join(client, room["id"], room["invite_token"], "V")
+    assert viewer.customer is not None
     for headers, status, code in (
         ({}, 401, "unauthorized"),
         (auth("h.forged"), 401, "unauthorized"),
-        (auth(viewer["token"]), 403, "forbidden"),
+        (auth("s.forged"), 401, "unauthorized"),
+        (auth(viewer.token), 403, "forbidden"),
+        (auth(viewer.customer), 403, "forbidden"),  # a customer token only signs in and joins
     ):
         r = await client.get("/api/rooms", headers=headers)
         assert (r.status_code, r.json()["error"]) == (status, code), r.text

@@ -1,7 +1,13 @@
 """Per-invitee invites and share links over HTTP, on SQLite and PostgreSQL with the real Redis (SPEC §2
-invariant 8, §1 promoter): create, list and revoke; uses consumed atomically, also under concurrent joins;
-expired, tampered, revoked, over-used, wrong-room and wrong-purpose tokens refused with nothing written;
-attribution (first touch, no self-referral, one level) and commission exact through pay and refund.
+invariant 8, §1 promoter, §8 customers): create, list and revoke; uses consumed atomically, also under
+concurrent joins; expired, tampered, revoked, over-used, wrong-room and wrong-purpose tokens refused with
+nothing written; attribution (first touch, no self-referral, one level) and commission exact through pay
+and refund.
+
+Rooms are verified, as new rooms are: whoever joins has signed in as a customer of the room's host, an
+invite's use is taken by a customer's first join only, and the same customer coming back (another invite,
+a share code, another device) is the same viewer and takes none. Where a test is about v1 guests (a new
+viewer per join, a returning guest known by their viewer token) it makes a ``guest`` room and says so.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from identity.tokens import TokenSigner
 from live.models import Invite, Viewer
 from shop.models import Commission
 from tests.conftest import LiveServer, make_settings
-from tests.shop_api import Buyer, Sale, auth, buy, join, new_sale, ok, pay
+from tests.shop_api import Buyer, Sale, auth, buy, join, new_phone, new_sale, ok, pay, sign_in
 
 WEEK_S = 7 * 24 * 3600
 
@@ -34,11 +40,31 @@ def assert_invalid_invite(r: httpx.Response, detail_has: str) -> None:
     assert detail_has in body["detail"], body
 
 
-async def host_room(client: httpx.AsyncClient, title: str = "Show") -> tuple[dict[str, str], str]:
+def assert_sign_in_required(r: httpx.Response) -> None:
+    assert r.status_code == 401, f"expected 401 sign_in_required, got {r.status_code} {r.text}"
+    assert r.json()["error"] == "sign_in_required", r.text
+
+
+async def host_room(
+    client: httpx.AsyncClient, title: str = "Show", *, sign_in: str = "verified"
+) -> tuple[dict[str, str], str]:
     host = await ok(await client.post("/api/hosts", json={"name": "Host"}), 201)
     h = auth(host["token"])
-    room = await ok(await client.post("/api/rooms", json={"title": title}, headers=h), 201)
+    body = {"title": title, "sign_in": sign_in}
+    room = await ok(await client.post("/api/rooms", json=body, headers=h), 201)
+    assert room["sign_in"] == sign_in
     return h, str(room["id"])
+
+
+async def customer(client: httpx.AsyncClient, room_id: str, phone: str | None = None) -> dict[str, str]:
+    """A buyer signed in at the room's shop (a new one, or the owner of ``phone`` again): their headers."""
+    return auth(await sign_in(client, room_id, phone))
+
+
+async def join_as(
+    client: httpx.AsyncClient, room_id: str, who: dict[str, str], invite: str, name: str = "Guest", **kw: Any
+) -> httpx.Response:
+    return await client.post(f"/api/rooms/{room_id}/join", json=join_body(invite, name, **kw), headers=who)
 
 
 async def new_invite(
@@ -102,8 +128,8 @@ async def test_create_list_and_revoke(client: httpx.AsyncClient, server: LiveSer
     assert set(listed) == {aunt["id"], plain["id"]}
     assert listed[aunt["id"]] == aunt  # the same token and link as when it was made
 
-    # Aunt Li joins; the count shows it; then the host revokes it and nobody new gets in with it.
-    first = await ok(await client.post(f"/api/rooms/{room_id}/join", json=join_body(aunt["token"])), 201)
+    # Aunt Li signs in and joins; the count shows it; then the host revokes it and nobody new gets in with it.
+    first = await ok(await join_as(client, room_id, await customer(client, room_id), aunt["token"]), 201)
     assert (await invites_of(client, h, room_id))[aunt["id"]]["uses"] == 1
     r = await client.delete(f"/api/rooms/{room_id}/invites/{aunt['id']}", headers=h)
     revoked = await ok(r, 200)
@@ -112,9 +138,8 @@ async def test_create_list_and_revoke(client: httpx.AsyncClient, server: LiveSer
     assert (await invites_of(client, h, room_id))[plain["id"]]["revoked"] is False
     again = await client.delete(f"/api/rooms/{room_id}/invites/{aunt['id']}", headers=h)
     assert (await ok(again, 200))["revoked"] is True  # idempotent
-    assert_invalid_invite(
-        await client.post(f"/api/rooms/{room_id}/join", json=join_body(aunt["token"], "Uncle")), "revoked"
-    )
+    uncle = await customer(client, room_id)
+    assert_invalid_invite(await join_as(client, room_id, uncle, aunt["token"], "Uncle"), "revoked")
     assert await uses_in_sql(server, aunt["id"]) == 1
     assert await viewers_in(server, room_id) == 1
     # Whoever joined before the revocation keeps their viewer token.
@@ -125,12 +150,14 @@ async def test_only_the_rooms_host_manages_its_invites(client: httpx.AsyncClient
     h, room_id = await host_room(client)
     other_h, other_room = await host_room(client, "Other show")
     inv = await new_invite(client, h, room_id)
-    viewer = await ok(await client.post(f"/api/rooms/{room_id}/join", json=join_body(inv["token"])), 201)
+    buyer = await customer(client, room_id)
+    viewer = await ok(await join_as(client, room_id, buyer, inv["token"]), 201)
     paths = (f"/api/rooms/{room_id}/invites", f"/api/rooms/{room_id}/invites/{inv['id']}")
 
     for headers, status, code in (
         (other_h, 403, "forbidden"),
         (auth(viewer["token"]), 403, "forbidden"),
+        (buyer, 403, "forbidden"),  # a customer token only signs in and joins
         ({}, 401, "unauthorized"),
         (auth(inv["token"]), 401, "unauthorized"),  # an invite is never a bearer token
     ):
@@ -164,13 +191,65 @@ async def test_only_the_rooms_host_manages_its_invites(client: httpx.AsyncClient
 # -- using an invite -----------------------------------------------------------------------------------
 
 
-async def test_uses_are_counted_and_a_returning_viewer_takes_none(
+async def test_uses_are_counted_per_customer(client: httpx.AsyncClient, server: LiveServer) -> None:
+    """A verified room: an invite's use is a customer's. The invitee coming back (the same sign-in, or a new
+    sign-in with their phone on another device) is the same viewer and takes no use; anyone else with the
+    forwarded link finds it used up, and a caller who has not signed in at this shop gets 401."""
+    h, room_id = await host_room(client)
+    inv = await new_invite(client, h, room_id, max_uses=1)
+    phone = new_phone()
+    invitee = await customer(client, room_id, phone)
+    guest = await ok(await join_as(client, room_id, invitee, inv["token"], "Guest"), 201)
+    assert guest["customer_id"] and await uses_in_sql(server, inv["id"]) == 1
+
+    other_device = await customer(client, room_id, phone)  # the same phone signs in again elsewhere
+    for who in (invitee, invitee, other_device):
+        back = await ok(await join_as(client, room_id, who, inv["token"], "Guest"), 200)
+        assert (back["viewer_id"], back["share_code"], back["customer_id"]) == (
+            guest["viewer_id"],
+            guest["share_code"],
+            guest["customer_id"],
+        )
+    assert await uses_in_sql(server, inv["id"]) == 1
+
+    # Someone else, signed in at this shop, with the forwarded link: used up.
+    forwarded = await customer(client, room_id)
+    assert_invalid_invite(await join_as(client, room_id, forwarded, inv["token"], "Forwarded"), "used 1 of 1")
+    # Without a customer of this shop, nobody joins: no token, a host token, the invitee's own viewer
+    # token, another room's viewer token, another shop's customer token.
+    other_h, other_room = await host_room(client, "Other")
+    other_invite = await new_invite(client, other_h, other_room)
+    stranger = await customer(client, other_room)
+    elsewhere = await ok(await join_as(client, other_room, stranger, other_invite["token"]), 201)
+    for headers in ({}, h, other_h, auth(guest["token"]), auth(elsewhere["token"]), stranger):
+        assert_sign_in_required(await join_as(client, room_id, headers, inv["token"], "Forwarded"))
+    assert await uses_in_sql(server, inv["id"]) == 1
+    assert await viewers_in(server, room_id) == 1
+
+    # The room's own invite and share codes keep working beside it: for new customers, new viewers; the
+    # invitee through them is still the one viewer.
+    room = await ok(await client.get(f"/api/rooms/{room_id}", headers=h), 200)
+    await ok(await join_as(client, room_id, forwarded, room["invite_token"], "Via room invite"), 201)
+    await ok(
+        await join_as(client, room_id, await customer(client, room_id), guest["share_code"], "Share"), 201
+    )
+    for code in (room["invite_token"], guest["share_code"]):
+        back = await ok(await join_as(client, room_id, invitee, code, "Guest"), 200)
+        assert back["viewer_id"] == guest["viewer_id"]
+    assert await viewers_in(server, room_id) == 3
+    assert await uses_in_sql(server, inv["id"]) == 1
+
+
+async def test_uses_are_counted_and_a_returning_guest_takes_none(
     client: httpx.AsyncClient, server: LiveServer
 ) -> None:
-    h, room_id = await host_room(client)
+    """A guest room (v1): each join without a token is a new viewer, so each takes a use; a guest coming
+    back with their own viewer token is the same viewer and takes none."""
+    h, room_id = await host_room(client, sign_in="guest")
     inv = await new_invite(client, h, room_id, max_uses=1)
     join_url = f"/api/rooms/{room_id}/join"
     guest = await ok(await client.post(join_url, json=join_body(inv["token"], "Guest")), 201)
+    assert guest["customer_id"] is None
     assert await uses_in_sql(server, inv["id"]) == 1
 
     # The same person comes back (page reload) with their viewer token: same viewer, no use taken.
@@ -184,7 +263,7 @@ async def test_uses_are_counted_and_a_returning_viewer_takes_none(
 
     # Someone else with the forwarded link: used up. A host token or another room's viewer token as bearer
     # does not make them "returning".
-    other_h, other_room = await host_room(client, "Other")
+    other_h, other_room = await host_room(client, "Other", sign_in="guest")
     other_invite = await new_invite(client, other_h, other_room)
     elsewhere = await ok(
         await client.post(f"/api/rooms/{other_room}/join", json=join_body(other_invite["token"])), 201
@@ -205,8 +284,9 @@ async def test_uses_are_counted_and_a_returning_viewer_takes_none(
 async def test_concurrent_joins_never_exceed_max_uses(client: httpx.AsyncClient, server: LiveServer) -> None:
     h, room_id = await host_room(client)
     inv = await new_invite(client, h, room_id, max_uses=3)
+    buyers = [await customer(client, room_id) for _ in range(10)]
     responses = await asyncio.gather(
-        *(client.post(f"/api/rooms/{room_id}/join", json=join_body(inv["token"], f"G{i}")) for i in range(10))
+        *(join_as(client, room_id, who, inv["token"], f"G{i}") for i, who in enumerate(buyers))
     )
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] * 3 + [403] * 7, [(r.status_code, r.text) for r in responses]
@@ -219,8 +299,29 @@ async def test_concurrent_joins_never_exceed_max_uses(client: httpx.AsyncClient,
     assert await viewers_in(server, room_id) == 3
 
 
+async def test_one_customer_joining_at_once_many_times_takes_one_use(
+    client: httpx.AsyncClient, server: LiveServer
+) -> None:
+    """The same customer's joins at once (a double tap, two devices) with a per-invitee invite: one viewer,
+    one use, every answer that viewer."""
+    h, room_id = await host_room(client)
+    inv = await new_invite(client, h, room_id, max_uses=1)
+    phone = new_phone()
+    devices = [await customer(client, room_id, phone) for _ in range(3)]
+    responses = await asyncio.gather(
+        *(join_as(client, room_id, devices[i % 3], inv["token"], "Twin") for i in range(12))
+    )
+    assert sorted(r.status_code for r in responses) == [200] * 11 + [201], [
+        (r.status_code, r.text) for r in responses
+    ]
+    assert len({r.json()["viewer_id"] for r in responses}) == 1
+    assert await uses_in_sql(server, inv["id"]) == 1
+    assert await viewers_in(server, room_id) == 1
+
+
 async def test_refused_invites_change_nothing(client: httpx.AsyncClient, server: LiveServer) -> None:
-    """Every way an invite can be wrong: 403 invalid_invite with a reason, no viewer, no use taken."""
+    """Every way an invite can be wrong: 403 invalid_invite with a reason, no viewer, no use taken (a
+    customer of the room's host tries each one)."""
     h, room_id = await host_room(client)
     other_h, other_room = await host_room(client, "Other")
     inv = await new_invite(client, h, room_id, max_uses=5)
@@ -228,10 +329,10 @@ async def test_refused_invites_change_nothing(client: httpx.AsyncClient, server:
     revoked = await new_invite(client, h, room_id, max_uses=5)
     await ok(await client.delete(f"/api/rooms/{room_id}/invites/{revoked['id']}", headers=h), 200)
     theirs = await new_invite(client, other_h, other_room, max_uses=5)
-    await ok(await client.post(f"/api/rooms/{room_id}/join", json=join_body(used_up["token"])), 201)
-    member = await ok(
-        await client.post(f"/api/rooms/{room_id}/join", json=join_body(inv["token"], "Member")), 201
-    )
+    await ok(await join_as(client, room_id, await customer(client, room_id), used_up["token"]), 201)
+    member_customer = await customer(client, room_id)
+    member = await ok(await join_as(client, room_id, member_customer, inv["token"], "Member"), 201)
+    prober = await customer(client, room_id)
     signer: TokenSigner = server.state.signer
     now_ms = int(time.time() * 1000)
     soon = now_ms + 3_600_000
@@ -262,6 +363,7 @@ async def test_refused_invites_change_nothing(client: httpx.AsyncClient, server:
         "unknown-invite-id": (signer.invite_token("inv_nope", room_id, expires_ms=soon), "not valid"),
         "host-token": (h["Authorization"].removeprefix("Bearer "), "not valid"),
         "viewer-token": (member["token"], "not valid"),
+        "customer-token": (member_customer["Authorization"].removeprefix("Bearer "), "not valid"),
         "viewer-token-as-invite": ("i." + member["token"][2:], "altered"),
     }
     before = (
@@ -272,11 +374,13 @@ async def test_refused_invites_change_nothing(client: httpx.AsyncClient, server:
     )
     failures = []
     for name, (bad, reason) in cases.items():
-        r = await client.post(f"/api/rooms/{room_id}/join", json=join_body(bad, name[:60]))
+        r = await join_as(client, room_id, prober, bad, name[:60])
         try:
             assert_invalid_invite(r, reason)
         except AssertionError as exc:
             failures.append(f"{name}: {exc}")
+    # The genuine token, but nobody signed in: refused too.
+    assert_sign_in_required(await join_as(client, room_id, {}, token, "Anonymous"))
     after = (
         await viewers_in(server, room_id),
         await viewers_in(server, other_room),
@@ -285,8 +389,8 @@ async def test_refused_invites_change_nothing(client: httpx.AsyncClient, server:
     )
     assert not failures, "\n".join(failures)
     assert after == before
-    # The genuine token still works afterwards.
-    await ok(await client.post(f"/api/rooms/{room_id}/join", json=join_body(token, "Late")), 201)
+    # The genuine token still works afterwards, for the customer who tried all the bad ones too.
+    await ok(await join_as(client, room_id, prober, token, "Late"), 201)
     assert await uses_in_sql(server, inv["id"]) == 2
 
 
@@ -295,10 +399,9 @@ async def test_a_refused_join_gives_the_use_back(client: httpx.AsyncClient, serv
     taken (the show ended) leaves the count as it was."""
     h, room_id = await host_room(client)
     inv = await new_invite(client, h, room_id, max_uses=2)
+    buyer = await customer(client, room_id)
     await ok(await client.post(f"/api/rooms/{room_id}/end", headers=h), 200)
-    assert_invalid_invite(
-        await client.post(f"/api/rooms/{room_id}/join", json=join_body(inv["token"])), "ended"
-    )
+    assert_invalid_invite(await join_as(client, room_id, buyer, inv["token"]), "ended")
     assert await uses_in_sql(server, inv["id"]) == 0
     assert await viewers_in(server, room_id) == 0
 
@@ -321,19 +424,16 @@ async def test_an_invite_expires_when_its_time_is_up(
     async with LiveServer(settings, clock=clock) as live, httpx.AsyncClient(base_url=live.url) as client:
         h, room_id = await host_room(client)
         inv = await new_invite(client, h, room_id, max_uses=5, expires_in_seconds=600)
-        guest = await ok(await client.post(f"/api/rooms/{room_id}/join", json=join_body(inv["token"])), 201)
+        invitee = await customer(client, room_id)
+        guest = await ok(await join_as(client, room_id, invitee, inv["token"]), 201)
         clock.offset_ms = 599_000
-        await ok(
-            await client.post(f"/api/rooms/{room_id}/join", json=join_body(inv["token"], "Just in")), 201
-        )
+        just_in = await customer(client, room_id)
+        await ok(await join_as(client, room_id, just_in, inv["token"], "Just in"), 201)
         clock.offset_ms = 600_000
-        r = await client.post(f"/api/rooms/{room_id}/join", json=join_body(inv["token"], "Too late"))
-        assert_invalid_invite(r, "expired")
-        # Expired for a returning viewer too; their own token still lets them in the room.
-        r = await client.post(
-            f"/api/rooms/{room_id}/join", json=join_body(inv["token"]), headers=auth(guest["token"])
-        )
-        assert_invalid_invite(r, "expired")
+        too_late = await customer(client, room_id)
+        assert_invalid_invite(await join_as(client, room_id, too_late, inv["token"], "Too late"), "expired")
+        # Expired for a returning customer too; their viewer token still lets them in the room.
+        assert_invalid_invite(await join_as(client, room_id, invitee, inv["token"]), "expired")
         assert (await client.get(f"/api/rooms/{room_id}", headers=auth(guest["token"]))).status_code == 200
         assert await uses_in_sql(live, inv["id"]) == 2
         assert await viewers_in(live, room_id) == 2
@@ -418,8 +518,9 @@ async def test_attribution_is_first_touch_and_never_self(
     x = await join(client, sale, "X")
 
     # A comes back through their own share link, or names it as ref: still A, still referred by nobody.
+    assert a.customer is not None
     for body in (join_body(a.share_code, "A"), join_body(sale.invite, "A", ref=a.share_code)):
-        back = await ok(await client.post(join_url, json=body, headers=auth(a.token)), 201)
+        back = await ok(await client.post(join_url, json=body, headers=auth(a.customer)), 200)
         assert (back["viewer_id"], back["referrer_id"]) == (a.viewer_id, None)
     assert await referrer_in_sql(server, a.viewer_id) is None
     await bought_and_paid(client, sale, a)
@@ -427,13 +528,15 @@ async def test_attribution_is_first_touch_and_never_self(
     assert a.viewer_id not in await promoters(client, sale)
 
     # B arrives through A's link (a per-invitee invite with ref=A works the same), then comes back through
-    # X's: A keeps B (first touch), in SQL and in B's new token, and earns on B's order; X earns nothing.
+    # X's, on another device: A keeps B (first touch), in SQL and in B's new token, and earns on B's order;
+    # X earns nothing.
     inv = await new_invite(client, h, sale.room_id)
-    b = await ok(await client.post(join_url, json=join_body(inv["token"], "B", ref=a.share_code)), 201)
+    b_phone = new_phone()
+    b_customer = await customer(client, sale.room_id, b_phone)
+    b = await ok(await join_as(client, sale.room_id, b_customer, inv["token"], "B", ref=a.share_code), 201)
     assert b["referrer_id"] == a.viewer_id
-    back = await ok(
-        await client.post(join_url, json=join_body(x.share_code, "B"), headers=auth(b["token"])), 201
-    )
+    b_elsewhere = await customer(client, sale.room_id, b_phone)
+    back = await ok(await join_as(client, sale.room_id, b_elsewhere, x.share_code, "B"), 200)
     assert (back["viewer_id"], back["referrer_id"]) == (b["viewer_id"], a.viewer_id)
     assert await referrer_in_sql(server, b["viewer_id"]) == a.viewer_id
     b_buyer = Buyer(back["viewer_id"], back["token"], back["share_code"])
@@ -446,6 +549,11 @@ async def test_attribution_is_first_touch_and_never_self(
     # A share code of another room is not an invite here, and as a ref it is ignored.
     other = await new_sale(client)
     stranger = await join(client, other, "Stranger")
-    assert_invalid_invite(await client.post(join_url, json=join_body(stranger.share_code, "S")), "not valid")
-    s = await ok(await client.post(join_url, json=join_body(sale.invite, "S", ref=stranger.share_code)), 201)
+    s_customer = await customer(client, sale.room_id)
+    assert_invalid_invite(
+        await join_as(client, sale.room_id, s_customer, stranger.share_code, "S"), "not valid"
+    )
+    s = await ok(
+        await join_as(client, sale.room_id, s_customer, sale.invite, "S", ref=stranger.share_code), 201
+    )
     assert s["referrer_id"] is None

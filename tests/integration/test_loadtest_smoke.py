@@ -1,6 +1,7 @@
 """The CI smoke of the load tests: ``loadtests/profile.py`` starts a real ``livecart serve`` and runs the
 locust scenario headless with small numbers; it must finish with zero failures and a passing end-of-run
-check. And the end check itself, run against a real server, must find an order that was acknowledged but
+check, every viewer and buyer a verified customer (signed in through the dev SMS provider, in a verified
+room: a join without it would be a 401, a failure). And the end check itself, run against a real server, must find an order that was acknowledged but
 does not exist (a check that cannot fail would prove nothing).
 
 Locust monkey-patches the interpreter with gevent when imported, so it only ever runs in a subprocess here.
@@ -63,7 +64,8 @@ async def test_the_locust_scenario_runs_clean(database_url: str, redis_url: str,
     total = stats[("", "Aggregated")]
     assert total["Failure Count"] == "0", text[-3000:]
     viewers_and_buyers = USERS - 1  # the host is one user
-    assert int(stats[("POST", "/api/rooms/[room]/join")]["Request Count"]) == viewers_and_buyers
+    for name in ("/api/rooms/[room]/sign-in/code", "/api/rooms/[room]/sign-in", "/api/rooms/[room]/join"):
+        assert int(stats[("POST", name)]["Request Count"]) == viewers_and_buyers, name
     assert int(stats[("WS", "connect + first frame")]["Request Count"]) >= viewers_and_buyers
     assert int(stats[("WS", "stock delay")]["Request Count"]) > 0
     assert int(stats[("POST", "/api/cards/[card]/orders")]["Request Count"]) > 0
