@@ -168,7 +168,7 @@ class Settings(BaseSettings):
     limit_orders_per_customer: str = "60/minute"
     limit_chat_per_customer: str = "10/10seconds"
     limit_chat_per_ip: str = "60/10seconds"
-    #: Sockets one viewer may hold open at once; opening one more closes their oldest (close code 4429).
+    #: Sockets one viewer may hold open at once; opening one more closes their oldest (close code 4509).
     ws_max_per_viewer: int = Field(default=3, ge=1)
     #: WHEP sessions one viewer may hold (a new one replaces the old); an offer never answered by ICE is
     #: freed after ``whep_unanswered_seconds``.

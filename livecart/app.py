@@ -26,7 +26,7 @@ import shop.api
 from base import db, openapi
 from base.clock import Clock, SystemClock
 from base.embedded_redis import EmbeddedRedis
-from base.limits import RateLimits, check_rates
+from base.limits import Limit, RateLimits, check_rates, rate_of
 from base.logs import RequestIdMiddleware
 from base.metrics import Metrics
 from base.redis_client import redis_client
@@ -139,16 +139,21 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
     catalog = Catalog(
         sessions=sessions, inventory=inventory, reconciler=reconciler, clock=clock, events=publisher
     )
+    chat_rate = rate_of(settings, Limit.CHAT_PER_CUSTOMER)
     realtime = Realtime(
         redis=redis,
         broker=broker,
         publisher=publisher,
         sessions=sessions,
         auth=auth,
+        rate_limits=rate_limits,
         clock=clock,
         rooms=ShopRoomSource(sessions=sessions, catalog=catalog),
         allowed_origins=settings.origins,
         max_backlog_bytes=settings.ws_max_backlog_bytes,
+        max_sockets_per_viewer=settings.ws_max_per_viewer,
+        chat_burst=chat_rate.amount,
+        chat_per_second=chat_rate.amount / chat_rate.get_expiry(),
     )
     siblings = None
     if settings.worker_url is not None and settings.worker_group is not None:

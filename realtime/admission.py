@@ -41,8 +41,9 @@ class Admission:
         self.hub = hub
         self._room_hosts: dict[str, str] = {}  # room id -> its host
 
-    async def admit(self, token: str, room_id: str) -> Connection:
-        """The new connection, joined to the hub as syncing; if refused, ``RealtimeError`` with the code."""
+    async def admit(self, token: str, room_id: str) -> tuple[Connection, HostIdentity | ViewerIdentity]:
+        """The new connection, joined to the hub as syncing, and who it is; if refused, ``RealtimeError``
+        with the code."""
         try:
             who = await self.auth.verify(token)  # a host's session is checked in SQL
         except InvalidToken:
@@ -56,9 +57,9 @@ class Admission:
         if isinstance(who, HostIdentity):
             if host_id != who.host_id:
                 raise RealtimeError(CloseCode.FORBIDDEN, "not your room")
-            return self.hub.join(room_id, None)
+            return self.hub.join(room_id, None), who
         if not isinstance(who, ViewerIdentity):  # a customer token: join the room first
             raise RealtimeError(CloseCode.UNAUTHORIZED, "not a viewer token")
         if who.room_id != room_id:
             raise RealtimeError(CloseCode.FORBIDDEN, "not a viewer of this room")
-        return self.hub.join(room_id, who.viewer_id)
+        return self.hub.join(room_id, who.viewer_id), who

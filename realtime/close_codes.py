@@ -24,6 +24,8 @@ class CloseCode(enum.IntEnum):
     NO_ROOM = 4404
     TOO_SLOW = 4408
     RATE_LIMITED = 4429
+    #: the viewer opened more sockets than ``LIVECART_WS_MAX_PER_VIEWER``: this one was their oldest
+    TOO_MANY_SOCKETS = 4509
     #: the websocket library's own: a frame larger than ``LIVECART_WS_MAX_FRAME_BYTES``
     TOO_LARGE = 1009
     #: the server failed, or the peer stopped answering pings
@@ -52,6 +54,12 @@ POLICY: tuple[ClosePolicy, ...] = (
         CloseCode.TOO_SLOW, "too slow: the backlog passed its bound (reconnect with since to catch up)", False
     ),
     ClosePolicy(CloseCode.RATE_LIMITED, "chat faster than its rate limit, again and again", False),
+    ClosePolicy(
+        CloseCode.TOO_MANY_SOCKETS,
+        "the same viewer opened more sockets than the cap (another tab or device): this, their oldest, "
+        "stays closed",
+        True,
+    ),
     ClosePolicy(CloseCode.TOO_LARGE, "a frame larger than the cap", False),
     ClosePolicy(CloseCode.SERVER_ERROR, "the server failed, or the peer stopped answering pings", False),
 )

@@ -30,6 +30,13 @@ class PresenceKeys(NamedTuple):
     conns: str
 
 
+class SocketKeys(NamedTuple):
+    #: zset: one viewer's sockets open anywhere, ``<opened>:<process>:<connection>`` -> counts until (ms)
+    sockets: str
+    #: set: the room's sockets evicted past the cap, for the processes that hold them to close
+    evicted: str
+
+
 def _tag(room_id: str) -> str:
     return TAG_PREFIX + room_id + "}"
 
@@ -45,6 +52,12 @@ def presence_keys(room_id: str) -> PresenceKeys:
     """The keys ``presence.lua`` names."""
     tag = _tag(room_id)
     return PresenceKeys(f"{tag}:presence", f"{tag}:conns")
+
+
+def socket_keys(room_id: str, viewer_id: str) -> SocketKeys:
+    """The keys ``socket_admit.lua`` names (``socket_refresh.lua`` names the same, per viewer)."""
+    tag = _tag(room_id)
+    return SocketKeys(f"{tag}:sockets:{viewer_id}", f"{tag}:evicted")
 
 
 def room_of(key: str) -> str:

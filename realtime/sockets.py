@@ -16,12 +16,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 
 from starlette.websockets import WebSocket, WebSocketState
 
-from realtime.client_frames import Chat, ChatLimiter
+from realtime.client_frames import Chat
 from realtime.hub import Connection
 from realtime.uvicorn_ws import EXTENSION, RawSocket
 
@@ -32,9 +31,9 @@ OnMessage = Callable[[str | bytes], None]
 class Peer(abc.ABC):
     """The socket side of one connection, and its chat state."""
 
-    def __init__(self, conn: Connection) -> None:
+    def __init__(self, conn: Connection, chat: Chat) -> None:
         self.conn = conn
-        self.chat = Chat(ChatLimiter(time.monotonic()), None if conn.viewer_id is not None else "Host")
+        self.chat = chat
 
     @abc.abstractmethod
     def open(self) -> bool:
@@ -54,6 +53,7 @@ class Peer(abc.ABC):
 def connect(
     websocket: WebSocket,
     conn: Connection,
+    chat: Chat,
     *,
     max_backlog_bytes: int,
     close_timeout: float,
@@ -65,21 +65,22 @@ def connect(
     come at any time from now on, and more than once)."""
     raw = websocket.scope.get("extensions", {}).get(EXTENSION)
     if isinstance(raw, RawSocket):
-        return RawPeer(conn, raw, max_backlog_bytes, close_timeout, on_too_slow, on_gone)
-    return AsgiPeer(conn, websocket)
+        return RawPeer(conn, chat, raw, max_backlog_bytes, close_timeout, on_too_slow, on_gone)
+    return AsgiPeer(conn, chat, websocket)
 
 
 class RawPeer(Peer):
     def __init__(
         self,
         conn: Connection,
+        chat: Chat,
         raw: RawSocket,
         max_backlog_bytes: int,
         close_timeout: float,
         on_too_slow: Callable[[], None],
         on_gone: Callable[[], None],
     ) -> None:
-        super().__init__(conn)
+        super().__init__(conn, chat)
         self.raw = raw
         self.close_timeout = close_timeout
         conn.write = raw.write
@@ -103,8 +104,8 @@ class RawPeer(Peer):
 
 
 class AsgiPeer(Peer):
-    def __init__(self, conn: Connection, websocket: WebSocket) -> None:
-        super().__init__(conn)
+    def __init__(self, conn: Connection, chat: Chat, websocket: WebSocket) -> None:
+        super().__init__(conn, chat)
         self.websocket = websocket
         self._closing: asyncio.Task[None] | None = None
         self._sending: set[asyncio.Task[None]] = set()
