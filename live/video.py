@@ -10,7 +10,12 @@ be) are in ``live/video_rules.py``; who may publish or watch is checked by ``liv
 - A viewer gets a relay proxy per track that holds only the newest frame: a viewer whose encoder falls
   behind skips frames instead of queueing them.
 - A session whose connection fails, closes, or is not connected ``connect_timeout`` seconds after its
-  answer is removed; ending the room, deleting the ingest and shutting down close all of its peers.
+  answer is removed (a WHEP session: the ``connect_timeout`` its ``play`` was given, so an offer whose client
+  never completes ICE frees its slot of the room's cap soon); ending the room, deleting the ingest and
+  shutting down close all of its peers.
+- One viewer holds at most ``max_per_viewer`` WHEP sessions of a room: their new offer replaces their
+  oldest (``replaced_by``, decided by ``live.video_rules.sessions_to_replace``), whose peer is closed. Hosts
+  are not held to it.
 
 Sessions live in this process (the ``Video`` object is part of the app state). With several workers
 (``livecart serve --workers N``) a room's ingest and all of its viewers are in the one process that took
@@ -43,9 +48,10 @@ from base.errors import LiveCartError
 from base.ids import new_id
 from base.metrics import Metrics
 from base.settings import IceServer
-from identity.tokens import HostIdentity, Identity
+from identity.tokens import HostIdentity, Identity, ViewerIdentity
 from live.errors import InvalidSdp, NotLive, NotYourVideo, UnknownVideoSession, VideoUnavailable
 from live.thumbnail import jpeg
+from live.video_rules import sessions_to_replace
 from live.video_siblings import Siblings
 
 log = logging.getLogger("livecart.video")
@@ -104,6 +110,7 @@ class Video:
         self._ingests: dict[str, _Ingest] = {}  # by room
         self._playbacks: dict[str, _Playback] = {}  # by session, once answered
         self._thumbnails: dict[str, bytes] = {}  # by room
+        self._replaced: set[asyncio.Task[None]] = set()  # replaced viewers' peers being closed
         self._closing = False
         self._count()  # both series exist (at 0) from the start
 
@@ -125,6 +132,19 @@ class Video:
         """The room's WHEP sessions, those still negotiating included (they count against the cap)."""
         ingest = self._ingests.get(room_id)
         return len(ingest.viewers) if ingest else 0
+
+    def replaced_by(self, room_id: str, who: Identity, *, max_per_viewer: int) -> list[str]:
+        """The WHEP sessions (ids) that a new offer of ``who`` in the room would replace: their oldest, so
+        that with the new one they hold at most ``max_per_viewer``; none for a host."""
+        ingest = self._ingests.get(room_id)
+        if ingest is None or not isinstance(who, ViewerIdentity):
+            return []
+        theirs = [  # oldest first: a dict keeps the order sessions were added in
+            p.id
+            for p in ingest.viewers.values()
+            if isinstance(p.owner, ViewerIdentity) and p.owner.viewer_id == who.viewer_id
+        ]
+        return sessions_to_replace(theirs, max_per_viewer=max_per_viewer)
 
     def thumbnail(self, room_id: str) -> bytes | None:
         """The newest JPEG grabbed from the room's video (kept across a re-publish, dropped when it ends)."""
@@ -176,12 +196,27 @@ class Video:
 
     # -- WHEP -------------------------------------------------------------------------------------------
 
-    async def play(self, room_id: str, *, viewer: Identity, offer: str) -> Negotiated:
-        """Answer a WHEP offer with the room's ingest tracks, one relay proxy per track."""
+    async def play(
+        self,
+        room_id: str,
+        *,
+        viewer: Identity,
+        offer: str,
+        replaces: Sequence[str] = (),
+        connect_timeout: float | None = None,
+    ) -> Negotiated:
+        """Answer a WHEP offer with the room's ingest tracks, one relay proxy per track. The sessions in
+        ``replaces`` (``replaced_by``) end first, and give up their slots at once; the new session is closed
+        unless it connects within ``connect_timeout`` seconds of its answer (default: the constructor's)."""
         self._check_open()
         ingest = self._ingests.get(room_id)
         if ingest is None:
             raise NotLive("The host is not publishing video in this room now; try again when the show is on.")
+        for session_id in replaces:  # before any await: the caller counted the slots without them
+            old = ingest.viewers.get(session_id)
+            if old is not None and self._drop_playback(old):
+                log.info("room %s: WHEP session %s replaced by the same viewer's new offer", room_id, old.id)
+                self._spawn(self._replaced, self._close_peer(old.pc))
         pc = RTCPeerConnection(self.configuration())
         playback = _Playback(id=new_id("whep"), room_id=room_id, owner=viewer, ingest=ingest, pc=pc)
         ingest.viewers[playback.id] = playback  # counted against the cap from here on (no await before)
@@ -210,7 +245,7 @@ class Video:
             await self._stop_playback(playback)
             raise NotLive("The host stopped publishing while this viewer was connecting.")
         self._playbacks[playback.id] = playback
-        self._watch(pc, playback.tasks, lambda: self._stop_playback(playback))
+        self._watch(pc, playback.tasks, lambda: self._stop_playback(playback), timeout=connect_timeout)
         self._count()
         return Negotiated(playback.id, answer)
 
@@ -245,6 +280,7 @@ class Video:
         await asyncio.gather(
             *(self._stop_ingest(i, reason="shutdown") for i in ingests), return_exceptions=True
         )
+        await asyncio.gather(*self._replaced, return_exceptions=True)
 
     # -- internals --------------------------------------------------------------------------------------
 
@@ -271,16 +307,23 @@ class Video:
         return pc.localDescription.sdp
 
     def _watch(
-        self, pc: RTCPeerConnection, tasks: set[asyncio.Task[None]], stop: Callable[[], Awaitable[None]]
+        self,
+        pc: RTCPeerConnection,
+        tasks: set[asyncio.Task[None]],
+        stop: Callable[[], Awaitable[None]],
+        *,
+        timeout: float | None = None,
     ) -> None:
+        seconds = self._connect_timeout if timeout is None else timeout
+
         async def changed() -> None:
             if pc.connectionState in GONE_STATES:
                 await stop()
 
         async def deadline() -> None:
-            await asyncio.sleep(self._connect_timeout)
+            await asyncio.sleep(seconds)
             if pc.connectionState != "connected":
-                log.info("a video peer did not connect within %ss; closing it", self._connect_timeout)
+                log.info("a video peer did not connect within %ss; closing it", seconds)
                 await stop()
 
         pc.on("connectionstatechange", changed)
@@ -364,15 +407,24 @@ class Video:
                 return
 
     async def _stop_playback(self, playback: _Playback) -> None:
+        if self._drop_playback(playback):
+            await self._close_peer(playback.pc)
+
+    def _drop_playback(self, playback: _Playback) -> bool:
+        """Forget the session now (its slot is free from here on); whether it was still running. Its peer
+        is left for the caller to close."""
         if playback.stopped:
-            return
+            return False
         playback.stopped = True
         playback.ingest.viewers.pop(playback.id, None)
         self._playbacks.pop(playback.id, None)
         self._cancel(playback.tasks)
         for proxy in playback.proxies:
             proxy.stop()
-        await playback.pc.close()
+        return True
+
+    async def _close_peer(self, pc: RTCPeerConnection) -> None:
+        await pc.close()
         self._count()
 
     def _count(self) -> None:

@@ -9,7 +9,10 @@ Content-Type (415), body size (413), SDP (400), where to serve (``307`` to an ex
 
 With several workers, a request about a room whose video a sibling worker holds is checked here as far as
 the offer, then forwarded to that worker, which checks it again and answers; the answer is relayed with
-``Via``. The viewer cap is counted there, where all of the room's viewers are. When that worker is gone the
+``Via``. The viewer cap is counted there, where all of the room's viewers are. A viewer's new WHEP offer
+replaces their previous session (``whep_max_per_viewer``), and a session whose client never completes ICE
+is closed after ``whep_unanswered_seconds``: neither an offer storm nor abandoned offers hold the room's
+slots. When that worker is gone the
 room counts as not live: WHIP publishes here, WHEP is ``409 not_live``, the rest ``404``.
 """
 
@@ -205,16 +208,25 @@ async def whep(request: Request) -> Response:
     if relayed is GONE:
         raise NotLive("The worker that served this room's video has gone; try again when the host is back.")
     # No await between counting the viewers and ``play`` taking the slot: concurrent offers cannot overshoot.
+    # The viewer's own sessions that this offer replaces do not count: their slots are theirs to reuse.
+    replaces = st.video.replaced_by(room.id, who, max_per_viewer=st.settings.whep_max_per_viewer)
     route = route_whep(
         room_id=room.id,
-        viewers=st.video.viewers(room.id),
+        viewers=st.video.viewers(room.id) - len(replaces),
         max_viewers=st.settings.whep_max_viewers,
         external_url=st.settings.video_external_url,
         mode=st.settings.video_external_mode,
     )
     if isinstance(route, Redirect):
         return _redirect(route)
-    return _created(request, "whep", await st.video.play(room.id, viewer=who, offer=offer))
+    negotiated = await st.video.play(
+        room.id,
+        viewer=who,
+        offer=offer,
+        replaces=replaces,
+        connect_timeout=st.settings.whep_unanswered_seconds,
+    )
+    return _created(request, "whep", negotiated)
 
 
 @doc(

@@ -7,6 +7,9 @@ Where a session goes (SPEC section 6, the scale-out path):
   this server only checks who may publish or watch.
 - otherwise WHIP is served here, and WHEP here up to ``whep_max_viewers`` per room. A viewer past the cap
   is redirected to the external engine when one is configured, and refused (``viewer_cap``) when not.
+- one viewer holds at most ``whep_max_per_viewer`` of those sessions: their new offer replaces their oldest
+  (``sessions_to_replace``), whose slots count as free for the new offer. One viewer cannot take every
+  slot of a room by offering again and again.
 
 Which worker serves it (``livecart serve --workers N``): a room's ingest, its viewers and its thumbnail
 live in one process, the ingest's *owner*, recorded in Redis (``live/video_siblings.py``). A request about a
@@ -122,6 +125,13 @@ def route_whip(*, room_id: str, external_url: str | None, mode: str) -> Route:
     if external_url is not None and mode == "always":
         return Redirect(external_location(external_url, room_id=room_id, kind="whip"))
     return Serve()
+
+
+def sessions_to_replace(theirs: Sequence[str], *, max_per_viewer: int) -> list[str]:
+    """A viewer who holds ``theirs`` (their WHEP sessions in the room, oldest first) makes a new offer: the
+    sessions it replaces, their oldest, so that with the new one they hold at most ``max_per_viewer``."""
+    excess = len(theirs) + 1 - max_per_viewer
+    return list(theirs[:excess]) if excess > 0 else []
 
 
 def route_whep(*, room_id: str, viewers: int, max_viewers: int, external_url: str | None, mode: str) -> Route:

@@ -57,6 +57,7 @@ class Room:
     id: str
     host_token: str
     viewer_token: str
+    invite: str = ""
 
 
 @dataclass
@@ -97,7 +98,12 @@ async def new_room(client: httpx.AsyncClient, title: str = "Show") -> Room:
     host_token = await new_host(client)
     room = await harness.new_room(client, host_token, title, live=False)
     viewer = await join(client, room["id"], room["invite_token"], "V")
-    return Room(room["id"], host_token, viewer.token)
+    return Room(room["id"], host_token, viewer.token, room["invite_token"])
+
+
+async def another_viewer(client: httpx.AsyncClient, room: Room, name: str = "W") -> str:
+    """A new viewer of the room (another customer); their token."""
+    return (await join(client, room.id, room.invite, name)).token
 
 
 async def publish(
@@ -313,7 +319,7 @@ async def test_viewer_cap_redirects_to_the_external_engine(
         await publish(c, peers, room)
         first = await watch(c, peers, room)
         assert first.response.status_code == 201, first.response.text
-        second = await watch(c, peers, room)
+        second = await watch(c, peers, room, await another_viewer(c, room))
         assert second.response.status_code == 307
         assert second.location == f"https://sfu.example.com/{room.id}/whep"
         assert await sessions(c) == {"whip": 1, "whep": 1}
@@ -394,3 +400,70 @@ async def test_a_peer_that_never_connects_is_dropped(peers: list[Any]) -> None:
         while video.is_live("rm_1"):
             await asyncio.sleep(0.1)
     await video.close()
+
+
+async def test_one_viewer_holds_one_whep_session_whatever_they_offer(
+    redis_url: str, tmp_path: Path, peers: list[Any]
+) -> None:
+    """A viewer's new offer replaces their session (the old peer is closed): offering again and again, one
+    viewer cannot take the room's slots, and another viewer still gets one."""
+    async with (
+        LiveServer(settings(redis_url, tmp_path, whep_max_viewers=2)) as app,
+        httpx.AsyncClient(base_url=app.url, timeout=30) as c,
+    ):
+        room = await new_room(c)
+        await publish(c, peers, room)
+        first = await watch(c, peers, room)
+        assert first.response.status_code == 201, first.response.text
+        await frames(first.tracks["video"], 1)
+        again = []
+        for _ in range(3):  # the room has 2 slots: without the per-viewer cap the third would be refused
+            later = await watch(c, peers, room)
+            assert later.response.status_code == 201, later.response.text
+            again.append(later)
+            assert app.state.video.viewers(room.id) == 1
+        await ends(first.tracks["video"])  # replaced: its peer was closed by the server
+        assert (await c.delete(first.location, headers=auth(room.viewer_token))).status_code == 404
+        await frames(again[-1].tracks["video"], 2)  # the newest one plays
+        other = await watch(c, peers, room, await another_viewer(c, room))
+        assert other.response.status_code == 201, other.response.text
+        await frames(other.tracks["video"], 1)
+        assert await sessions(c) == {"whip": 1, "whep": 2}
+        # The room is full now; the first viewer's new offer still gets their own slot back.
+        third = await watch(c, peers, room, await another_viewer(c, room, "X"))
+        assert (third.response.status_code, third.response.json()["error"]) == (409, "viewer_cap")
+        back = await watch(c, peers, room)
+        assert back.response.status_code == 201, back.response.text
+        assert await sessions(c) == {"whip": 1, "whep": 2}
+
+
+async def test_an_offer_whose_client_never_connects_frees_its_slot(
+    redis_url: str, tmp_path: Path, peers: list[Any]
+) -> None:
+    """The offer is answered but the client never completes ICE: the session is closed within
+    ``whep_unanswered_seconds`` and its slot of the room's cap goes to the next viewer."""
+    overrides = {"whep_max_viewers": 1, "whep_unanswered_seconds": 1.0}
+    async with (
+        LiveServer(settings(redis_url, tmp_path, **overrides)) as app,
+        httpx.AsyncClient(base_url=app.url, timeout=30) as c,
+    ):
+        room = await new_room(c)
+        await publish(c, peers, room)
+        pc, _ = await offer_to_watch(peers)  # the answer is never applied: no ICE, ever
+        r = await c.post(
+            f"/api/rooms/{room.id}/whep",
+            content=pc.localDescription.sdp,
+            headers={**auth(room.viewer_token), **SDP},
+        )
+        assert r.status_code == 201, r.text
+        answered = asyncio.get_running_loop().time()
+        other = await another_viewer(c, room)
+        refused = await watch(c, peers, room, other)
+        assert (refused.response.status_code, refused.response.json()["error"]) == (409, "viewer_cap")
+        async with asyncio.timeout(WAIT):
+            while app.state.video.viewers(room.id):
+                await asyncio.sleep(0.05)
+        assert asyncio.get_running_loop().time() - answered <= 1.0 + 1.0
+        admitted = await watch(c, peers, room, other)
+        assert admitted.response.status_code == 201, admitted.response.text
+        await frames(admitted.tracks["video"], 1)

@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from loadtests.harness import join
 from tests.conftest import LiveServer, make_settings
 from tests.shop_api import auth, ok
 
@@ -30,9 +31,8 @@ async def room_with_viewer(client: httpx.AsyncClient) -> tuple[dict[str, str], d
     host = await ok(await client.post("/api/hosts", json={"name": "Host"}), 201)
     h = auth(host["token"])
     room = await ok(await client.post("/api/rooms", json={"title": "Show"}, headers=h), 201)
-    body = {"invite": room["invite_token"], "name": "Viewer"}
-    viewer = await ok(await client.post(f"/api/rooms/{room['id']}/join", json=body), 201)
-    return h, room, viewer["token"]
+    viewer = await join(client, room["id"], room["invite_token"], "Viewer")  # a customer, signed in first
+    return h, room, viewer.token
 
 
 async def test_none_by_default(client: httpx.AsyncClient, server: LiveServer) -> None:

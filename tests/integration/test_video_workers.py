@@ -43,6 +43,7 @@ from tests.integration.test_video import (
     Pattern,
     Peer,
     Room,
+    another_viewer,
     ends,
     frames,
     new_room,
@@ -219,9 +220,9 @@ async def forwards(c: httpx.AsyncClient) -> float:
     return 0.0
 
 
-async def watch_anywhere(app: Serve, peers: list[Any], room: Room) -> Peer:
+async def watch_anywhere(app: Serve, peers: list[Any], room: Room, token: str | None = None) -> Peer:
     async with fresh(app) as c:
-        return await watch(c, peers, room)
+        return await watch(c, peers, room, token)
 
 
 async def test_whep_and_every_delete_work_whichever_worker_takes_them(
@@ -315,7 +316,9 @@ async def test_the_viewer_cap_holds_across_workers_and_ending_reaches_the_owner(
 ) -> None:
     room = await new_room(client)
     await publish(client, peers, room)
-    viewers = [await watch_anywhere(app, peers, room) for _ in range(MAX_VIEWERS)]
+    # As many viewers as the cap, each another customer (a viewer's second offer would replace their first).
+    tokens = [await another_viewer(client, room, f"W{i}") for i in range(MAX_VIEWERS)]
+    viewers = [await watch_anywhere(app, peers, room, token) for token in tokens]
     for viewer in viewers:
         assert viewer.response.status_code == 201, viewer.response.text
         await frames(viewer.tracks["video"], 1)

@@ -13,7 +13,16 @@ from base.settings import IceServer, Settings
 from live.errors import InvalidSdp, ViewerCap
 from live.thumbnail import jpeg
 from live.video import Video
-from live.video_rules import Redirect, Serve, check_offer, ice_link_header, is_sdp, route_whep, route_whip
+from live.video_rules import (
+    Redirect,
+    Serve,
+    check_offer,
+    ice_link_header,
+    is_sdp,
+    route_whep,
+    route_whip,
+    sessions_to_replace,
+)
 from livecart.edge import status_of
 
 EXTERNAL = "https://sfu.example.com/{room}/{kind}"
@@ -25,6 +34,23 @@ def whep(
     return route_whep(
         room_id="rm_1", viewers=viewers, max_viewers=max_viewers, external_url=external, mode=mode
     )
+
+
+@pytest.mark.parametrize(
+    ("theirs", "max_per_viewer", "replaced"),
+    [
+        ([], 1, []),
+        (["w1"], 1, ["w1"]),
+        (["w1", "w2", "w3"], 1, ["w1", "w2", "w3"]),  # more than allowed (the cap was lowered): all go
+        (["w1"], 2, []),
+        (["w1", "w2"], 2, ["w1"]),  # the oldest
+        (["w1", "w2", "w3"], 2, ["w1", "w2"]),
+    ],
+)
+def test_a_new_offer_replaces_the_viewers_oldest_sessions_past_their_cap(
+    theirs: list[str], max_per_viewer: int, replaced: list[str]
+) -> None:
+    assert sessions_to_replace(theirs, max_per_viewer=max_per_viewer) == replaced
 
 
 def test_whep_is_served_here_up_to_the_cap_then_redirected() -> None:
