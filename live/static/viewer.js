@@ -79,7 +79,7 @@ function showState(name, { text, action, onAction, intro = false } = {}) {
 /** The state of a refused preview or join. */
 function refused(error) {
   if (!(error instanceof ApiError)) return showState("error", { text: describe(error) });
-  if (error.code === "invalid_invite") return showState("invalid_invite", { text: describe(error) });
+  if (error.code === "invalid_invite") return showState("invalid_invite");
   if (error.code === "unknown_room" || error.status === 404) return showState("no_room");
   if (error.code === "rate_limited") return showState("rate_limited", { text: describe(error), action: "state.retry", onAction: start });
   return showState("error", { text: describe(error), action: "state.retry", onAction: start });
@@ -131,6 +131,13 @@ function holdResend(seconds) {
   resendTimer = setInterval(tick, 1000);
 }
 
+// The wait is per number (the server's limit is): another number may have its code at once.
+$("#code-form input[name=phone]").addEventListener("input", () => {
+  clearInterval(resendTimer);
+  $("#send-code").disabled = false;
+  setText($("#send-code"), t("signin.send_code"));
+});
+
 onSubmit($("#code-form"), async ({ phone }) => {
   setText($("#signin-error"), "");
   show($("#dev-code"), false);
@@ -142,10 +149,10 @@ onSubmit($("#code-form"), async ({ phone }) => {
       show($("#dev-code"));
     }
     $("#signin-form input[name=code]").focus();
-    queueMicrotask(() => holdResend(RESEND_SECONDS));
+    setTimeout(() => holdResend(RESEND_SECONDS)); // after onSubmit re-enables the form
   } catch (error) {
     if (error instanceof ApiError && error.retryAfter && error.code === "rate_limited") {
-      queueMicrotask(() => holdResend(error.retryAfter));
+      setTimeout(() => holdResend(error.retryAfter));
     }
     throw error;
   }
@@ -220,6 +227,7 @@ function enterShow() {
   show($("#state"), false);
   show($("#intro"), false);
   show($("#show"));
+  show($("#viewers"));
   notice("");
   $("#share-url").value = me.share_url;
   connect();

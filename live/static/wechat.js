@@ -8,23 +8,24 @@
 import { api } from "./api.js";
 import { pageConfig, t } from "./i18n.js";
 
-let share = null; // {title, desc, link, imgUrl} once configured
+let share = null; // {title, desc, imgUrl} once configured
+let link = null; // the link to share: the page's, then the viewer's own once they have joined
 let ready = false;
 
 function apply() {
-  if (!ready || !share) return;
-  window.wx.updateAppMessageShareData({ ...share, success() {} });
-  window.wx.updateTimelineShareData({ title: share.title, link: share.link, imgUrl: share.imgUrl, success() {} });
+  if (!ready || !share || !link) return;
+  window.wx.updateAppMessageShareData({ ...share, link, success() {} });
+  window.wx.updateTimelineShareData({ title: share.title, link, imgUrl: share.imgUrl, success() {} });
 }
 
-export async function setUpSharing(roomId, preview, { link }) {
+export async function setUpSharing(roomId, preview, { link: pageLink }) {
   if (!pageConfig().wechat_share || !window.wx) return;
   const url = location.href.split("#")[0];
+  link = link || new URL(pageLink, location.href).href;
   const signed = await api(`/api/rooms/${encodeURIComponent(roomId)}/wechat/share-config?${new URLSearchParams({ url })}`);
   share = {
     title: preview.title,
     desc: t("share.wechat_desc", { host: preview.host_name, status: t(`room.status.${preview.status}`) }),
-    link: new URL(link, location.href).href,
     imgUrl: preview.cover_url || new URL("/static/og-default.png", location.href).href,
   };
   window.wx.config({
@@ -42,8 +43,8 @@ export async function setUpSharing(roomId, preview, { link }) {
 }
 
 /** Share the viewer's own link from now on (once they have joined: friends count as theirs). */
-export function updateSharing({ link }) {
-  if (!share || !link) return;
-  share = { ...share, link: new URL(link, location.href).href };
+export function updateSharing({ link: ownLink }) {
+  if (!ownLink) return;
+  link = new URL(ownLink, location.href).href;
   apply();
 }

@@ -10,6 +10,7 @@ and does not reconnect by itself.
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import pytest
@@ -253,4 +254,103 @@ async def test_the_oldest_tab_says_it_was_opened_elsewhere(
     await expect(second.locator("#state")).to_have_attribute("data-state", "elsewhere")
     await expect(first.locator("#cards article.card .stock-left")).to_have_text("5")
     assert len(sockets) == 1
+    assert problems.seen == []
+
+
+@pytest.mark.parametrize("site_settings", [{"limits_scale": 1}])  # production limits: 1 code/min per phone
+async def test_too_many_tries_say_how_long_to_wait(
+    site: LiveServer, browser: Browser, problems: Problems
+) -> None:
+    room = await a_show(site)
+    async with api(site) as client:  # a code was just sent to this phone (another device, a minute ago)
+        await ok(
+            await client.post(f"/api/rooms/{room['id']}/sign-in/code", json={"phone": "13800138000"}), 202
+        )
+    _, page = await open_page(browser, problems, "viewer", phone=True)
+    await page.goto(room["invite_url"])
+    await page.fill("#code-form input[name=phone]", "13800138000")
+    await page.click("#code-form button")
+    await expect(page.locator("#signin-error")).to_have_text(
+        re.compile(r"^Too many tries; wait (1 min|\d+ s)")
+    )
+    await expect(page.locator("#send-code")).to_be_disabled()
+    await expect(page.locator("#send-code")).to_have_text(re.compile(r"^Resend in \d+ s$"))
+
+    # Another phone gets its code; five wrong guesses lock that number, and the page says for how long.
+    code = await sign_in_on_page(page, "13900139000", code="000000")
+    if code == "000000":
+        pytest.skip("the dev code happened to be 000000")
+    for left in (4, 3, 2, 1):
+        await expect(page.locator("#signin-error")).to_have_text(f"Wrong code; {left} tries left.")
+        await page.fill("#signin-form input[name=code]", "000000")
+        await page.click("#signin-form button")
+    await expect(page.locator("#signin-error")).to_have_text(
+        "Wrong code. Too many wrong codes: this number is now locked."
+    )
+    await page.fill("#signin-form input[name=code]", code)  # even the right code, now
+    await page.click("#signin-form button")
+    await expect(page.locator("#signin-error")).to_have_text(
+        "Too many wrong codes: this number is locked; try again in 15 min."
+    )
+    await expect(page.locator("#show")).to_be_hidden()
+    assert problems.seen == []
+
+
+#: WeChat's JS-SDK as the page meets it inside WeChat, recording what the page asks of it.
+FAKE_WX = """window.__wx = {};
+window.wx = {
+  config(c) { window.__wx.config = c; },
+  ready(f) { setTimeout(f, 0); },
+  updateAppMessageShareData(d) { window.__wx.app = d; },
+  updateTimelineShareData(d) { window.__wx.timeline = d; },
+};"""
+WECHAT_UA = "Mozilla/5.0 (Linux; Android 13) AppleWebKit/537.36 Chrome/120.0 Mobile MicroMessenger/8.0.47"
+
+
+@pytest.mark.parametrize(
+    "site_settings", [{"wechat_app_id": "wx0123456789abcdef", "wechat_app_secret": "s" * 32}]
+)
+async def test_inside_wechat_sign_in_and_share_set_up(
+    site: LiveServer, browser: Browser, problems: Problems
+) -> None:
+    """The SDK and the share signature are WeChat's and the server's (tested in tests/integration); here the
+    page's part: the WeChat button, wx.config with the signature for the address as opened, the share data
+    (the show's title, host and cover), then the viewer's own link once they have joined."""
+    room = await a_show(site, title="Night market")
+    _, page = await open_page(browser, problems, "in WeChat", phone=True, user_agent=WECHAT_UA)
+    signed_for: list[str] = []
+
+    async def sdk(route: Any) -> None:
+        await route.fulfill(status=200, content_type="application/javascript", body=FAKE_WX)
+
+    async def share_config(route: Any) -> None:
+        signed_for.append(route.request.url)
+        body = {
+            "appId": "wx0123456789abcdef",
+            "timestamp": 1700000000,
+            "nonceStr": "n0nce",
+            "signature": "f" * 40,
+        }
+        await route.fulfill(status=200, json=body)
+
+    await page.route("https://res.wx.qq.com/**", sdk)
+    await page.route("**/wechat/share-config?*", share_config)
+    await page.goto(room["invite_url"])
+    await expect(page.locator("#wechat-sign-in")).to_be_visible()
+    href = await page.get_attribute("#wechat-sign-in", "href")
+    assert href is not None and href.startswith(f"/auth/wechat/start?room={room['id']}&next=%2Fr%2F")
+    await page.wait_for_function("() => window.__wx && window.__wx.app")
+    wx = await page.evaluate("() => window.__wx")
+    assert wx["config"]["appId"] == "wx0123456789abcdef" and wx["config"]["signature"] == "f" * 40
+    assert wx["config"]["jsApiList"] == ["updateAppMessageShareData", "updateTimelineShareData"]
+    assert len(signed_for) == 1 and "url=" in signed_for[0]
+    assert wx["app"]["title"] == "Night market" and wx["app"]["desc"] == "Hosted by Mei · LIVE"
+    assert wx["app"]["link"] == room["invite_url"]
+    assert wx["app"]["imgUrl"] == f"{site.url}/static/og-default.png"
+    assert wx["timeline"]["link"] == room["invite_url"]
+
+    await sign_in_on_page(page, "13800138000")
+    await expect(page.locator("#show")).to_be_visible()
+    share_url = await page.input_value("#share-url")
+    await page.wait_for_function(f"() => window.__wx.app.link === {share_url!r}")
     assert problems.seen == []
