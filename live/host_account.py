@@ -14,10 +14,12 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from base.clock import iso
+from base.errors import RateLimited
 from base.http import client_ip, read_json
 from base.ids import new_id
 from base.limits import Limit
 from base.openapi import doc
+from identity.errors import InvalidPhone
 from identity.phones import normalise
 from identity.sessions import NewSession
 from live.errors import PhoneTaken, SignupClosed, UnknownSession
@@ -45,7 +47,7 @@ def session_body(host: Host, new: NewSession) -> dict[str, object]:
     body=HostIn,
     responses={201: HostOut},
     auth=False,
-    errors=[SignupClosed, PhoneTaken],
+    errors=[SignupClosed, PhoneTaken, InvalidPhone, RateLimited],
     summary="Sign up as a host (while open sign-up is on); signs the new host in",
 )
 async def create_host(request: Request) -> JSONResponse:
