@@ -14,11 +14,13 @@ from base.clock import SystemClock
 from base.embedded_redis import EmbeddedRedis
 from base.settings import Settings
 from livecart import schema
+from livecart.http_server import ServerConfig, server_options
 from livecart.workers import Supervisor
-from realtime.uvicorn_ws import WS_PROTOCOL
 
 
 def _serve(args: argparse.Namespace) -> int:
+    """The app behind uvicorn with every limit of ``livecart.http_server`` (header timeout and size, the
+    connection cap, token-free logs), in this process or in ``--workers`` processes."""
     import uvicorn
 
     settings = Settings()
@@ -42,20 +44,12 @@ def _serve(args: argparse.Namespace) -> int:
             os.environ["LIVECART_MIGRATE_ON_START"] = "false"
         os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="livecart-metrics-"))
     config = {
+        **server_options(settings),
         "app": "livecart.app:create_app",
         "factory": True,
         "host": args.host,
         "port": args.port,
-        "log_config": None,
-        "access_log": False,
-        "proxy_headers": True,
-        "timeout_graceful_shutdown": 10,
-        "timeout_keep_alive": settings.http_keepalive_seconds,
-        "ws": WS_PROTOCOL,
-        "ws_per_message_deflate": False,  # the hub writes pre-built frames (realtime/uvicorn_ws.py)
-        "ws_max_size": settings.ws_max_frame_bytes,
-        "ws_ping_interval": settings.ws_ping_interval_seconds,
-        "ws_ping_timeout": settings.ws_ping_timeout_seconds,
+        "access_log": args.access_log,
     }
     try:
         if args.workers > 1:
@@ -68,7 +62,10 @@ def _serve(args: argparse.Namespace) -> int:
                 log_json=settings.log_json,
             )
             return supervisor.run()
-        uvicorn.run(**config)
+        server = uvicorn.Server(ServerConfig(**config))
+        server.run()
+        if not server.started:
+            return 3  # uvicorn's own exit status for a failed start
     finally:
         if embedded is not None:
             embedded.stop()
@@ -174,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument(
+        "--access-log", action="store_true", help="log every request (uvicorn's access log, tokens redacted)"
+    )
     sub.add_parser("migrate", help="apply database migrations")
     sub.add_parser("reconcile", help="rebuild every live sale's Redis state from SQL (idempotent)")
     create_host = sub.add_parser(

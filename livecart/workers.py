@@ -56,6 +56,7 @@ def _worker(host: str, port: int, config: dict[str, Any], log_level: str, log_js
     import uvicorn
 
     from base import logs
+    from livecart.http_server import ServerConfig
 
     logs.configure(log_level, as_json=log_json)
     sock = listening_socket(host, port)
@@ -63,7 +64,8 @@ def _worker(host: str, port: int, config: dict[str, Any], log_level: str, log_js
     # Read by this process's Settings when uvicorn builds the app (the factory runs after this).
     os.environ["LIVECART_WORKER_URL"] = f"http://127.0.0.1:{private.getsockname()[1]}"
     os.environ["LIVECART_WORKER_GROUP"] = group
-    uvicorn.Server(uvicorn.Config(**config)).run(sockets=[sock, private])
+    # ``livecart.http_server``'s config: the same limits and log redaction as a single process.
+    uvicorn.Server(ServerConfig(**config)).run(sockets=[sock, private])
 
 
 def _forget_live_metrics(pid: int | None) -> None:

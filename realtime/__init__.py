@@ -9,7 +9,8 @@ One idea per module:
 - ``publisher``: what the domain calls (``base.events.Events``); ``stock``: the coalesced stock counters.
 - ``service``: ``Realtime``, the process's facade (lifecycle, presence numbers, each connection's life);
   ``admission``: who may join; ``snapshot``: the snapshot frame and its cache; ``presence``: who watches,
-  in Redis and SQL; ``client_frames``: what a client may send; ``sockets``: the socket adapters behind one
+  in Redis and SQL; ``socket_cap``: at most so many sockets per viewer, across processes; ``client_frames``:
+  what a client may send (chat and its limits); ``sockets``: the socket adapters behind one
   ``Peer``; ``uvicorn_ws``: the uvicorn protocol that gives the hub raw sockets; ``endpoint``: the route.
 - ``source``: what realtime needs from the domain, as protocols the domain implements (realtime imports
   only ``base`` and ``identity``).

@@ -102,7 +102,7 @@ class LiveServer:
         import uvicorn
 
         from livecart.app import create_app
-        from realtime.uvicorn_ws import WS_PROTOCOL
+        from livecart.http_server import ServerConfig, server_options
 
         self.settings = settings
         self._port = port or Port()
@@ -113,17 +113,8 @@ class LiveServer:
         except BaseException:
             self._port.close()
             raise
-        config = uvicorn.Config(
-            self.app,
-            log_config=None,
-            access_log=False,
-            lifespan="on",
-            ws=WS_PROTOCOL,
-            ws_per_message_deflate=False,
-            ws_max_size=settings.ws_max_frame_bytes,
-            ws_ping_interval=settings.ws_ping_interval_seconds,
-            ws_ping_timeout=settings.ws_ping_timeout_seconds,
-        )
+        # ``livecart serve``'s own options: the same protocols, limits and log redaction.
+        config = ServerConfig(self.app, lifespan="on", **server_options(settings))
         self.server: uvicorn.Server = uvicorn.Server(config)
         self._task: asyncio.Task[None] | None = None
 
