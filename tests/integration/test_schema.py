@@ -3,9 +3,21 @@ the real app on real Redis and SQLite, once as a host and once as a viewer (on w
 on PostgreSQL over the operations that store text a client sent; it finds nothing.
 
 Its requests reach real resources: path ids and the body fields that name one (``product_id``, ``invite``)
-are drawn from a small world built first (a host, a live room with an open card, a viewer who bought,
-a pending payment, an invite), mixed with generated ones. Ending a room and closing a card get a room and a
-card of their own, so that the rest of the run still has a live sale to buy from.
+are drawn from a small world built first (a host, a live verified room with an open card, a customer
+signed in at the host's shop whose viewer bought, a pending payment, an invite), mixed with generated
+ones. Ending a room and closing a card get a room and a card of their own, so that the rest of the run
+still has a live sale to buy from. A few operations get a caller of their own:
+
+- joining is done as the world's customer (a verified room lets nobody else in: with the run's host or
+  viewer token every join would be the same 401), except on PostgreSQL, where it goes to a guest room of
+  its own without a token (v1: each join a new viewer, storing the name it was sent; a customer's second
+  join stores nothing), where a join without a name is refused (422: the room's setting asks for one, which
+  the body's schema cannot know);
+- signing out sessions (one, or all of them) is done as a second host: with the run's own session, the
+  first "sign out everywhere" would leave the rest of the run nothing but 401s.
+
+And every run checks that Schemathesis met no operation that answered it only 401 or 403, which would
+mean its token had stopped working, or never did.
 
 Each check runs with its defaults, but for ``positive_data_acceptance`` on the few operations where a
 request can match the schema and still be refused for what no schema can say (a dependent rule, not a
@@ -40,8 +52,10 @@ from typing import Any
 import httpx
 import pytest
 import pytest_asyncio
+from sqlalchemy import func, select
 
-from loadtests.harness import Port, new_card, new_room
+from live.models import Viewer
+from loadtests.harness import Port, new_card, new_host, new_room
 from tests.conftest import REDIS_URL, LiveServer, flushed_redis, fresh_database, make_settings
 from tests.shop_api import auth, buy, join, new_sale, ok
 
@@ -71,7 +85,11 @@ SEMANTIC_REFUSALS: dict[str, list[int]] = {
     "POST /api/rooms/{room}/sign-in": [422],
     "POST /api/host-sign-in/code": [422],
     "POST /api/host-sign-in": [422],
+    "POST /api/hosts": [422],  # its phone, which is optional
 }
+JOIN = "POST /api/rooms/{room}/join"
+#: Operations that sign sessions out: the run's caller for them is a host of their own (see the docstring).
+SIGN_OUTS = ("DELETE /api/sessions", "DELETE /api/sessions/{session}")
 #: What a viewer may call (the viewer's run); the host's run is every other operation and those a host may
 #: call too. A caller refused for who they are (403) is ``test_bad_input.py``'s.
 VIEWER_ONLY = {
@@ -121,6 +139,8 @@ class World:
     server: LiveServer
     host: str
     viewer: str
+    customer: str  # the viewer's customer token: who joins
+    spare_host: str  # a second host's session: who signs sessions out
     ids: dict[str, str]
 
 
@@ -146,6 +166,9 @@ async def world(
             invite = await ok(await client.post(f"/api/rooms/{sale.room_id}/invites", json={}, headers=h))
             spare_room = await new_room(client, sale.host_token, "To end")
             _, spare_card = await new_card(client, sale.host_token, sale.room_id, stock=5)
+            guest_room = await new_room(client, sale.host_token, "Guests", sign_in="guest")
+            spare_host = await new_host(client, "Signs out")
+            assert viewer.customer is not None
             ids = {
                 "room": sale.room_id,
                 "card": sale.card_id,
@@ -156,8 +179,11 @@ async def world(
                 "invite_token": sale.invite,
                 "spare_room": spare_room["id"],
                 "spare_card": spare_card,
+                "guest_room": guest_room["id"],
+                "viewer": viewer.viewer_id,
+                "guest_invite": guest_room["invite_token"],
             }
-            yield World(server, sale.host_token, viewer.token, ids)
+            yield World(server, sale.host_token, viewer.token, viewer.customer, spare_host, ids)
     finally:
         r.flushdb()
         r.close()
@@ -167,8 +193,9 @@ def _toml(value: Any) -> str:
     return json.dumps(value)  # a JSON string, number, list or boolean is the same TOML
 
 
-def config(w: World, token: str) -> str:
-    """The ``schemathesis.toml`` of one run."""
+def config(w: World, token: str, *, guest_joins: bool = False) -> str:
+    """The ``schemathesis.toml`` of one run; joins as the world's customer, or with ``guest_joins`` as guests
+    of the guest room."""
     i = w.ids
     lines = [
         f"seed = {SEED}",
@@ -190,6 +217,7 @@ def config(w: World, token: str) -> str:
         ("path.payment", "payment"),
         ("path.invite", "invite"),
         ("body.invite", "invite_token"),
+        ("query.invite", "invite_token"),  # a room's preview
     ):
         lines.append(f'"{location}" = {{ dictionary = "{dictionary}", probability = 0.7 }}')
     lines.append('"body.product_id" = { dictionary = "product_id", probability = 1.0 }')  # (see above)
@@ -201,6 +229,23 @@ def config(w: World, token: str) -> str:
             "[[operations]]",
             f"include-path = {_toml(path)}",
             f"parameters = {{ {_toml(name)} = {_toml(value)} }}",
+        ]
+    lines += ["[[operations]]", f"include-name = {_toml(JOIN)}"]
+    if guest_joins:
+        lines.append(
+            f'parameters = {{ "path.room" = {_toml(i["guest_room"])}, '
+            f'"body.invite" = {_toml(i["guest_invite"])} }}'
+        )
+        # A guest must give a name (422): the room's setting says so, not the body's shape.
+        expected = [*DEFAULT_POSITIVE, "422"]
+        lines.append(f"checks.positive_data_acceptance.expected-statuses = {_toml(expected)}")
+    else:
+        lines.append(f"headers = {{ Authorization = {_toml('Bearer ' + w.customer)} }}")
+    for name in SIGN_OUTS:
+        lines += [
+            "[[operations]]",
+            f"include-name = {_toml(name)}",
+            f"headers = {{ Authorization = {_toml('Bearer ' + w.spare_host)} }}",
         ]
     for name, statuses in SEMANTIC_REFUSALS.items():
         expected = DEFAULT_POSITIVE + [str(s) for s in statuses]
@@ -222,7 +267,7 @@ async def run_schemathesis(w: World, who: str, tmp: Path) -> tuple[int, str]:
         names = VIEWER_ONLY | VIEWER_TOO if who == "viewer" else TEXT_WRITES
         selection = [arg for name in sorted(names) for arg in ("--include-name", name)]
     (tmp / "livecart_st_hooks.py").write_text(HOOKS)
-    (tmp / "schemathesis.toml").write_text(config(w, token))
+    (tmp / "schemathesis.toml").write_text(config(w, token, guest_joins=who == "text"))
     command = [
         PYTHON,
         *("-m", "schemathesis.cli"),
@@ -266,3 +311,15 @@ async def run_schemathesis(w: World, who: str, tmp: Path) -> tuple[int, str]:
 async def test_schemathesis_finds_nothing(world: World, who: str, tmp_path: Path) -> None:
     code, out = await run_schemathesis(world, who, tmp_path)
     assert code == 0, out[-20000:]
+    # Every operation answered something besides 401/403: the run's tokens worked to the end.
+    assert "Authentication failed" not in out, out[-20000:]
+    # The joins got in: the world's customer is still one viewer (the joins as them all returned it); on
+    # PostgreSQL, guests joined the guest room.
+    async with world.server.state.sessions() as session:
+        me = await session.get(Viewer, world.ids["viewer"])
+        assert me is not None and me.customer_id is not None
+        mine = await session.scalar(select(func.count()).where(Viewer.customer_id == me.customer_id))
+        guests = await session.scalar(select(func.count()).where(Viewer.room_id == world.ids["guest_room"]))
+    assert mine == 1
+    if who == "text":
+        assert guests, "no guest joined the guest room: the join operation never reached its core"
