@@ -82,7 +82,7 @@ class Chat:
     limiter: ChatLimiter
     #: ``host``: the room's host; a viewer's lines say ``viewer``, whatever their name
     role: Literal["host", "viewer"]
-    #: the name its messages go out under (``None``: a viewer's, read at their first message)
+    #: the name its messages go out under (``None`` until their first message reads it)
     name: str | None
     #: whom the per-customer limit counts (``ViewerIdentity.buyer_key``), and the client's address;
     #: ``None`` for the host

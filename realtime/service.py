@@ -239,7 +239,7 @@ class Realtime:
     def _chat_of(self, who: HostIdentity | ViewerIdentity, websocket: WebSocket) -> Chat:
         limiter = ChatLimiter(time.monotonic(), burst=self.chat_burst, per_second=self.chat_per_second)
         if isinstance(who, HostIdentity):
-            return Chat(limiter, "host", "Host")
+            return Chat(limiter, "host", None)  # the host's own name, read at their first message
         client = websocket.client
         return Chat(limiter, "viewer", None, buyer=who.buyer_key, ip=client.host if client else "")
 
@@ -316,7 +316,11 @@ class Realtime:
                 self._refuse(peer, exc.retry_after)
                 return
         if chat.name is None:
-            chat.name = await self.rooms.viewer_name(conn.viewer_id or "")
+            chat.name = (
+                await self.rooms.host_name(conn.room_id)
+                if chat.role == "host"
+                else await self.rooms.viewer_name(conn.viewer_id or "")
+            )
         await self.broker.publish(
             conn.room_id,
             "chat",

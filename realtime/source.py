@@ -20,6 +20,10 @@ class RoomSource(Protocol):
         as a ``stock`` event), any other card its live stock."""
         ...
 
+    async def host_name(self, room_id: str) -> str:
+        """The name of the room's host, which their chat lines go out under."""
+        ...
+
     async def viewer_name(self, viewer_id: str) -> str:
         """The name a viewer's chat messages go out under."""
         ...

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from live.models import Room, Viewer
+from live.models import Host, Room, Viewer
 from live.views import public_room
 from shop.cards import Catalog
 
@@ -30,6 +31,15 @@ class ShopRoomSource:
             room = await session.get(Room, room_id)
         assert room is not None  # the hub admitted a connection to it, and rooms are never deleted
         return public_room(room), await self.catalog.room_cards(room_id, published_stock)
+
+    async def host_name(self, room_id: str) -> str:
+        async with self.sessions() as session:
+            name = (
+                await session.execute(
+                    select(Host.name).join(Room, Room.host_id == Host.id).where(Room.id == room_id)
+                )
+            ).scalar_one_or_none()
+        return name or "主播"
 
     async def viewer_name(self, viewer_id: str) -> str:
         async with self.sessions() as session:

@@ -239,19 +239,19 @@ async def test_chat_per_ip_counts_the_real_client_and_refusals_close_with_4429(
 async def test_the_host_lines_carry_role_host_and_no_viewer_name_copies_it(
     client: httpx.AsyncClient, server: LiveServer
 ) -> None:
-    sale = await new_sale(client, stock=1)
-    impostor = await join(client, sale, "Host")
+    sale = await new_sale(client, stock=1, host="Mia Tea House")
+    impostor = await join(client, sale, "Mia Tea House")
     host = await connect(server, sale.room_id, sale.host_token)
     viewer = await connect(server, sale.room_id, impostor.token)
     said = await chat(host, "welcome")
     assert {k: said[k] for k in ("from", "text", "role")} == {
-        "from": "Host",
+        "from": "Mia Tea House",  # the host's own name
         "text": "welcome",
         "role": "host",
     }
     assert (await next_frame(viewer, "chat"))["role"] == "host"
     copied = await chat(viewer, "I am the host")
-    assert {k: copied[k] for k in ("from", "role")} == {"from": "Host", "role": "viewer"}
+    assert {k: copied[k] for k in ("from", "role")} == {"from": "Mia Tea House", "role": "viewer"}
     assert (await next_frame(host, "chat"))["role"] == "viewer"
     await host.close()
     await viewer.close()
