@@ -39,7 +39,8 @@ log = logging.getLogger("livecart.wechat")
 STATE_SALT = "livecart.wechat-state.v1"
 #: How long a sign-in started at WeChat may take to come back.
 STATE_MAX_AGE = 600
-#: The cookie that ties a callback to the browser that started it.
+#: The cookie that ties a callback to the browser that started it (one per browser: a second start
+#: supersedes the first).
 NONCE_COOKIE = "lc_wx_state"
 #: A path on this site to return to: ``/`` then no ``/`` or ``\\`` (``//host`` and ``/\\host`` would be
 #: another site), printable ASCII only. The same text in Python's ``re`` and Rust's ``regex`` (pydantic).

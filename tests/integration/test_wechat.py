@@ -248,6 +248,21 @@ async def test_an_unknown_room_and_missing_parameters(world: World) -> None:
     refused(await world.client.get("/auth/wechat/callback", params={"code": "x"}), 422, "invalid_request")
 
 
+async def test_starts_and_callbacks_are_limited_per_address(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    limits = {"limits_scale": 1, "limit_sign_in_per_ip": "2/hour"}
+    async with world_of(database_url, redis_url, tmp_path, **limits) as w:
+        room = await new_room(w.client)
+        for _ in range(2):  # starts and callbacks each have the address's two
+            state = await start(w, room["id"])
+            assert (await callback(w, w.wechat.new_code("oWX_1"), state)).status_code == 302
+        r = await w.client.get("/auth/wechat/start", params={"room": room["id"]})
+        refused(r, 429, "rate_limited")
+        assert int(r.headers["retry-after"]) > 0
+        refused(await callback(w, w.wechat.new_code("oWX_1"), state), 429, "rate_limited")
+
+
 async def test_wechat_unreachable_is_a_502(database_url: str, redis_url: str, tmp_path: Path) -> None:
     with Port() as gone:  # bound, never listening
         async with world_of(database_url, redis_url, tmp_path, wechat_api_base=gone.url) as w:
