@@ -46,10 +46,12 @@ def on_both(node: str) -> tuple[str, ...]:
 
 
 # Test files, to keep the node ids below short.
+BAD_INPUT = "tests/integration/test_bad_input.py::test_bad_input_is_refused_and_changes_nothing"
 CARDS = "tests/integration/test_cards.py::"
 COMMISSIONS = "tests/integration/test_commissions.py::"
 CONCURRENCY = "tests/integration/test_concurrency.py::"
 HUB = "tests/unit/test_hub.py::"
+INVITES = "tests/integration/test_invites.py::"
 SM = "tests/integration/test_order_state_machine.py::"
 SQL_FAILURE = "tests/integration/test_sql_failure.py::"
 
@@ -156,6 +158,39 @@ MUTANTS: list[Mutant] = [
         old="    async def _release_unwritten(self, card_id: str, order_id: str) -> None:\n",
         new="    async def _release_unwritten(self, card_id: str, order_id: str) -> None:\n        return\n",
         tests=on_both(SQL_FAILURE + "test_a_refused_insert_puts_the_unit_back_at_once"),
+    ),
+    Mutant(
+        name="join-without-sign-in",
+        what="a verified room lets in whoever has not signed in, as a guest",
+        path="live/api.py",
+        old=(
+            '    elif room.sign_in == "verified":\n'
+            '        raise SignInRequired("Sign in with your phone number (or WeChat) to join this show.")\n'
+        ),
+        new="",
+        tests=(
+            *on_both(INVITES + "test_uses_are_counted_per_customer"),
+            BAD_INPUT + "[sqlite-join-verified-not-signed-in]",
+        ),
+    ),
+    Mutant(
+        name="another-shops-customer",
+        what="a customer signed in at another host's shop joins as that customer",
+        path="live/api.py",
+        old="    if customer is not None and customer.host_id != room.host_id:\n",
+        new="    if False:\n",
+        tests=(
+            *on_both(INVITES + "test_uses_are_counted_per_customer"),
+            BAD_INPUT + "[sqlite-join-verified-other-shops-customer]",
+        ),
+    ),
+    Mutant(
+        name="return-takes-a-use",
+        what="a customer's every join through a per-invitee invite takes a use, not only their first",
+        path="live/api.py",
+        old="            if existing is None:\n                try:\n",
+        new="            if True:\n                try:\n",
+        tests=on_both(INVITES + "test_uses_are_counted_per_customer"),
     ),
 ]
 

@@ -193,10 +193,11 @@ async def test_only_the_rooms_host_manages_its_invites(client: httpx.AsyncClient
 
 async def test_uses_are_counted_per_customer(client: httpx.AsyncClient, server: LiveServer) -> None:
     """A verified room: an invite's use is a customer's. The invitee coming back (the same sign-in, or a new
-    sign-in with their phone on another device) is the same viewer and takes no use; anyone else with the
-    forwarded link finds it used up, and a caller who has not signed in at this shop gets 401."""
+    sign-in with their phone on another device) is the same viewer and takes no use, even while uses are
+    left; the one other person the invite is for gets the second use, anyone else with the forwarded link
+    finds it used up, and a caller who has not signed in at this shop gets 401."""
     h, room_id = await host_room(client)
-    inv = await new_invite(client, h, room_id, max_uses=1)
+    inv = await new_invite(client, h, room_id, max_uses=2)
     phone = new_phone()
     invitee = await customer(client, room_id, phone)
     guest = await ok(await join_as(client, room_id, invitee, inv["token"], "Guest"), 201)
@@ -212,9 +213,14 @@ async def test_uses_are_counted_per_customer(client: httpx.AsyncClient, server: 
         )
     assert await uses_in_sql(server, inv["id"]) == 1
 
-    # Someone else, signed in at this shop, with the forwarded link: used up.
+    # The second invitee takes the second use; someone else, signed in at this shop, with the forwarded
+    # link: used up. The first invitee still comes back.
+    partner = await ok(await join_as(client, room_id, await customer(client, room_id), inv["token"]), 201)
+    assert partner["viewer_id"] != guest["viewer_id"]
     forwarded = await customer(client, room_id)
-    assert_invalid_invite(await join_as(client, room_id, forwarded, inv["token"], "Forwarded"), "used 1 of 1")
+    assert_invalid_invite(await join_as(client, room_id, forwarded, inv["token"], "Forwarded"), "used 2 of 2")
+    back = await ok(await join_as(client, room_id, other_device, inv["token"], "Guest"), 200)
+    assert back["viewer_id"] == guest["viewer_id"]
     # Without a customer of this shop, nobody joins: no token, a host token, the invitee's own viewer
     # token, another room's viewer token, another shop's customer token.
     other_h, other_room = await host_room(client, "Other")
@@ -223,8 +229,8 @@ async def test_uses_are_counted_per_customer(client: httpx.AsyncClient, server: 
     elsewhere = await ok(await join_as(client, other_room, stranger, other_invite["token"]), 201)
     for headers in ({}, h, other_h, auth(guest["token"]), auth(elsewhere["token"]), stranger):
         assert_sign_in_required(await join_as(client, room_id, headers, inv["token"], "Forwarded"))
-    assert await uses_in_sql(server, inv["id"]) == 1
-    assert await viewers_in(server, room_id) == 1
+    assert await uses_in_sql(server, inv["id"]) == 2
+    assert await viewers_in(server, room_id) == 2
 
     # The room's own invite and share codes keep working beside it: for new customers, new viewers; the
     # invitee through them is still the one viewer.
@@ -236,8 +242,8 @@ async def test_uses_are_counted_per_customer(client: httpx.AsyncClient, server: 
     for code in (room["invite_token"], guest["share_code"]):
         back = await ok(await join_as(client, room_id, invitee, code, "Guest"), 200)
         assert back["viewer_id"] == guest["viewer_id"]
-    assert await viewers_in(server, room_id) == 3
-    assert await uses_in_sql(server, inv["id"]) == 1
+    assert await viewers_in(server, room_id) == 4
+    assert await uses_in_sql(server, inv["id"]) == 2
 
 
 async def test_uses_are_counted_and_a_returning_guest_takes_none(
