@@ -20,6 +20,7 @@ import live.host_account
 import live.pages
 import live.sign_in_api
 import live.video_api
+import live.wechat_api
 import realtime.endpoint
 import reporting.api
 import shop.api
@@ -317,6 +318,7 @@ def create_app(
         *live.host_account.routes,
         *live.api.routes,
         *live.sign_in_api.routes,
+        *live.wechat_api.routes,
         *live.video_api.routes,
         *realtime.endpoint.routes,
         *shop.api.routes[1:],
