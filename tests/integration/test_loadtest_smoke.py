@@ -1,8 +1,8 @@
 """The CI smoke of the load tests: ``loadtests/profile.py`` starts a real ``livecart serve`` and runs the
 locust scenario headless with small numbers; it must finish with zero failures and a passing end-of-run
 check, every viewer and buyer a verified customer (signed in through the dev SMS provider, in a verified
-room: a join without it would be a 401, a failure). And the end check itself, run against a real server, must find an order that was acknowledged but
-does not exist (a check that cannot fail would prove nothing).
+room: a join without it would be a 401, a failure). And the end check itself, run against a real server,
+must find an order that was acknowledged but does not exist (a check that cannot fail would prove nothing).
 
 Locust monkey-patches the interpreter with gevent when imported, so it only ever runs in a subprocess here.
 """
