@@ -5,6 +5,10 @@ counters, one Lua call per hit); this module names the limits, reads each one's 
 refusal into ``RateLimited`` (429 ``rate_limited`` with ``Retry-After``).
 
 A limit is never switched off: a load test raises ``LIVECART_LIMITS_SCALE`` instead.
+
+The two order limits are read here (``rate_of``) but counted by the buy itself: ``reserve.lua`` checks them
+in the card's own Redis call (per buyer and per address, on that card), because one more round trip per buy
+cost the buy path a quarter of its throughput (``docs/benchmarks.md``).
 """
 
 from __future__ import annotations

@@ -70,6 +70,7 @@ STATUS: dict[type[base.LiveCartError], int] = {
     shop.InvalidSignature: 400,
     shop.InvalidWebhook: 400,
     shop.WrongRoom: 403,
+    shop.TooManyOrders: 429,
     shop.InventoryUnavailable: 503,
     shop.CommitTimedOut: 503,
 }

@@ -54,9 +54,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import loadgen
 
 from base import db
+from base.settings import Settings
 from loadtests.harness import Port, ServeProcess, join_many, new_sale, reset_postgres
 from loadtests.hubbench import LIMITS_SCALE
 from shop.inventory.store import card_keys
+from shop.orders.service import order_rates
 
 ROOT = Path(__file__).resolve().parent.parent
 RESERVE_LUA = ROOT / "shop" / "inventory" / "lua" / "reserve.lua"
@@ -327,6 +329,7 @@ class Bench:
                     "keys": keys,
                     "room_id": sale.room_id,
                     "buyers": sale.viewer_ids,
+                    "rate_args": list(order_rates(Settings(limits_scale=float(LIMITS_SCALE))).args),
                     "concurrency": per,
                     "key_prefix": f"{prefix}a{i}",
                 },

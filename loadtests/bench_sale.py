@@ -137,6 +137,7 @@ async def drive_sale(
     from realtime.broker_redis import RedisBroker
     from realtime.publisher import Publisher
     from realtime.stock import StockPublisher
+    from shop.inventory.rules import OrderRates
     from shop.inventory.store import Inventory
 
     redis = Redis(connection_pool=BlockingConnectionPool.from_url(REDIS_URL, max_connections=64))
@@ -163,6 +164,7 @@ async def drive_sale(
                 order_id=new_id("ord"),
                 referrer_id=None,
                 now_ms=clock.now_ms(),
+                rates=OrderRates(10**9, 60_000, 10**9, 60_000),  # limits it never reaches
             )
             outcomes[result.outcome] = outcomes.get(result.outcome, 0) + 1
             if result.outcome == "ok":

@@ -288,6 +288,7 @@ async def lua_phase(
     keys: list[str],
     room_id: str,
     buyers: list[str],
+    rate_args: list[int],
     concurrency: int,
     t0: float,
     t1: float,
@@ -297,10 +298,12 @@ async def lua_phase(
     from redis.asyncio import Redis
 
     from base.ids import new_id
+    from shop.inventory.store import rate_keys
 
     source = Path(script_path).read_text(encoding="utf-8")  # noqa: ASYNC240  (before the window)
     redis = Redis.from_url(redis_url)
     script = redis.register_script(source)
+    card_id = keys[0][len("{card:") : keys[0].index("}")]  # keys[0] is "{card:ID}:sale"
     counts: Counter[str] = Counter()
     latencies: list[float] = []
 
@@ -313,7 +316,7 @@ async def lua_phase(
             seq += 1
             buyer = buyers[(i + seq * 7919) % len(buyers)]
             res = await script(
-                keys=keys,
+                keys=[*keys, *rate_keys(card_id, buyer, "127.0.0.1")],  # the gate, as the app's buy
                 args=[
                     buyer,
                     f"{key_prefix}-{i}-{seq}",
@@ -322,6 +325,7 @@ async def lua_phase(
                     new_id("ord"),
                     room_id,
                     "",
+                    *rate_args,
                 ],
             )
             now = time.monotonic()

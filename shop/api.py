@@ -9,9 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from base.errors import RateLimited
 from base.http import client_ip, read_body, read_json, read_query
-from base.limits import Limit
 from base.openapi import Header, Reply, doc
 from identity.tokens import HostIdentity
 from live.errors import UnknownRoom
@@ -30,6 +28,7 @@ from shop.errors import (
     OrderStateConflict,
     SaleNotOpen,
     SoldOut,
+    TooManyOrders,
     UnknownResource,
     WrongRoom,
 )
@@ -163,7 +162,7 @@ def _idempotency_key(request: Request) -> str:
         LimitExceeded,
         SoldOut,
         InventoryUnavailable,
-        RateLimited,
+        TooManyOrders,
     ],
     summary="Buy: reserve units of a card (pay within the reservation window)",
 )
@@ -172,13 +171,12 @@ async def place_order(request: Request) -> JSONResponse:
     viewer = st.auth.require_viewer(request)
     key = _idempotency_key(request)
     body = await read_json(request, OrderIn, codes={"quantity": "invalid_quantity"})
-    await st.rate_limits.hit_all(
-        (Limit.ORDERS_PER_CUSTOMER, viewer.buyer_key),
-        (Limit.ORDERS_PER_IP, client_ip(request)),
-        what="orders",
-    )
     order, created = await st.orders.place(
-        viewer, request.path_params["card"], quantity=body.quantity, idempotency_key=key
+        viewer,
+        request.path_params["card"],
+        quantity=body.quantity,
+        idempotency_key=key,
+        address=client_ip(request),
     )
     return JSONResponse(order, status_code=201 if created else 200)
 

@@ -7,6 +7,7 @@ ShopError
 ├── InvalidQuantity, IdempotencyMismatch, NothingToChange
 ├── MissingIdempotencyKey, InvalidIdempotencyKey, InvalidSignature, InvalidWebhook
 ├── WrongRoom                                          (a viewer token of another room)
+├── TooManyOrders                                      (the buy's rate gate: 429, Retry-After)
 └── InventoryUnavailable, CommitTimedOut               (nothing was acknowledged: retry)
 """
 
@@ -89,3 +90,14 @@ class CommitTimedOut(ShopError):
     """The order row could not be committed before its deadline; it was not written and never will be."""
 
     default_code = "unavailable"
+
+
+class TooManyOrders(ShopError):
+    """More buy attempts on a card than a buyer's or an address's rate allows (the buy's own rate gate,
+    ``LIVECART_LIMIT_ORDERS_PER_CUSTOMER`` / ``_PER_IP``); nothing was reserved."""
+
+    default_code = "rate_limited"
+
+    def __init__(self, detail: str, *, retry_after: int):
+        super().__init__(detail, extra={"retry_after": retry_after})
+        self.retry_after = retry_after

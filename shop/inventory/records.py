@@ -46,7 +46,8 @@ class Reservation:
 @dataclass(frozen=True, slots=True)
 class ReserveResult:
     """A reserve script's answer. ``outcome`` is one of the outcomes every sale type shares (``ok``,
-    ``duplicate``, ``idempotency_mismatch``, ``no_sale``, ``wrong_room``, ``busy``: see ``sale_types``) or
+    ``duplicate``, ``idempotency_mismatch``, ``no_sale``, ``wrong_room``, ``busy``, ``rate_limited``: see
+    ``sale_types``) or
     one of the sale type's own refusals (a flash sale's ``sale_not_open``, ``limit_exceeded``,
     ``sold_out``)."""
 
@@ -57,3 +58,5 @@ class ReserveResult:
     reservation: Reservation | None = None
     #: ``ok``: what is left after it; ``sold_out``: what is left
     stock_left: int | None = None
+    #: ``rate_limited``: how long until the rate gate lets this buyer (or address) try again
+    wait_ms: int | None = None

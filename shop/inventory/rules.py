@@ -131,3 +131,20 @@ def sql_stock_left(stock_total: int, orders: Iterable[Order], *, now_ms: int) ->
     rebuilt = rebuild_from_sql(orders, now_ms=now_ms)
     held = sum(int(str(o["qty"])) for o in rebuilt.live_orders)
     return stock_total - held - rebuilt.written_off
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRates:
+    """The buy's rate gate: at most ``per_buyer`` attempts by one buyer, and ``per_address`` from one client
+    address, on one card within their windows (ms). Counted by the reserve script itself, in the card's hash
+    slot, so a buy stays one Redis call."""
+
+    per_buyer: int
+    buyer_window_ms: int
+    per_address: int
+    address_window_ms: int
+
+    @property
+    def args(self) -> tuple[int, int, int, int]:
+        """The reserve script's last four ``ARGV``."""
+        return (self.per_buyer, self.buyer_window_ms, self.per_address, self.address_window_ms)

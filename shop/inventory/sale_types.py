@@ -7,12 +7,13 @@ A new sale type (a group buy, a coupon-gated sale) is a class with these five me
 - ``name``: its key in ``SALE_TYPES``, what a card's sale type says (every card is a flash sale today:
   ``sale_type_of``; a second type stores each card's type and makes ``sale_type_of`` read it without I/O);
 - ``script``: the name of its reserve script, ``lua/<script>.lua``, which names its ``KEYS``/``ARGV`` at the
-  top, takes the seven keys of ``store.card_keys`` in that order, answers the shared outcomes as
-  ``reserve.lua`` does (``no_sale`` when the sale hash is gone, ``wrong_room``, ``busy`` while fenced, the
-  idempotency replay ``duplicate id record-or-''`` / ``idempotency_mismatch id``, and
-  ``ok id record stock_left``), and on ``ok`` writes the same reservation record and marks (orders, expiry,
-  pending, buyers, idem) that release, rereserve, refund, load and the sweeper rely on;
-- ``reserve_args(...)``: one buy as the script's ``ARGV``;
+  top, takes the seven keys of ``store.card_keys`` in that order and then the rate gate's two
+  (``store.rate_keys``), answers the shared outcomes as ``reserve.lua`` does (``no_sale`` when the sale hash
+  is gone, ``wrong_room``, ``busy`` while fenced, the idempotency replay ``duplicate id record-or-''`` /
+  ``idempotency_mismatch id``, the rate gate's ``rate_limited wait_ms``, and ``ok id record stock_left``),
+  and on ``ok`` writes the same reservation record and marks (orders, expiry, pending, buyers, idem) that
+  release, rereserve, refund, load and the sweeper rely on;
+- ``reserve_args(...)``: one buy as the script's ``ARGV`` (the rate gate's four, ``OrderRates.args``, last);
 - ``result(reply)``: the script's reply (text) as a ``ReserveResult`` (``shared_result`` reads the shared
   outcomes);
 - ``refusal(result)``: the ``ShopError`` an outcome other than ``ok``, ``duplicate`` or ``busy`` raises
@@ -24,6 +25,7 @@ flash sale's rules (the buyer's limit, the stock); a type whose late payments di
 
 from __future__ import annotations
 
+import math
 from typing import Protocol
 
 from shop.errors import (
@@ -33,10 +35,12 @@ from shop.errors import (
     SaleNotOpen,
     ShopError,
     SoldOut,
+    TooManyOrders,
     UnknownResource,
     WrongRoom,
 )
 from shop.inventory.records import Reservation, ReserveResult
+from shop.inventory.rules import OrderRates
 
 
 class SaleType(Protocol):
@@ -58,6 +62,7 @@ class SaleType(Protocol):
         order_id: str,
         referrer_id: str | None,
         now_ms: int,
+        rates: OrderRates,
     ) -> tuple[str | int, ...]:
         """One buy as the script's ``ARGV`` (``order_id``: the id of the order should it be reserved)."""
 
@@ -79,6 +84,8 @@ def shared_result(reply: list[str]) -> ReserveResult:
         return ReserveResult(outcome, order_id, Reservation.parse(order_id, reply[2]) if reply[2] else None)
     if outcome == "idempotency_mismatch":
         return ReserveResult(outcome, reply[1])
+    if outcome == "rate_limited":
+        return ReserveResult(outcome, wait_ms=int(reply[1]))
     return ReserveResult(outcome)
 
 
@@ -91,13 +98,17 @@ def shared_refusal(result: ReserveResult) -> ShopError:
         return WrongRoom("Your viewer token is for another room.")
     if outcome == "no_sale":
         return UnknownResource("No such card.")
+    if outcome == "rate_limited":
+        retry_after = max(1, math.ceil((result.wait_ms or 1) / 1000))
+        return TooManyOrders(f"Too many orders; try again in {retry_after} s.", retry_after=retry_after)
     return InventoryUnavailable(f"unexpected inventory outcome {outcome}")
 
 
 class FlashSale:
     """A fixed stock at a fixed price, first come first served while the card is open, up to a per-buyer
     limit. ``reserve.lua`` checks, in this order: the sale exists and is in the buyer's room, the
-    idempotency replay, the fence, the sale is open and its window not past, the buyer's limit, the stock.
+    idempotency replay, the fence, the rate gate, the sale is open and its window not past, the buyer's
+    limit, the stock.
     Its own refusals: ``sale_not_open``, ``limit_exceeded held``, ``sold_out stock_left``."""
 
     name = "flash"
@@ -113,9 +124,11 @@ class FlashSale:
         order_id: str,
         referrer_id: str | None,
         now_ms: int,
+        rates: OrderRates,
     ) -> tuple[str | int, ...]:
         # The order of reserve.lua's ARGV.
-        return (buyer_id, idempotency_key, quantity, now_ms, order_id, room_id, referrer_id or "")
+        own = (buyer_id, idempotency_key, quantity, now_ms, order_id, room_id, referrer_id or "")
+        return own + rates.args
 
     def result(self, reply: list[str]) -> ReserveResult:
         if reply[0] == "sold_out":

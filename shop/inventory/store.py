@@ -20,7 +20,7 @@ from redis.commands.core import AsyncScript
 
 from base.events import NO_EVENTS, Events
 from shop.inventory.records import Reservation, ReserveResult
-from shop.inventory.rules import key
+from shop.inventory.rules import OrderRates, key
 from shop.inventory.sale_types import FLASH_SALE, SALE_TYPES, SaleType
 
 ACTIVE_CARDS = "livecart:cards:active"
@@ -35,6 +35,13 @@ def card_keys(card_id: str) -> tuple[str, ...]:
     """The seven keys of one sale, in the order every script names them."""
     tag = key(card_id)
     return tuple(f"{tag}:{suffix}" for suffix in SUFFIXES)
+
+
+def rate_keys(card_id: str, buyer: str, address: str) -> tuple[str, str]:
+    """The two keys of the buy's rate gate on one card (in the card's hash slot): the buyer's attempts and
+    the client address's."""
+    tag = key(card_id)
+    return f"{tag}:rate:b:{buyer}", f"{tag}:rate:ip:{address}"
 
 
 #: Script outcomes after which a card's stock_left may differ (a reserve script's ``ok`` took units).
@@ -155,8 +162,12 @@ class Inventory:
         order_id: str,
         referrer_id: str | None,
         now_ms: int,
+        rates: OrderRates,
+        buyer_key: str | None = None,
+        address: str = "",
     ) -> ReserveResult:
-        """One buy, as the card's sale type decides it (its script, its ARGV, its reply)."""
+        """One buy, as the card's sale type decides it (its script, its ARGV, its reply), through the rate
+        gate of ``buyer_key`` (the customer; default the buyer) and the client ``address``."""
         args = sale.reserve_args(
             buyer_id=buyer_id,
             room_id=room_id,
@@ -165,8 +176,10 @@ class Inventory:
             order_id=order_id,
             referrer_id=referrer_id,
             now_ms=now_ms,
+            rates=rates,
         )
-        return sale.result(await self._run(sale.script, card_id, *args))
+        keys = card_keys(card_id) + rate_keys(card_id, buyer_key or buyer_id, address)
+        return sale.result(await self._run(sale.script, card_id, *args, keys=keys))
 
     async def release(self, card_id: str, order_id: str, *, mode: str, now_ms: int, grace_ms: int = 0) -> str:
         """Return a reservation's units: ``released``, ``gone``, ``not_reserved`` or ``busy`` (a recent

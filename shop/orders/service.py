@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from base.clock import Clock
 from base.events import Events
 from base.ids import new_id
+from base.limits import Limit, rate_of
 from base.metrics import Metrics
 from base.settings import Settings
 from identity.guards import Caller, require_buyer, require_room_owner
@@ -34,7 +35,7 @@ from shop.errors import (
     UnknownResource,
 )
 from shop.inventory.records import ReserveResult
-from shop.inventory.rules import OrderStatus
+from shop.inventory.rules import OrderRates, OrderStatus
 from shop.inventory.sale_types import SaleType, sale_type_of
 from shop.inventory.store import Inventory
 from shop.orders import repo
@@ -47,6 +48,13 @@ log = logging.getLogger("livecart.orders")
 
 MAX_IDEMPOTENCY_KEY = 255
 BUSY_RETRIES = 50  # a fenced sale (reconcile in progress) is retried for up to ~1 s
+
+
+def order_rates(settings: Settings) -> OrderRates:
+    """The buy's rate gate from ``LIVECART_LIMIT_ORDERS_PER_CUSTOMER`` and ``_PER_IP``, scaled."""
+    buyer = rate_of(settings, Limit.ORDERS_PER_CUSTOMER)
+    address = rate_of(settings, Limit.ORDERS_PER_IP)
+    return OrderRates(buyer.amount, buyer.get_expiry() * 1000, address.amount, address.get_expiry() * 1000)
 
 
 class OrderService:
@@ -73,17 +81,25 @@ class OrderService:
         self.events = events
         # The buy counter of each result, looked up once: ``labels()`` costs more than the count itself.
         self._buys: dict[str, Counter] = {}
+        self.rates = order_rates(settings)
 
     # -- buy -------------------------------------------------------------------------------------------
 
     async def place(
-        self, viewer: ViewerIdentity, card_id: str, *, quantity: int, idempotency_key: str
+        self,
+        viewer: ViewerIdentity,
+        card_id: str,
+        *,
+        quantity: int,
+        idempotency_key: str,
+        address: str = "",
     ) -> tuple[dict[str, Any], bool]:
-        """Reserve and persist an order. Returns ``(order, created)``; ``created`` is False for a replay."""
+        """Reserve and persist an order. Returns ``(order, created)``; ``created`` is False for a replay.
+        ``address`` is the client's, which the buy's rate gate counts besides the customer."""
         started = time.perf_counter()
         result = "error"
         try:
-            order, created, result = await self._place(viewer, card_id, quantity, idempotency_key)
+            order, created, result = await self._place(viewer, card_id, quantity, idempotency_key, address)
             if created:
                 await self.tell(order)
             return order, created
@@ -98,7 +114,7 @@ class OrderService:
             self.metrics.buy_seconds.observe(time.perf_counter() - started)
 
     async def _place(
-        self, viewer: ViewerIdentity, card_id: str, quantity: int, key: str
+        self, viewer: ViewerIdentity, card_id: str, quantity: int, key: str, address: str
     ) -> tuple[dict[str, Any], bool, str]:
         if quantity < 1 or quantity > self.settings.max_order_quantity:
             raise InvalidQuantity(f"quantity must be between 1 and {self.settings.max_order_quantity}.")
@@ -115,6 +131,9 @@ class OrderService:
                 order_id=new_id("ord"),
                 referrer_id=viewer.referrer_id,
                 now_ms=self.clock.now_ms(),
+                rates=self.rates,
+                buyer_key=viewer.buyer_key,
+                address=address,
             )
             if res.outcome == "busy":
                 await asyncio.sleep(0.02)

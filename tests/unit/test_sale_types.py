@@ -17,10 +17,12 @@ from shop.errors import (
     SaleNotOpen,
     ShopError,
     SoldOut,
+    TooManyOrders,
     UnknownResource,
     WrongRoom,
 )
 from shop.inventory.records import Reservation, ReserveResult
+from shop.inventory.rules import OrderRates
 from shop.inventory.sale_types import (
     FLASH_SALE,
     SALE_TYPES,
@@ -61,6 +63,9 @@ def lua(script: str) -> str:
     return resources.files("shop.inventory").joinpath(f"lua/{script}.lua").read_text()
 
 
+RATES = OrderRates(per_buyer=60, buyer_window_ms=60_000, per_address=600, address_window_ms=60_000)
+
+
 def declared_argv(script: str) -> list[str]:
     """The ``ARGV[i] name`` declarations at the top of a script, in index order."""
     header = "\n".join(line for line in lua(script).splitlines() if line.startswith("--"))
@@ -99,6 +104,10 @@ def test_flash_sale_argv_is_in_the_order_reserve_lua_declares() -> None:
         "new order id",
         "room id of the buyer's token",
         "referrer id",
+        "attempts per buyer",
+        "in this window",
+        "attempts per address",
+        "window",
     ]
     args = FLASH_SALE.reserve_args(
         buyer_id="vw_a",
@@ -108,8 +117,9 @@ def test_flash_sale_argv_is_in_the_order_reserve_lua_declares() -> None:
         order_id="ord_1",
         referrer_id="vw_p",
         now_ms=NOW,
+        rates=RATES,
     )
-    assert args == ("vw_a", "k1", 2, NOW, "ord_1", "rm_1", "vw_p")
+    assert args == ("vw_a", "k1", 2, NOW, "ord_1", "rm_1", "vw_p", 60, 60_000, 600, 60_000)
 
 
 def test_flash_sale_argv_without_a_referrer_is_empty_text() -> None:
@@ -121,8 +131,9 @@ def test_flash_sale_argv_without_a_referrer_is_empty_text() -> None:
         order_id="ord_1",
         referrer_id=None,
         now_ms=NOW,
+        rates=RATES,
     )
-    assert args[-1] == ""
+    assert args[6] == ""
     assert all(isinstance(a, str | int) for a in args)
 
 
@@ -145,6 +156,9 @@ def test_flash_sale_argv_without_a_referrer_is_empty_text() -> None:
         pytest.param(["limit_exceeded", "3"], ReserveResult("limit_exceeded"), id="limit_exceeded"),
         pytest.param(["sale_not_open"], ReserveResult("sale_not_open"), id="sale_not_open"),
         pytest.param(["busy"], ReserveResult("busy"), id="busy"),
+        pytest.param(
+            ["rate_limited", "1500"], ReserveResult("rate_limited", wait_ms=1500), id="rate_limited"
+        ),
         pytest.param(["no_sale"], ReserveResult("no_sale"), id="no_sale"),
         pytest.param(["wrong_room"], ReserveResult("wrong_room"), id="wrong_room"),
     ],
@@ -185,6 +199,15 @@ def test_a_reservation_without_a_referrer_has_none() -> None:
         ),
         pytest.param(
             ReserveResult("no_sale"), UnknownResource, 404, "not_found", "No such card.", {}, id="no_sale"
+        ),
+        pytest.param(
+            ReserveResult("rate_limited", wait_ms=1500),
+            TooManyOrders,
+            429,
+            "rate_limited",
+            "Too many orders; try again in 2 s.",
+            {"retry_after": 2},
+            id="rate_limited",
         ),
         pytest.param(
             ReserveResult("sale_not_open"),
