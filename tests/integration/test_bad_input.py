@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -231,8 +232,10 @@ async def observable(w: World) -> dict[str, Any]:
 
 #: Redis keys that change on their own (the sweeper's lease).
 VOLATILE_KEYS = {b"livecart:sweeper:lease"}
-#: The rate limiters' counters (``base/limits.py``): every attempt counts, a refused one too.
+#: The rate limiters' counters (``base/limits.py``): every attempt counts, a refused one too. The buy's own
+#: gate keeps its counts in the card's slot (``{card:ID}:rate:...``, ``reserve.lua``).
 LIMIT_KEYS = b"livecart:limits:"
+BUY_GATE = re.compile(rb"^\{card:[^}]+\}:rate:")
 #: Columns that any authenticated use moves on: a host session's sliding expiry (``identity/sessions.py``).
 SLIDING = {"host_sessions": {"last_used_ms", "expires_ms"}}
 
@@ -249,7 +252,11 @@ async def stored(w: World) -> dict[str, Any]:
             rows = await session.execute(select(*columns).order_by(*table.primary_key.columns))
             out[f"sql:{table.name}"] = [tuple(r) for r in rows.all()]
     r = st.redis
-    keys = sorted(k for k in await r.keys("*") if k not in VOLATILE_KEYS and not k.startswith(LIMIT_KEYS))
+    keys = sorted(
+        k
+        for k in await r.keys("*")
+        if k not in VOLATILE_KEYS and not k.startswith(LIMIT_KEYS) and not BUY_GATE.match(k)
+    )
     async with r.pipeline(transaction=False) as pipe:
         for k in keys:
             pipe.type(k)
