@@ -181,16 +181,24 @@ def signed_in(
         if redirect_to is None
         else RedirectResponse(redirect_to, status_code=302)
     )
-    response.set_cookie(
+    private_cookie(
+        response,
+        st,
         customer_cookie(host_id),
         token,
         max_age=int(st.settings.customer_token_days * 24 * 3600),
         path="/",
-        secure=not st.settings.is_dev,
-        httponly=True,
-        samesite="lax",
     )
     return response
+
+
+def private_cookie(
+    response: Response, st: LiveServices, name: str, value: str, *, max_age: int, path: str
+) -> None:
+    """A cookie the page's scripts never read: ``HttpOnly``, ``SameSite=Lax``, ``Secure`` outside dev."""
+    response.set_cookie(
+        name, value, max_age=max_age, path=path, secure=not st.settings.is_dev, httponly=True, samesite="lax"
+    )
 
 
 # -- hosts, by phone ----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from identity.wechat import (
 from live.errors import UnknownRoom
 from live.schemas import ShareConfigOut, ShareConfigQuery, WeChatCallbackQuery, WeChatStartQuery
 from live.services import LiveServices, services
-from live.sign_in_api import room_host, signed_in, upsert_customer
+from live.sign_in_api import private_cookie, room_host, signed_in, upsert_customer
 
 CALLBACK_PATH = "/auth/wechat/callback"
 
@@ -67,15 +67,7 @@ async def wechat_start(request: Request) -> Response:
     )
     redirect_uri = st.settings.base_url.rstrip("/") + CALLBACK_PATH
     response = RedirectResponse(wechat.authorize_url(redirect_uri=redirect_uri, state=state), status_code=302)
-    response.set_cookie(
-        NONCE_COOKIE,
-        nonce,
-        max_age=STATE_MAX_AGE,
-        path=CALLBACK_PATH,
-        secure=not st.settings.is_dev,
-        httponly=True,
-        samesite="lax",
-    )
+    private_cookie(response, st, NONCE_COOKIE, nonce, max_age=STATE_MAX_AGE, path=CALLBACK_PATH)
     return response
 
 
