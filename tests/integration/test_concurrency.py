@@ -36,8 +36,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
+from base.ids import new_id
+from identity.models import Customer
 from shop.inventory.store import card_keys
 from shop.models import Order
 from tests.conftest import LiveServer, make_settings
@@ -126,12 +128,36 @@ async def phones(base_url: str) -> AsyncIterator[list[httpx.AsyncClient]]:
         ]
 
 
+async def customers_of(server: LiveServer, sale: Sale, count: int) -> list[str]:
+    """``count`` customers of the sale's shop, made in SQL with the server's own signer: signing in is
+    ``test_sign_in.py``'s subject, and three requests per buyer would make this test mostly sign-ins."""
+    st = server.state
+    host_id = st.signer.verify(sale.host_token).host_id
+    now = st.clock.now_ms()
+    rows = [
+        {
+            "id": new_id("cus"),
+            "host_id": host_id,
+            "phone": f"+86139{i:08d}",
+            "created_ms": now,
+            "last_sign_in_ms": now,
+        }
+        for i in range(count)
+    ]
+    async with st.sessions() as session, session.begin():
+        await session.execute(insert(Customer), rows)
+    return [st.signer.customer_token(row["id"], host_id) for row in rows]
+
+
 async def join_all(
-    clients: list[httpx.AsyncClient], sale: Sale, count: int, gate: asyncio.Semaphore
+    server: LiveServer, clients: list[httpx.AsyncClient], sale: Sale, count: int, gate: asyncio.Semaphore
 ) -> list[Buyer]:
+    """``count`` customers join the verified room, each through the real join."""
+    tokens = await customers_of(server, sale, count)
+
     async def one(i: int) -> Buyer:
         async with gate:
-            return await join(clients[i % len(clients)], sale, f"Buyer {i}")
+            return await join(clients[i % len(clients)], sale, f"Buyer {i}", customer=tokens[i])
 
     return list(await asyncio.gather(*(one(i) for i in range(count))))
 
@@ -322,7 +348,7 @@ async def test_no_oversell_under_concurrent_buyers(database_url: str, redis_url:
             try:
                 async with asyncio.timeout(RUN_SECONDS):
                     sale = await new_sale(clients[0], stock=plan.stock, per_user_limit=1)
-                    buyers = await join_all(clients, sale, plan.buyers, gate)
+                    buyers = await join_all(server, clients, sale, plan.buyers, gate)
                     joined = time.perf_counter()
                     out = await burst(clients, sale, buyers, rng, gate)
             except TimeoutError:
