@@ -153,8 +153,3 @@ class StreamKeys:
         if row is None:
             raise InvalidToken("This stream key is not valid (it may have been replaced).")
         return HostIdentity(row.host_id)
-
-    async def created_ms(self, host_id: str) -> int | None:
-        async with self._sessions() as session:
-            row = await session.get(StreamKey, host_id)
-        return None if row is None else row.created_ms

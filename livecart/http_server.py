@@ -229,7 +229,32 @@ def _max_head(config: uvicorn.Config) -> int:
     return config.h11_max_incomplete_event_size or 16 * 1024  # h11's own default
 
 
-class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
+class _HeadLimits:
+    """What both protocols add to uvicorn's: a ``_Guard`` that holds a request's header to its timeout from
+    the connection's start, stopped when the connection is lost (each protocol says when a header ends)."""
+
+    loop: asyncio.AbstractEventLoop
+    transport: asyncio.Transport
+
+    def _limit_heads(self, config: uvicorn.Config) -> None:
+        self.max_head = _max_head(config)
+        self.head_timeout = _header_timeout(config)
+        self.guard = _Guard(self.loop, self.head_timeout, self._head_timed_out)
+
+    def _head_timed_out(self) -> None:
+        raise NotImplementedError
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self.guard.transport = self.transport
+        self.guard.start()  # the first request's header is due from now on
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.guard.lost()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
+class HttpToolsProtocol(_HeadLimits, httptools_impl.HttpToolsProtocol):
     """uvicorn's httptools protocol with the header-read timeout, the header size cap, and the connection
     cap on websocket upgrades too."""
 
@@ -241,22 +266,11 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self.max_head = _max_head(config)
-        self.head_timeout = _header_timeout(config)
-        self.guard = _Guard(self.loop, self.head_timeout, self._head_timed_out)
+        self._limit_heads(config)
         self.in_head = False  # from a request's first byte until its header is complete
         self.head_bytes = 0  # of the header parsed so far
         self.raw_head_bytes = 0  # received while a header was incomplete
         self.head_too_large = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)  # type: ignore[arg-type]
-        self.guard.transport = self.transport
-        self.guard.start()  # the first request's header is due from now on
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.guard.lost()
-        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         """uvicorn's, except that a header past the cap is answered 431 (not 400), and nothing more is
@@ -327,7 +341,7 @@ class HttpToolsProtocol(httptools_impl.HttpToolsProtocol):
             self.transport.close()
 
 
-class H11Protocol(h11_impl.H11Protocol):
+class H11Protocol(_HeadLimits, h11_impl.H11Protocol):
     """uvicorn's h11 protocol with the same limits (``livecart serve`` runs on httptools; this one is for
     a server without it)."""
 
@@ -339,18 +353,7 @@ class H11Protocol(h11_impl.H11Protocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        self.max_head = _max_head(config)
-        self.head_timeout = _header_timeout(config)
-        self.guard = _Guard(self.loop, self.head_timeout, self._head_timed_out)
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)  # type: ignore[arg-type]
-        self.guard.transport = self.transport
-        self.guard.start()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.guard.lost()
-        super().connection_lost(exc)
+        self._limit_heads(config)
 
     def data_received(self, data: bytes) -> None:
         if self.guard.refused:
