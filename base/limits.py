@@ -41,6 +41,10 @@ class Limit(StrEnum):
     ORDERS_PER_CUSTOMER = "orders_per_customer"
     CHAT_PER_CUSTOMER = "chat_per_customer"
     CHAT_PER_IP = "chat_per_ip"
+    REPORTS_PER_HOST = "reports_per_host"
+    SETTLEMENT_PER_HOST = "settlement_per_host"
+    ME_PER_CUSTOMER = "me_per_customer"
+    LEADER_LINK_PER_IP = "leader_link_per_ip"
 
 
 def rate_of(settings: Settings, limit: Limit) -> RateLimitItem:

@@ -139,7 +139,10 @@ def oas30(schema: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = [oas30(sub) if sub != _NULL else sub for sub in out[key]]
     if _NULL in out.get("anyOf", []):
         rest = [sub for sub in out.pop("anyOf") if sub != _NULL]
-        if len(rest) != 1 or "type" not in rest[0]:
+        if len(rest) == 1 and set(rest[0]) == {"$ref"}:
+            # A nullable object of its own schema: 3.0 ignores siblings of a $ref, so it is wrapped.
+            rest = [{"allOf": rest}]
+        if len(rest) != 1 or not ({"type", "allOf"} & set(rest[0])):
             raise ValueError(f"OpenAPI 3.0 has no spelling for this nullable schema: {schema}")
         out = {**rest[0], **out, "nullable": True}
     if not isinstance(out.get("type", ""), str) or out.get("type") == "null":

@@ -73,8 +73,15 @@ class Settings(BaseSettings):
     #: HMAC secret of the payment webhook; derived from ``secret_key`` when unset.
     payment_webhook_secret: SecretStr | None = None
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
-    #: One-level commission paid to the referring promoter, in basis points of the order amount.
+    #: One-level commission paid to the referring promoter, in basis points of the order amount: the
+    #: default of every shop (a shop's own rate, a leader's or a card's wins over it).
     commission_rate_bps: int = Field(default=1000, ge=0, le=10_000)
+    #: A customer stays with the leader (or sharing customer) who first brought them to a host this many
+    #: days (0: for ever), SPEC §9.
+    binding_days: float = Field(default=365.0, ge=0)
+    #: The after-sale window (七天无理由): a refund inside it claws back commission; a payout includes an
+    #: order's commission only after it; after it the commission is final.
+    after_sale_days: float = Field(default=7.0, ge=0)
 
     #: ``None``: on in dev, off in prod (run ``alembic upgrade head`` yourself there).
     migrate_on_start: bool | None = None
@@ -168,6 +175,14 @@ class Settings(BaseSettings):
     limit_orders_per_customer: str = "60/minute"
     limit_chat_per_customer: str = "10/10seconds"
     limit_chat_per_ip: str = "60/10seconds"
+    #: A host's reads of the customer list, the roster, the commission report and payouts (CSV included).
+    limit_reports_per_host: str = "300/minute"
+    #: A host's payouts and roster changes.
+    limit_settlement_per_host: str = "60/minute"
+    #: A customer's reads of their own orders, customers and earnings (``/api/me``).
+    limit_me_per_customer: str = "120/minute"
+    #: Leader links (``/j/{code}``) and their QR codes opened from one address.
+    limit_leader_link_per_ip: str = "120/minute"
     #: Sockets one viewer may hold open at once; opening one more closes their oldest (close code 4509).
     ws_max_per_viewer: int = Field(default=3, ge=1)
     #: WHEP sessions one viewer may hold (a new one replaces the old); an offer never answered by ICE is

@@ -21,6 +21,8 @@ class Customer(Base):
     phone: Mapped[str | None] = mapped_column(String(20))
     wechat_openid: Mapped[str | None] = mapped_column(String(64))
     wechat_unionid: Mapped[str | None] = mapped_column(String(64))
+    #: The display name the customer last joined a show with (``None`` until their first join).
+    name: Mapped[str | None] = mapped_column(String(64))
     created_ms: Mapped[int]
     last_sign_in_ms: Mapped[int]
 

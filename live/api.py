@@ -6,7 +6,7 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -20,6 +20,7 @@ from base.limits import Limit
 from base.openapi import doc
 from identity.errors import InvalidInvite, InvalidToken, SignInRequired
 from identity.guards import Caller, bearer, require_in_room
+from identity.models import Customer
 from identity.tokens import (
     CustomerIdentity,
     HostIdentity,
@@ -28,7 +29,8 @@ from identity.tokens import (
     customer_cookie,
     is_invite_token,
 )
-from live import host_rooms, invites
+from live import bindings, host_rooms, invites
+from live.bindings import Bringer
 from live.errors import InvalidPage, RoomStateConflict, UnknownRoom
 from live.models import Host, Invite, Room, Viewer
 from live.rooms import RoomAction, transition
@@ -216,8 +218,10 @@ async def revoke_invite(request: Request) -> JSONResponse:
 )
 async def join_room(request: Request) -> JSONResponse:
     """``invite`` is the room's invite token, a per-invitee invite token (``i.``, one use consumed per new
-    viewer) or a viewer's share code (that viewer becomes the referrer). With either invite, ``ref`` may
-    name a share code for attribution. Nobody is ever their own referrer.
+    viewer), a viewer's share code (that viewer becomes the referrer in the room) or a leader's code of
+    the room's host (any of its rooms). With either invite, ``ref`` may name a share or leader code for
+    attribution. A signed-in customer whom a code brings is bound to its promoter at this host unless a
+    binding is in force (SPEC §9). Nobody is ever their own referrer, nor bound to themselves.
 
     In a ``verified`` room the caller is a signed-in customer of the room's host (``Authorization: Bearer
     <customer token>``, or the page's cookie): their first join creates their viewer (201), every later
@@ -308,13 +312,16 @@ async def _join(
             raise UnknownRoom("No such room.")
         if room.status == "ended":
             raise InvalidInvite("This show has ended.")
-        referrer: Viewer | None = None
+        brought: Bringer | None = None
         if claim is None and not hmac.compare_digest(body.invite.encode(), room.invite_token.encode()):
-            referrer = await _share_owner(session, room_id, body.invite)
-            if referrer is None:
+            brought = await bindings.bringer(session, room_id, room.host_id, body.invite)
+            if brought is None:
                 raise InvalidInvite("This invite is not valid for this room.")
-        elif body.ref:
-            referrer = await _share_owner(session, room_id, body.ref)  # an unknown ref is ignored, not fatal
+        elif body.ref:  # an unknown ref is ignored, not fatal
+            brought = await bindings.bringer(session, room_id, room.host_id, body.ref)
+        if customer is not None:
+            await _remember(st, session, room, customer.customer_id, brought, body.name, now=now)
+        referrer = brought.viewer if brought is not None else None
         if existing is not None:
             return existing, False  # first touch: a returning viewer keeps their first referrer (or none)
         # Never one's own referrer: a customer's own share code belongs to their one viewer in this room,
@@ -365,11 +372,34 @@ def _default_name(customer: CustomerIdentity | None) -> str:
     return "观众" if customer is None else f"观众{customer.customer_id[-4:]}"
 
 
-async def _share_owner(session: Any, room_id: str, code: str) -> Viewer | None:
-    found = (await session.execute(select(Viewer).where(Viewer.share_code == code))).scalar_one_or_none()
-    if found is None or found.room_id != room_id:
-        return None
-    return found  # type: ignore[no-any-return]
+async def _remember(
+    st: LiveServices,
+    session: Any,
+    room: Room,
+    customer_id: str,
+    brought: Bringer | None,
+    name: str | None,
+    *,
+    now: int,
+) -> None:
+    """What a join tells the shop about its customer: who brought them (the binding, if they have none in
+    force yet; never themselves) and the name they go by now."""
+    if brought is not None and brought.binds and brought.promoter_id is not None:
+        await bindings.bind(
+            session,
+            host_id=room.host_id,
+            customer_id=customer_id,
+            promoter_id=brought.promoter_id,
+            room_id=room.id,
+            now_ms=now,
+            days=st.settings.binding_days,
+        )
+    if name is not None:
+        await session.execute(
+            update(Customer)
+            .where(Customer.id == customer_id, or_(Customer.name.is_(None), Customer.name != name))
+            .values(name=name)
+        )
 
 
 def _returning_identity(request: Request, room_id: str) -> ViewerIdentity | None:

@@ -45,3 +45,25 @@ async def page(
         )
     query = query.order_by(Room.created_ms.desc(), Room.id.desc()).limit(limit)
     return list((await session.execute(query)).scalars())
+
+
+async def next_show(session: AsyncSession, host_id: str) -> Room | None:
+    """The show a host's leader link leads to: the live one (the latest to start), else the scheduled one
+    due first (one whose time has passed but that has not gone live yet comes before later ones; one with
+    no time comes last), else ``None``."""
+    live = await session.execute(
+        select(Room)
+        .where(Room.host_id == host_id, Room.status == "live")
+        .order_by(Room.started_ms.desc(), Room.id.desc())
+        .limit(1)
+    )
+    room = live.scalar_one_or_none()
+    if room is not None:
+        return room
+    scheduled = await session.execute(
+        select(Room)
+        .where(Room.host_id == host_id, Room.status == "scheduled")
+        .order_by(Room.scheduled_ms.is_(None), Room.scheduled_ms, Room.created_ms.desc(), Room.id)
+        .limit(1)
+    )
+    return scheduled.scalar_one_or_none()

@@ -1,8 +1,9 @@
-"""SQL tables of ``live``: hosts, rooms, viewers, per-invitee invites. Times are epoch milliseconds (UTC)."""
+"""SQL tables of ``live``: hosts, rooms, viewers, per-invitee invites, the host's leaders (团长) and who
+brought each customer (bindings). Times are epoch milliseconds (UTC)."""
 
 from __future__ import annotations
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from base.db import Base
@@ -16,6 +17,8 @@ class Host(Base):
     #: E.164; the host signs in on a new device with a code sent to it (``None``: only by a session or
     #: the CLI).
     phone: Mapped[str | None] = mapped_column(String(20))
+    #: The shop's own commission rate for promoters (``None``: ``LIVECART_COMMISSION_RATE_BPS``).
+    commission_bps: Mapped[int | None]
 
     __table_args__ = (Index("uq_hosts_phone", "phone", unique=True),)
 
@@ -70,4 +73,48 @@ class Invite(Base):
     __table_args__ = (
         CheckConstraint("uses >= 0 AND uses <= max_uses", name="uses_within_max"),
         CheckConstraint("max_uses >= 1", name="max_uses_positive"),
+    )
+
+
+class Leader(Base):
+    """A community leader (团长) on a host's roster: one of the host's customers, with a code that admits
+    people to every room of the host and binds them to the leader."""
+
+    __tablename__ = "leaders"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id"))
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    #: The leader's own rate (``None``: the shop's); a card's own rate wins over it.
+    commission_bps: Mapped[int | None]
+    #: A suspended leader's code still admits people but binds nobody, and earns nothing on orders paid
+    #: while suspended; what was earned before stays theirs.
+    suspended: Mapped[bool] = mapped_column(default=False)
+    created_ms: Mapped[int]
+
+    __table_args__ = (UniqueConstraint("host_id", "customer_id"),)
+
+
+class Binding(Base):
+    """Who brought a customer to a host (SPEC §9): the first leader or sharing customer whose code did. It
+    lasts ``LIVECART_BINDING_DAYS`` from ``bound_ms`` (0: for ever), then the next code binds afresh: a
+    new row with the next ``seq``. The unique ``seq`` is the guard: two concurrent first joins make one."""
+
+    __tablename__ = "bindings"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id"))
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    seq: Mapped[int]
+    #: The promoter: a customer of the same host (a leader, or whoever shared their link); never
+    #: ``customer_id`` itself.
+    promoter_id: Mapped[str] = mapped_column(ForeignKey("customers.id"))
+    #: The room the customer was joining when the code bound them (``None``: migrated from v1 data).
+    room_id: Mapped[str | None] = mapped_column(ForeignKey("rooms.id"))
+    bound_ms: Mapped[int]
+
+    __table_args__ = (
+        UniqueConstraint("host_id", "customer_id", "seq"),
+        Index("ix_bindings_promoter", "host_id", "promoter_id"),
+        CheckConstraint("promoter_id <> customer_id", name="never_oneself"),
     )

@@ -16,7 +16,6 @@ from dataclasses import asdict, dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -26,8 +25,8 @@ from base.http import read_query
 from base.openapi import doc
 from identity.errors import InvalidInvite
 from identity.tokens import is_invite_token
-from live import invites
-from live.models import Host, Room, Viewer
+from live import bindings, invites
+from live.models import Host, Room
 from live.services import LiveServices, services
 
 
@@ -71,12 +70,11 @@ async def preview(st: LiveServices, room_id: str, invite: str) -> Preview:
             raise InvalidInvite(NOT_VALID)
         if claim is not None:
             await invites.check_usable(session, claim, now_ms=now)
-        elif not hmac.compare_digest(invite.encode(), room.invite_token.encode()):
-            sharer = await session.execute(
-                select(Viewer.id).where(Viewer.share_code == invite, Viewer.room_id == room_id)
-            )
-            if sharer.first() is None:
-                raise InvalidInvite(NOT_VALID)
+        elif (
+            not hmac.compare_digest(invite.encode(), room.invite_token.encode())
+            and await bindings.bringer(session, room_id, room.host_id, invite) is None
+        ):
+            raise InvalidInvite(NOT_VALID)
         host = await session.get(Host, room.host_id)
     cover = await st.room_cover(room_id) if st.room_cover is not None else None
     return Preview(

@@ -15,24 +15,22 @@ for 15 min (every figure a setting).
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from base.db import insert_ignoring_conflicts
 from base.errors import RateLimited
 from base.http import client_ip, read_json
-from base.ids import new_id
 from base.limits import Limit
 from base.openapi import ErrorSpec, doc
+from identity import customers
 from identity.errors import (
     InvalidCode,
     InvalidPhone,
     ProviderFailed,
     SignInUnavailable,
 )
-from identity.models import Customer
 from identity.phones import normalise
 from identity.tokens import customer_cookie
 from identity.wechat import (
@@ -116,10 +114,13 @@ SIGN_IN_ERRORS: list[ErrorSpec] = [InvalidPhone, InvalidCode, RateLimited, (Rate
 )
 async def send_code(request: Request) -> JSONResponse:
     st = services(request)
+    return await _send_customer_code(st, request, await room_host(st, request.path_params["room"]))
+
+
+async def _send_customer_code(st: LiveServices, request: Request, host_id: str) -> JSONResponse:
     body = await read_json(request, CodeIn, codes=PHONE_CODES)
     _sms(st)
     phone = normalise(body.phone, default_region=st.settings.default_phone_region)
-    host_id = await room_host(st, request.path_params["room"])
     return await issue_code(st, request, customer_scope(host_id), phone)
 
 
@@ -132,42 +133,56 @@ async def send_code(request: Request) -> JSONResponse:
 )
 async def sign_in(request: Request) -> Response:
     st = services(request)
+    return await _customer_sign_in(st, request, await room_host(st, request.path_params["room"]))
+
+
+async def _customer_sign_in(st: LiveServices, request: Request, host_id: str) -> Response:
     body = await read_json(request, SignInIn, codes=PHONE_CODES)
     phone = normalise(body.phone, default_region=st.settings.default_phone_region)
-    host_id = await room_host(st, request.path_params["room"])
     await st.rate_limits.hit(Limit.SIGN_IN_PER_IP, client_ip(request), what="sign-ins from this address")
     await st.codes.check(customer_scope(host_id), phone, body.code)
     customer_id = await upsert_customer(st, host_id, phone=phone)
     return signed_in(st, customer_id, host_id)
 
 
+async def shop_host(st: LiveServices, host_id: str) -> str:
+    async with st.sessions() as session:
+        host = await session.get(Host, host_id)
+    if host is None:
+        raise UnknownRoom("No such shop.")
+    return host.id
+
+
+@doc(
+    body=CodeIn,
+    responses={202: CodeSentOut},
+    auth=False,
+    errors=[UnknownRoom, *CODE_ERRORS],
+    summary="Send a one-time sign-in code to a phone (a customer of this shop: the leader page, my orders)",
+)
+async def shop_send_code(request: Request) -> JSONResponse:
+    st = services(request)
+    return await _send_customer_code(st, request, await shop_host(st, request.path_params["host"]))
+
+
+@doc(
+    body=SignInIn,
+    responses={200: SignInOut},
+    auth=False,
+    errors=[UnknownRoom, *SIGN_IN_ERRORS],
+    summary="Sign in to a shop with the code: a customer token (and cookie), as in a room of it",
+)
+async def shop_sign_in(request: Request) -> Response:
+    st = services(request)
+    return await _customer_sign_in(st, request, await shop_host(st, request.path_params["host"]))
+
+
 async def upsert_customer(
     st: LiveServices, host_id: str, *, phone: str | None = None, wechat: WeChatUser | None = None
 ) -> str:
-    """The customer with this phone (or this WeChat ``openid``) at this host, created on first sign-in
-    (concurrent first sign-ins of the same person make one customer). A WeChat ``unionid`` is kept."""
-    assert (phone is None) != (wechat is None)
-    now = st.clock.now_ms()
-    if wechat is not None:
-        who = Customer.wechat_openid == wechat.openid
-        values: dict[str, object] = {"wechat_openid": wechat.openid, "wechat_unionid": wechat.unionid}
-    else:
-        who = Customer.phone == phone
-        values = {"phone": phone}
+    """The customer with this phone (or this WeChat ``openid``) at this host, made on first sign-in."""
     async with st.sessions() as session, session.begin():
-        await session.execute(
-            insert_ignoring_conflicts(session, Customer).values(
-                id=new_id("cus"), host_id=host_id, created_ms=now, last_sign_in_ms=now, **values
-            )
-        )
-        customer_id = (
-            await session.execute(select(Customer.id).where(Customer.host_id == host_id, who))
-        ).scalar_one()
-        changes: dict[str, object] = {"last_sign_in_ms": now}
-        if wechat is not None and wechat.unionid is not None:
-            changes["wechat_unionid"] = wechat.unionid
-        await session.execute(update(Customer).where(Customer.id == customer_id).values(**changes))
-    return str(customer_id)
+        return await customers.upsert(session, host_id, now_ms=st.clock.now_ms(), phone=phone, wechat=wechat)
 
 
 def signed_in(
@@ -249,6 +264,8 @@ async def host_sign_in(request: Request) -> JSONResponse:
 routes = [
     Route("/api/rooms/{room:id}/sign-in/code", send_code, methods=["POST"]),
     Route("/api/rooms/{room:id}/sign-in", sign_in, methods=["POST"]),
+    Route("/api/shops/{host:id}/sign-in/code", shop_send_code, methods=["POST"]),
+    Route("/api/shops/{host:id}/sign-in", shop_sign_in, methods=["POST"]),
     Route("/api/host-sign-in/code", host_send_code, methods=["POST"]),
     Route("/api/host-sign-in", host_sign_in, methods=["POST"]),
 ]

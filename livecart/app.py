@@ -17,13 +17,17 @@ from starlette.routing import Route
 
 import live.api
 import live.host_account
+import live.leader_links
 import live.pages
 import live.sign_in_api
 import live.video_api
 import live.wechat_api
 import realtime.endpoint
 import reporting.api
+import reporting.customers_api
 import shop.api
+import shop.leaders_api
+import shop.settlement_api
 from base import db, openapi
 from base.clock import Clock, SystemClock
 from base.embedded_redis import EmbeddedRedis
@@ -241,6 +245,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         ),
         shop=ShopServices(
             settings=settings,
+            clock=clock,
             auth=auth,
             rate_limits=rate_limits,
             sessions=sessions,
@@ -249,8 +254,10 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
             payments=payments,
         ),
         reporting=ReportingServices(
+            settings=settings,
             clock=clock,
             auth=auth,
+            rate_limits=rate_limits,
             sessions=sessions,
             stock_left=inventory.stock_left_many,
             presence=realtime.presence,
@@ -322,7 +329,11 @@ def create_app(
         *live.video_api.routes,
         *realtime.endpoint.routes,
         *shop.api.routes[1:],
+        *shop.leaders_api.routes,
+        *shop.settlement_api.routes,
         *reporting.api.routes,
+        *reporting.customers_api.routes,
+        *live.leader_links.routes,
         *live.pages.routes,
     ]
     app = Starlette(

@@ -13,8 +13,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from base.clock import Clock
-from base.http import settings
+from base.limits import RateLimits
 from base.openapi import doc
+from base.settings import Settings
 from identity.guards import Authenticator
 from live.errors import UnknownRoom
 from live.host_rooms import owned_room
@@ -30,8 +31,10 @@ Presence = Callable[[str], Awaitable[dict[str, int]]]
 
 @dataclass(frozen=True, slots=True)
 class ReportingServices:
+    settings: Settings
     clock: Clock
     auth: Authenticator
+    rate_limits: RateLimits
     sessions: async_sessionmaker[AsyncSession]
     stock_left: StockLeft
     presence: Presence
@@ -50,7 +53,13 @@ async def get_room_stats(request: Request) -> JSONResponse:
         card_ids = list((await session.execute(select(Card.id).where(Card.room_id == room.id))).scalars())
         stock = await st.stock_left(card_ids) if card_ids else {}
         stats = await room_stats(
-            session, room.id, stock_left=stock, now_ms=st.clock.now_ms(), currency=settings(request).currency
+            session,
+            room.id,
+            host_id=room.host_id,
+            stock_left=stock,
+            now_ms=st.clock.now_ms(),
+            currency=st.settings.currency,
+            binding_days=st.settings.binding_days,
         )
     stats.update(await st.presence(room.id))
     return JSONResponse(stats)

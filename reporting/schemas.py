@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel
 
 
@@ -18,7 +20,12 @@ class CardStats(BaseModel):
 
 
 class PromoterStats(BaseModel):
-    viewer_id: str
+    #: A customer id, or (a v1 guest promoter) a viewer id.
+    promoter_id: str
+    kind: Literal["leader", "customer", "guest"]
+    leader_id: str | None
+    #: The promoter's own viewer in this room, if they joined it.
+    viewer_id: str | None
     name: str
     viewers: int
     orders_paid: int

@@ -4,17 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import and_, case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
-from live.models import Viewer
+from live.bindings import DAY_MS
+from live.models import Binding, Viewer
 from realtime.models import RoomViewer, ViewerSample
 from shop.inventory.rules import OrderStatus
 from shop.models import Card, Commission, Order, Product
+from shop.settlement import names, promoter_key
 
 
 async def room_stats(
-    session: AsyncSession, room_id: str, *, stock_left: dict[str, int | None], now_ms: int, currency: str
+    session: AsyncSession,
+    room_id: str,
+    *,
+    host_id: str,
+    stock_left: dict[str, int | None],
+    now_ms: int,
+    currency: str,
+    binding_days: float,
 ) -> dict[str, Any]:
     paid = Order.status == OrderStatus.PAID.value
     active = (Order.status == OrderStatus.RESERVED.value) & (Order.expires_ms >= now_ms)
@@ -71,54 +81,9 @@ async def room_stats(
             }
         )
 
-    referred = (
-        select(Viewer.referrer_id, func.count().label("n"))
-        .where(Viewer.room_id == room_id, Viewer.referrer_id.is_not(None))
-        .group_by(Viewer.referrer_id)
-        .subquery()
+    promoters = await room_promoters(
+        session, room_id, host_id=host_id, now_ms=now_ms, binding_days=binding_days
     )
-    sales = (
-        select(
-            Order.referrer_id,
-            func.count().filter(paid).label("orders"),
-            func.coalesce(func.sum(case((paid, Order.amount), else_=0)), 0).label("gmv"),
-        )
-        .where(Order.room_id == room_id, Order.referrer_id.is_not(None))
-        .group_by(Order.referrer_id)
-        .subquery()
-    )
-    earned = (
-        select(Commission.promoter_id, func.sum(Commission.amount).label("amount"))
-        .where(Commission.room_id == room_id)
-        .group_by(Commission.promoter_id)
-        .subquery()
-    )
-    promoters_rows = await session.execute(
-        select(
-            Viewer.id,
-            Viewer.name,
-            func.coalesce(referred.c.n, 0),
-            func.coalesce(sales.c.orders, 0),
-            func.coalesce(sales.c.gmv, 0),
-            func.coalesce(earned.c.amount, 0),
-        )
-        .outerjoin(referred, referred.c.referrer_id == Viewer.id)
-        .outerjoin(sales, sales.c.referrer_id == Viewer.id)
-        .outerjoin(earned, earned.c.promoter_id == Viewer.id)
-        .where(Viewer.room_id == room_id, (referred.c.n.is_not(None)) | (sales.c.orders.is_not(None)))
-    )
-    promoters = [
-        {
-            "viewer_id": v,
-            "name": n,
-            "viewers": int(c),
-            "orders_paid": int(o),
-            "gmv": int(g),
-            "commission": int(m),
-        }
-        for v, n, c, o, g, m in promoters_rows.all()
-    ]
-    promoters.sort(key=lambda p: (-p["gmv"], -p["viewers"], p["viewer_id"]))
     orders_reserved, orders_paid, orders_refunded, buyers_paid, gmv = (int(x) for x in totals)
     return {
         # Live presence is counted by the realtime hub across processes; the endpoint fills these in.
@@ -138,3 +103,68 @@ async def room_stats(
         "cards": cards,
         "promoters": promoters,
     }
+
+
+async def room_promoters(
+    session: AsyncSession, room_id: str, *, host_id: str, now_ms: int, binding_days: float
+) -> list[dict[str, Any]]:
+    """The show's promoter leaderboard: per promoter, the room's viewers they brought (a customer: bound
+    to them at this host now; a v1 guest: brought into the room by their share link), the paid orders that
+    earned them commission here, their amount, and the commission's net (the ledger's rows of the room)."""
+    referrer = aliased(Viewer)
+    in_force = [Binding.customer_id == Viewer.customer_id, Binding.host_id == host_id]
+    if binding_days:
+        in_force.append(Binding.bound_ms > now_ms - int(binding_days * DAY_MS))
+    key = func.coalesce(Binding.promoter_id, referrer.customer_id, referrer.id)
+    brought = await session.execute(
+        select(key, func.count())
+        .select_from(Viewer)
+        .outerjoin(Binding, and_(*in_force))
+        .outerjoin(referrer, and_(referrer.id == Viewer.referrer_id, Viewer.customer_id.is_(None)))
+        .where(Viewer.room_id == room_id, key.is_not(None))
+        .group_by(key)
+    )
+    viewers = {str(k): int(n) for k, n in brought.all()}
+    earning = (Commission.kind == "accrual") & (Order.status == OrderStatus.PAID.value)
+    sold = await session.execute(
+        select(
+            promoter_key,
+            func.count().filter(earning),
+            func.coalesce(func.sum(case((earning, Order.amount), else_=0)), 0),
+            func.coalesce(func.sum(Commission.amount), 0),
+        )
+        .join(Order, Order.id == Commission.order_id)
+        .where(Commission.room_id == room_id)
+        .group_by(promoter_key)
+    )
+    sales = {str(k): (int(o), int(g), int(m)) for k, o, g, m in sold.all()}
+    keys = sorted(set(viewers) | set(sales))
+    who = await names(session, host_id, keys)
+    own_viewers = dict(
+        (
+            await session.execute(
+                select(Viewer.customer_id, Viewer.id).where(
+                    Viewer.room_id == room_id, Viewer.customer_id.in_(keys)
+                )
+            )
+        ).all()
+    )
+    promoters: list[dict[str, Any]] = []
+    for k in keys:
+        orders, gmv, commission = sales.get(k, (0, 0, 0))
+        name = who.get(k)
+        promoters.append(
+            {
+                "promoter_id": k,
+                "kind": name.kind if name else "guest",
+                "name": name.name if name else k,
+                "leader_id": name.leader_id if name else None,
+                "viewer_id": own_viewers.get(k) or (k if name and name.kind == "guest" else None),
+                "viewers": viewers.get(k, 0),
+                "orders_paid": orders,
+                "gmv": gmv,
+                "commission": commission,
+            }
+        )
+    promoters.sort(key=lambda p: (-int(p["gmv"]), -int(p["viewers"]), str(p["promoter_id"])))
+    return promoters

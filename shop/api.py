@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import csv
-import io
-
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from base.csv_export import csv_response
 from base.http import client_ip, read_body, read_json, read_query
 from base.openapi import Header, Reply, doc
 from identity.tokens import HostIdentity
@@ -20,6 +18,7 @@ from shop.errors import (
     IdempotencyMismatch,
     InvalidIdempotencyKey,
     InvalidQuantity,
+    InvalidRefund,
     InvalidSignature,
     InvalidWebhook,
     InventoryUnavailable,
@@ -217,14 +216,15 @@ async def cancel_order(request: Request) -> JSONResponse:
     body=RefundIn,
     body_required=False,
     responses={200: OrderOut},
-    errors=[UnknownResource, OrderStateConflict],
-    summary="Refund a paid order",
+    errors=[UnknownResource, OrderStateConflict, InvalidRefund],
+    summary="Refund a paid order, or part of it (its commission is clawed back in proportion)",
 )
 async def refund_order(request: Request) -> JSONResponse:
     st = services(request)
     host = await st.auth.require_host(request)
     body = await read_json(request, RefundIn, empty_ok=True)
-    return JSONResponse(await st.orders.refund(host, request.path_params["order"], restock=body.restock))
+    order_id = request.path_params["order"]
+    return JSONResponse(await st.orders.refund(host, order_id, restock=body.restock, amount=body.amount))
 
 
 @doc(
@@ -310,6 +310,7 @@ CSV_COLUMNS = [
     "amount",
     "currency",
     "paid_at",
+    "refunded_amount",
     "referrer_id",
     "tracking_number",
     "refund_reason",
@@ -335,25 +336,12 @@ async def list_room_orders(request: Request) -> Response:
         rows = await room_orders(session, room.id)
     orders = [(order_json(o, currency=st.settings.currency), p.name) for o, p in rows]
     if read_query(request, RoomOrdersQuery).format == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(CSV_COLUMNS)
-        for order, product in orders:
-            writer.writerow(
-                [_csv_safe(product) if c == "product" else _csv_safe(order.get(c)) for c in CSV_COLUMNS]
-            )
-        return Response(
-            out.getvalue(),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="orders-{room.id}.csv"'},
+        return csv_response(
+            f"orders-{room.id}.csv",
+            CSV_COLUMNS,
+            ({**order, "product": product} for order, product in orders),
         )
     return JSONResponse([order for order, _ in orders])
-
-
-def _csv_safe(value: object) -> str:
-    """Text as a spreadsheet should show it: a leading = + - @ would otherwise run as a formula."""
-    text = "" if value is None else str(value)
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
 
 
 routes = [

@@ -89,6 +89,7 @@ class Catalog:
                 stock_total=body.stock,
                 per_user_limit=body.per_user_limit,
                 reserve_seconds=body.reserve_seconds,
+                commission_bps=body.commission_bps,
                 status=CardStatus.PINNED.value,
                 opened_ms=None,
                 closes_ms=None,
@@ -153,8 +154,9 @@ class Catalog:
         return await self._announce(await self.view(host, card_id))
 
     async def patch_card(self, host: HostIdentity, card_id: str, body: CardPatchIn) -> dict[str, Any]:
-        if body.price is None and body.add_stock is None:
-            raise NothingToChange("Give price and/or add_stock.")
+        rate_given = "commission_bps" in body.model_fields_set
+        if body.price is None and body.add_stock is None and not rate_given:
+            raise NothingToChange("Give price, add_stock and/or commission_bps.")
         async with self.sessions() as session, session.begin():
             await self._owned(session, host, card_id)
             values: dict[str, Any] = {}
@@ -162,6 +164,8 @@ class Catalog:
                 values["price"] = body.price
             if body.add_stock is not None:
                 values["stock_total"] = Card.stock_total + body.add_stock
+            if rate_given:
+                values["commission_bps"] = body.commission_bps
             await session.execute(update(Card).where(Card.id == card_id).values(**values))
         if body.price is not None:
             await self._sync(card_id, price=body.price)

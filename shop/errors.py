@@ -4,7 +4,8 @@ ShopError
 ├── UnknownResource                                    (no such card, order, product, payment)
 ├── SoldOut, SaleNotOpen, LimitExceeded                (the sale says no)
 ├── OrderStateConflict, CardStateConflict              (the state does not allow it)
-├── InvalidQuantity, IdempotencyMismatch, NothingToChange
+├── InvalidQuantity, IdempotencyMismatch, NothingToChange, InvalidRefund
+├── NothingOwed, LeaderExists                          (settlement and the roster say no)
 ├── MissingIdempotencyKey, InvalidIdempotencyKey, InvalidSignature, InvalidWebhook
 ├── WrongRoom                                          (a viewer token of another room)
 ├── TooManyOrders                                      (the buy's rate gate: 429, Retry-After)
@@ -34,6 +35,24 @@ class LimitExceeded(ShopError):
 
 class InvalidQuantity(ShopError):
     default_code = "invalid_quantity"
+
+
+class InvalidRefund(ShopError):
+    """A refund amount beyond what is left of the order, or a restock with a partial refund."""
+
+    default_code = "invalid_refund"
+
+
+class NothingOwed(ShopError):
+    """A payout with nothing payable: no unpaid commission past its after-sale window (or a net ≤ 0)."""
+
+    default_code = "nothing_owed"
+
+
+class LeaderExists(ShopError):
+    """The customer is already on the host's roster of leaders."""
+
+    default_code = "leader_exists"
 
 
 class IdempotencyMismatch(ShopError):

@@ -25,6 +25,8 @@ class CardIn(RequestBody):
     stock: int = Field(ge=0, le=MAX_STOCK)
     per_user_limit: int = Field(default=1, ge=1, le=10_000)
     reserve_seconds: int = Field(default=300, ge=1, le=86_400)
+    #: This card's commission rate for promoters, in basis points (``None``: the leader's, else the shop's).
+    commission_bps: int | None = Field(default=None, ge=0, le=10_000)
 
 
 class CardOpenIn(RequestBody):
@@ -41,18 +43,20 @@ def _one_of_them_given(schema: dict[str, Any], model: type[BaseModel]) -> None:
 
 
 class CardPatchIn(RequestBody):
-    """What to change: ``price``, ``add_stock`` or both (at least one of them, not null)."""
+    """What to change: ``price``, ``add_stock``, ``commission_bps`` (at least one of them; only
+    ``commission_bps`` may be null: back to the leader's or shop's rate)."""
 
     model_config = ConfigDict(json_schema_extra=_one_of_them_given)
-    CHANGES: ClassVar[tuple[str, ...]] = ("price", "add_stock")
+    CHANGES: ClassVar[tuple[str, ...]] = ("price", "add_stock", "commission_bps")
 
     price: int | None = Field(default=None, ge=0, le=MAX_PRICE)
     add_stock: int | None = Field(default=None, ge=1, le=MAX_STOCK)
+    commission_bps: int | None = Field(default=None, ge=0, le=10_000)
 
     @model_validator(mode="after")
     def something_to_change(self) -> CardPatchIn:
-        if all(getattr(self, name) is None for name in self.CHANGES):
-            raise ValueError("Give price and/or add_stock.")
+        if self.price is None and self.add_stock is None and "commission_bps" not in self.model_fields_set:
+            raise ValueError("Give price, add_stock and/or commission_bps.")
         return self
 
 
@@ -80,7 +84,10 @@ class RoomOrdersQuery(BaseModel):
 
 
 class RefundIn(RequestBody):
+    #: Put the units back on sale; only with the refund that completes the order.
     restock: bool = False
+    #: How much to refund, in minor units (default: all that is left; less leaves the order ``paid``).
+    amount: int | None = Field(default=None, ge=1, le=MAX_PRICE * 10_000)
 
 
 class DevCompleteIn(RequestBody):
@@ -118,6 +125,7 @@ class CardOut(BaseModel):
     reserve_seconds: int
     status: Literal["pinned", "open", "closed", "sold_out"]
     closes_at: str | None
+    commission_bps: int | None
 
 
 class OrderOut(BaseModel):
@@ -130,6 +138,8 @@ class OrderOut(BaseModel):
     amount: int
     currency: str
     status: Literal["reserved", "paid", "expired", "cancelled", "refunded"]
+    #: Refunded so far; a partially refunded order stays ``paid``.
+    refunded_amount: int
     expires_at: str
     created_at: str
     paid_at: str | None

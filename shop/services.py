@@ -9,6 +9,7 @@ from typing import cast
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.requests import HTTPConnection
 
+from base.clock import Clock
 from base.limits import RateLimits
 from base.settings import Settings
 from identity.guards import Authenticator
@@ -20,6 +21,7 @@ from shop.payments.service import PaymentService
 @dataclass(frozen=True, slots=True)
 class ShopServices:
     settings: Settings
+    clock: Clock
     auth: Authenticator
     rate_limits: RateLimits
     sessions: async_sessionmaker[AsyncSession]

@@ -43,6 +43,7 @@ def card_json(
             card.status, stock_left=stock_left, closes_ms=card.closes_ms, now_ms=now_ms
         ).value,
         "closes_at": iso(card.closes_ms),
+        "commission_bps": card.commission_bps,
     }
 
 
@@ -57,6 +58,7 @@ def order_json(o: Order, *, currency: str) -> dict[str, Any]:
         "amount": o.amount,
         "currency": currency,
         "status": o.status,
+        "refunded_amount": o.refunded_amount,
         "expires_at": iso(o.expires_ms),
         "created_at": iso(o.created_ms),
         "paid_at": iso(o.paid_ms),

@@ -33,6 +33,8 @@ class Order:
     unit_price: int
     amount: int
     status: str
+    #: What has been refunded of ``amount`` so far (all of it once ``refunded``; part of a ``paid`` one).
+    refunded_amount: int
     #: Units of a refunded order that went back on sale (``False``: written off).
     restocked: bool
     #: Paid after its reservation had expired (honoured: the stock was re-reserved).
@@ -62,6 +64,7 @@ class Order:
             unit_price=row.unit_price,
             amount=row.amount,
             status=row.status,
+            refunded_amount=row.refunded_amount,
             restocked=row.restocked,
             late=row.late,
             refund_reason=row.refund_reason,
@@ -86,6 +89,7 @@ class Order:
             unit_price=r.unit_price,
             amount=r.unit_price * r.quantity,
             status="reserved",
+            refunded_amount=0,
             restocked=False,
             late=False,
             refund_reason=None,

@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from live.models import Room
 from shop.inventory.rules import OrderStatus
-from shop.models import Card, Commission, Payment, Product
+from shop.models import Card, Payment, Product
 from shop.models import Order as OrderRow
 from shop.orders.order import Order
 
@@ -44,14 +44,37 @@ async def transition(
     to: OrderStatus,
     allowed: Sequence[OrderStatus],
     buyer_id: str | None = None,
+    refunded_from: int | None = None,
     **values: Any,
 ) -> Order | None:
     """Guarded status change: applies only if the order is in one of ``allowed`` (and, if given, belongs to
-    ``buyer_id``). Returns the changed row, or ``None`` when nothing matched."""
+    ``buyer_id`` and has ``refunded_from`` refunded so far). Returns the changed row, or ``None`` when
+    nothing matched."""
     conditions = [OrderRow.id == order_id, OrderRow.status.in_([s.value for s in allowed])]
     if buyer_id is not None:
         conditions.append(OrderRow.buyer_id == buyer_id)
+    if refunded_from is not None:
+        conditions.append(OrderRow.refunded_amount == refunded_from)
     stmt = update(OrderRow).where(*conditions).values(status=to.value, **values).returning(OrderRow)
+    row = (await session.execute(stmt)).scalar_one_or_none()
+    return Order.of_row(row) if row is not None else None
+
+
+async def refund_part(
+    session: AsyncSession, order_id: str, *, refunded_from: int, amount: int
+) -> Order | None:
+    """Add a partial refund to a paid order that has ``refunded_from`` refunded so far (``None``: it changed
+    meanwhile, or is no longer paid)."""
+    stmt = (
+        update(OrderRow)
+        .where(
+            OrderRow.id == order_id,
+            OrderRow.status == OrderStatus.PAID.value,
+            OrderRow.refunded_amount == refunded_from,
+        )
+        .values(refunded_amount=OrderRow.refunded_amount + amount)
+        .returning(OrderRow)
+    )
     row = (await session.execute(stmt)).scalar_one_or_none()
     return Order.of_row(row) if row is not None else None
 
@@ -143,8 +166,3 @@ async def refund_payments(session: AsyncSession, order_id: str, *, now_ms: int) 
 async def pending_payment(session: AsyncSession, order_id: str) -> Payment | None:
     stmt = select(Payment).where(Payment.order_id == order_id, Payment.status == "pending").limit(1)
     return (await session.execute(stmt)).scalar_one_or_none()
-
-
-async def commission_total(session: AsyncSession, order_id: str) -> int:
-    stmt = select(func.coalesce(func.sum(Commission.amount), 0)).where(Commission.order_id == order_id)
-    return int((await session.execute(stmt)).scalar_one())

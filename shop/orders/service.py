@@ -38,10 +38,12 @@ from shop.inventory.records import ReserveResult
 from shop.inventory.rules import OrderRates, OrderStatus
 from shop.inventory.sale_types import SaleType, sale_type_of
 from shop.inventory.store import Inventory
+from shop.models import Refund
 from shop.orders import repo
 from shop.orders.order import Order
 from shop.orders.writer import IdempotencyTaken, OrderWriter, row_of
 from shop.reconcile import Reconciler
+from shop.settlement_rules import plan_refund
 from shop.views import order_json
 
 log = logging.getLogger("livecart.orders")
@@ -237,9 +239,14 @@ class OrderService:
         await self.inventory.release(changed.card_id, order_id, mode="cancel", now_ms=now)
         return await self.tell(order_json(changed, currency=self.settings.currency))
 
-    async def refund(self, host: HostIdentity, order_id: str, *, restock: bool) -> dict[str, Any]:
-        """SQL first, Redis second; a note taken in Redis before the commit lets the sweeper finish the
-        Redis half if this process never does (``Inventory.begin_refund``)."""
+    async def refund(
+        self, host: HostIdentity, order_id: str, *, restock: bool, amount: int | None = None
+    ) -> dict[str, Any]:
+        """Refund ``amount`` (``None``: all that is left) of a paid order. The refund that completes it makes
+        it ``refunded`` and releases its units in Redis (back on sale with ``restock``): SQL first, Redis
+        second, with a note taken in Redis before the commit that lets the sweeper finish the Redis half if
+        this process never does (``Inventory.begin_refund``). A partial refund leaves it ``paid`` and Redis
+        untouched. Either claws back its share of the commission (``commissions.claw_back``)."""
         now = self.clock.now_ms()
         async with self.sessions() as session, session.begin():
             found = await repo.order_with_room(session, order_id)
@@ -249,21 +256,48 @@ class OrderService:
             require_room_owner(host, room.host_id, what="order")
             if order.status != OrderStatus.PAID:
                 raise OrderStateConflict(f"Only a paid order can be refunded; this one is {order.status}.")
-            await self.inventory.begin_refund(order.card_id, order_id, now_ms=now)
-            changed = await repo.transition(
-                session,
-                order_id,
-                to=OrderStatus.REFUNDED,
-                allowed=[OrderStatus.PAID],
-                closed_ms=now,
-                restocked=restock,
-                refund_reason="host_refund",
+            plan = plan_refund(
+                order_amount=order.amount, refunded=order.refunded_amount, requested=amount, restock=restock
             )
+            if plan.completes:
+                await self.inventory.begin_refund(order.card_id, order_id, now_ms=now)
+                changed = await repo.transition(
+                    session,
+                    order_id,
+                    to=OrderStatus.REFUNDED,
+                    allowed=[OrderStatus.PAID],
+                    refunded_from=order.refunded_amount,
+                    closed_ms=now,
+                    restocked=restock,
+                    refund_reason="host_refund",
+                    refunded_amount=order.amount,
+                )
+            else:
+                changed = await repo.refund_part(
+                    session, order_id, refunded_from=order.refunded_amount, amount=plan.amount
+                )
             if changed is None:  # refunded meanwhile by another request (whose note the sweeper settles)
-                raise OrderStateConflict("Only a paid order can be refunded; this one was just refunded.")
-            await commissions.claw_back(session, changed, now_ms=now)
-            await repo.refund_payments(session, order_id, now_ms=now)
-        await self.inventory.refund(changed.card_id, order_id, restock=restock)
+                raise OrderStateConflict(
+                    "This order was refunded meanwhile by another request; reload it and try again."
+                )
+            refund_id = new_id("rfd")
+            session.add(
+                Refund(
+                    id=refund_id,
+                    order_id=order_id,
+                    amount=plan.amount,
+                    restocked=restock and plan.completes,
+                    created_ms=now,
+                )
+            )
+            await session.flush()
+            await commissions.claw_back(
+                session, changed, refund_id=refund_id, terms=commissions.Terms.of(self.settings), now_ms=now
+            )
+            if plan.completes:
+                await repo.refund_payments(session, order_id, now_ms=now)
+        if plan.completes:
+            await self.inventory.refund(changed.card_id, order_id, restock=restock)
         return await self.tell(order_json(changed, currency=self.settings.currency))
 
     async def ship(self, host: HostIdentity, order_id: str, tracking_number: str) -> dict[str, Any]:

@@ -222,7 +222,7 @@ class PaymentService:
                 closed_ms=None,
             )
             assert paid is not None
-            await commissions.accrue(session, paid, rate_bps=self.settings.commission_rate_bps, now_ms=now)
+            await commissions.accrue(session, paid, terms=commissions.Terms.of(self.settings), now_ms=now)
             return "paid_late" if late else "paid"
         log.info("order %s: payment could not be honoured (%s); refunding", order.id, held)
         await repo.transition(

@@ -207,7 +207,7 @@ async def test_a_show_from_sign_up_to_shipping(
         await host.click("#orders-csv")
     download = await download_info.value
     path = await download.path()
-    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8"))))
+    rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
     assert [(r["status"], r["tracking_number"], r["amount"]) for r in rows] == [
         ("paid", "SF1234567890", "990")
     ]

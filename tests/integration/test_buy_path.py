@@ -86,5 +86,6 @@ async def test_csv_export(client: httpx.AsyncClient) -> None:
         f"/api/rooms/{sale.room_id}/orders", params={"format": "csv"}, headers=auth(sale.host_token)
     )
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
-    lines = r.text.strip().splitlines()
+    assert r.text.startswith("\ufeff"), "Excel needs the BOM to read the UTF-8 (Chinese names)"
+    lines = r.text.removeprefix("\ufeff").strip().splitlines()
     assert lines[0].startswith("id,created_at,status") and lines[1].startswith(order["id"])

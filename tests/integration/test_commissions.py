@@ -60,18 +60,20 @@ async def test_a_self_referred_paid_order_earns_no_commission(
 async def test_accrue_credits_the_referrer_and_never_the_buyer(
     client: httpx.AsyncClient, server: LiveServer
 ) -> None:
-    sale = await new_sale(client, stock=5, price=995)
-    ann, bob = await join(client, sale, "Ann"), await join(client, sale, "Bob")
+    # A guest room (v1): attribution is the order's referrer viewer (a customer's is their binding).
+    sale = await new_sale(client, stock=5, price=995, sign_in="guest")
+    ann, bob = await join(client, sale, "Ann", guest=True), await join(client, sale, "Bob", guest=True)
     placed = await ok(await buy(client, sale.card_id, ann), 201)
     now = server.state.clock.now_ms()
+    terms = commissions.Terms.of(server.settings)
 
     async with server.state.sessions() as session, session.begin():
         order = await session.get(Order, placed["id"])
         assert order is not None
-        assert await commissions.accrue(session, order, rate_bps=RATE_BPS, now_ms=now) == 0  # no referrer
+        assert await commissions.accrue(session, order, terms=terms, now_ms=now) == 0  # no referrer
         order.referrer_id = order.buyer_id  # self-referred
         await session.flush()
-        assert await commissions.accrue(session, order, rate_bps=RATE_BPS, now_ms=now) == 0
+        assert await commissions.accrue(session, order, terms=terms, now_ms=now) == 0
     assert await ledger(server, placed["id"]) == []
 
     async with server.state.sessions() as session, session.begin():
@@ -79,6 +81,6 @@ async def test_accrue_credits_the_referrer_and_never_the_buyer(
         assert order is not None
         order.referrer_id = bob.viewer_id
         await session.flush()
-        assert await commissions.accrue(session, order, rate_bps=RATE_BPS, now_ms=now) == 99  # floor(99.5)
-        await commissions.accrue(session, order, rate_bps=RATE_BPS, now_ms=now)  # at most once
+        assert await commissions.accrue(session, order, terms=terms, now_ms=now) == 99  # floor(99.5)
+        await commissions.accrue(session, order, terms=terms, now_ms=now)  # at most once
     assert await ledger(server, placed["id"]) == [("accrual", bob.viewer_id, 99)]

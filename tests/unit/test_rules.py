@@ -180,6 +180,7 @@ def order(
         unit_price=price,
         amount=qty * price,
         status=status,
+        refunded_amount=qty * price if status == "refunded" else 0,
         restocked=restocked,
         late=False,
         refund_reason=None,

@@ -1,0 +1,145 @@
+"""Request bodies and response shapes of leaders, the shop's rate and settlement (SPEC §9)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from base.fields import DisplayName, Identifier, Instant, RequestBody
+
+Rate = int  # basis points, 0..10000
+RATE = Field(default=None, ge=0, le=10_000, description="basis points of the order amount (1000 = 10 %)")
+
+
+class LeaderIn(RequestBody):
+    """Who: one of your customers by ``customer_id``, or by ``phone`` (made a customer if new)."""
+
+    customer_id: Identifier | None = None
+    phone: str | None = Field(default=None, min_length=3, max_length=32)
+    name: DisplayName | None = None
+    commission_bps: int | None = RATE
+
+    @model_validator(mode="after")
+    def one_who(self) -> LeaderIn:
+        if (self.customer_id is None) == (self.phone is None):
+            raise ValueError("Give customer_id or phone (one of them).")
+        return self
+
+
+class LeaderPatchIn(RequestBody):
+    """What to change (at least one); ``commission_bps: null`` goes back to the shop's rate."""
+
+    name: DisplayName | None = None
+    commission_bps: int | None = RATE
+    suspended: bool | None = None
+
+    @model_validator(mode="after")
+    def something(self) -> LeaderPatchIn:
+        if not self.model_fields_set:
+            raise ValueError("Give name, commission_bps and/or suspended.")
+        if "name" in self.model_fields_set and self.name is None:
+            raise ValueError("name: a leader keeps a name.")
+        if "suspended" in self.model_fields_set and self.suspended is None:
+            raise ValueError("suspended: true or false.")
+        return self
+
+
+class Figures(BaseModel):
+    orders_paid: int
+    gmv: int
+    accrued: int
+    clawed_back: int
+    net: int
+    paid_out: int
+    #: net - paid_out
+    owed: int
+    #: The part of ``owed`` a payout now would pay (orders past their after-sale window).
+    payable: int
+
+
+class LeaderOut(Figures):
+    id: str
+    customer_id: str
+    name: str
+    phone_masked: str | None
+    code: str
+    #: The leader's link: the host's live show, else the next scheduled one.
+    url: str
+    qr_url: str
+    #: ``None``: the shop's rate.
+    commission_bps: int | None
+    suspended: bool
+    created_at: str
+    #: Customers bound to the leader now.
+    customers: int
+
+
+class ShopOut(BaseModel):
+    id: str
+    name: str
+    #: The shop's own rate (``None``: the server's default below).
+    commission_bps: int | None
+    default_commission_bps: int
+    binding_days: float
+    after_sale_days: float
+
+
+class ShopPatchIn(RequestBody):
+    commission_bps: int | None = RATE
+
+    @model_validator(mode="after")
+    def given(self) -> ShopPatchIn:
+        if "commission_bps" not in self.model_fields_set:
+            raise ValueError("Give commission_bps (null: the server's default).")
+        return self
+
+
+class PeriodQuery(BaseModel):
+    """The query of ``GET /api/commissions``: ledger rows made in ``[from, to)``."""
+
+    model_config = {"populate_by_name": True}
+    from_: Instant | None = Field(default=None, alias="from")
+    to: Instant | None = None
+    format: str | None = Field(default=None, description="csv: a CSV file; anything else: JSON")
+
+
+class FormatQuery(BaseModel):
+    format: str | None = Field(default=None, description="csv: a CSV file; anything else: JSON")
+
+
+class CommissionLineOut(Figures):
+    promoter_id: str
+    name: str
+    kind: Literal["leader", "customer", "guest"]
+    leader_id: str | None
+
+
+class PayoutIn(RequestBody):
+    promoter_id: Identifier
+    #: Pay the rows made up to this instant (default: now); the same promoter and instant is one payout.
+    up_to: Instant | None = None
+
+
+class PayoutOut(BaseModel):
+    id: str
+    promoter_id: str
+    name: str
+    kind: Literal["leader", "customer", "guest"]
+    amount: int
+    rows: int
+    up_to: str
+    created_at: str
+
+
+class PayoutItemOut(BaseModel):
+    commission_id: str
+    order_id: str
+    room_id: str
+    kind: Literal["accrual", "clawback"]
+    amount: int
+    created_at: str
+
+
+class PayoutDetailOut(PayoutOut):
+    items: list[PayoutItemOut]
