@@ -288,3 +288,251 @@ async def test_a_partial_refund_claws_back_in_proportion_and_the_last_one_exactl
     assert (done.status_code, done.json()["error"]) == (409, "invalid_order_state")
     stock = await ok(await client.get(f"/api/cards/{card}", headers=h))
     assert stock["stock_left"] == 10
+
+
+async def test_a_payout_pays_each_row_once_even_when_requested_twice_at_once(
+    client: httpx.AsyncClient, server: LiveServer, clock: ShiftedClock
+) -> None:
+    shop = await shop_with_two_shows(client)
+    room = shop.rooms[0]
+    _, card = await new_card(client, shop.token, room["id"], stock=50, price=1000, per_user_limit=5)
+    lena = await person(client, room["id"])
+    leader = await make_leader(client, shop, lena)
+    buyers = [
+        await enter(client, await person(client, room["id"]), room, invite=leader["code"]) for _ in range(3)
+    ]
+    for b in buyers:
+        await buy_and_pay(client, card, b)
+    h = auth(shop.token)
+
+    early = await client.post("/api/payouts", json={"promoter_id": lena.customer_id}, headers=h)
+    assert (early.status_code, early.json()["error"]) == (409, "nothing_owed"), (
+        "paid inside the after-sale window"
+    )
+    clock.advance_days(7.01)
+    late_buyer = await enter(client, await person(client, room["id"]), room, invite=leader["code"])
+    await buy_and_pay(client, card, late_buyer)  # inside its own window: not payable yet
+
+    up_to = datetime.fromtimestamp(clock.now_ms() / 1000, tz=UTC).isoformat()
+    body = {"promoter_id": lena.customer_id, "up_to": up_to}
+    first, second = await asyncio.gather(
+        *(client.post("/api/payouts", json=body, headers=h) for _ in range(2))
+    )
+    assert sorted([first.status_code, second.status_code]) == [200, 201], (first.text, second.text)
+    assert first.json() == second.json()
+    assert (first.json()["amount"], first.json()["rows"]) == (300, 3)
+    # Two different instants at once: the rows are paid by one of them, never both.
+    clock.advance_days(7.01)
+    bodies = [{"promoter_id": lena.customer_id, "up_to": f"2030-01-0{i}T00:00:00Z"} for i in (1, 2)]
+    answers = await asyncio.gather(*(client.post("/api/payouts", json=b, headers=h) for b in bodies))
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+
+    rows = await ledger(server)
+    assert all(c.payout_id is not None for c in rows)
+    payouts = await ok(await client.get("/api/payouts", headers=h))
+    assert sum(p["amount"] for p in payouts) == sum(c.amount for c in rows) == 400
+    (line,) = await ok(await client.get("/api/commissions", headers=h))
+    assert (line["net"], line["paid_out"], line["owed"], line["payable"]) == (400, 400, 0, 0)
+    detail = await ok(await client.get(f"/api/payouts/{payouts[-1]['id']}", headers=h))
+    assert sorted(i["amount"] for i in detail["items"]) == [100, 100, 100]
+    transfer = await client.get("/api/payouts", params={"format": "csv"}, headers=h)
+    assert lena.phone in transfer.text and transfer.headers["content-type"].startswith("text/csv")
+
+
+async def test_the_report_sums_equal_the_ledger_for_any_period(
+    client: httpx.AsyncClient, server: LiveServer, clock: ShiftedClock
+) -> None:
+    shop = await shop_with_two_shows(client)
+    room = shop.rooms[0]
+    _, card = await new_card(client, shop.token, room["id"], stock=50, price=1230, per_user_limit=5)
+    lena, mo = await person(client, room["id"]), await person(client, room["id"])
+    codes = [
+        (await make_leader(client, shop, lena))["code"],
+        (await make_leader(client, shop, mo, commission_bps=700))["code"],
+    ]
+    rng = random.Random(12)
+    orders = []
+    for i in range(8):
+        buyer = await enter(client, await person(client, room["id"]), room, invite=codes[i % 2])
+        orders.append(await buy_and_pay(client, card, buyer, quantity=rng.randint(1, 3)))
+        clock.advance_days(rng.random())
+    for order in orders[::3]:
+        await ok(
+            await client.post(
+                f"/api/orders/{order['id']}/refund", json={"amount": 500}, headers=auth(shop.token)
+            )
+        )
+    rows = await ledger(server)
+    times = sorted(c.created_ms for c in rows)
+    edges = [None, times[0], times[3], times[-1], times[-1] + 1, *rng.sample(times, 3)]
+    for _ in range(12):
+        start, end = rng.choice(edges), rng.choice(edges)
+        params = {}
+        if start is not None:
+            params["from"] = datetime.fromtimestamp(start / 1000, tz=UTC).isoformat(timespec="milliseconds")
+        if end is not None:
+            params["to"] = datetime.fromtimestamp(end / 1000, tz=UTC).isoformat(timespec="milliseconds")
+        report = await ok(await client.get("/api/commissions", params=params, headers=auth(shop.token)))
+        inside = [
+            c
+            for c in rows
+            if (start is None or c.created_ms >= start) and (end is None or c.created_ms < end)
+        ]
+        for who in (lena, mo):
+            mine = [c for c in inside if c.promoter_customer_id == who.customer_id]
+            line = next((x for x in report if x["promoter_id"] == who.customer_id), None)
+            accrued = sum(c.amount for c in mine if c.kind == "accrual")
+            clawed = -sum(c.amount for c in mine if c.kind == "clawback")
+            if not mine:
+                assert line is None
+                continue
+            assert line is not None
+            assert (line["accrued"], line["clawed_back"], line["net"]) == (
+                accrued,
+                clawed,
+                accrued - clawed,
+            ), params
+            assert line["orders_paid"] == sum(1 for c in mine if c.kind == "accrual")
+
+
+async def test_a_leader_sees_only_their_own_customers_and_money_and_hosts_only_theirs(
+    client: httpx.AsyncClient, server: LiveServer
+) -> None:
+    shop = await shop_with_two_shows(client)
+    other = await shop_with_two_shows(client)
+    room = shop.rooms[0]
+    _, card = await new_card(client, shop.token, room["id"], stock=10, price=1000)
+    a, b = await person(client, room["id"]), await person(client, room["id"])
+    leader_a = await make_leader(client, shop, a)
+    await make_leader(client, shop, b)
+    carol = await person(client, room["id"])
+    await buy_and_pay(client, card, await enter(client, carol, room, invite=leader_a["code"]))
+
+    me_a = await ok(await client.get("/api/me", headers=auth(a.token)))
+    me_b = await ok(await client.get("/api/me", headers=auth(b.token)))
+    assert me_a["earnings"]["accrued"] == 100 and me_a["referred_customers"] == 1
+    assert me_a["leader"]["code"] == leader_a["code"] and me_a["next_show"]["room_id"] == room["id"]
+    assert me_b["earnings"]["accrued"] == 0 and me_b["referred_customers"] == 0
+    assert await ok(await client.get("/api/me/customers", headers=auth(b.token))) == []
+    assert await ok(await client.get("/api/me/commissions", headers=auth(b.token))) == []
+    rows_a = await ok(await client.get("/api/me/commissions", headers=auth(a.token)))
+    assert [(r["kind"], r["amount"], r["room_title"]) for r in rows_a] == [("accrual", 100, "第一场")]
+    carol_me = await ok(await client.get("/api/me", headers=auth(carol.token)))
+    assert [o["amount"] for o in carol_me["orders"]] == [1000] and carol_me["leader"] is None
+
+    # Who may call what: hosts only their own; customers only /api/me; nobody without a token.
+    h, x = auth(shop.token), auth(other.token)
+    for path in (f"/api/leaders/{leader_a['id']}", f"/api/customers/{carol.customer_id}"):
+        assert (await client.get(path, headers=h)).status_code == 200
+        assert (await client.get(path, headers=x)).status_code == 404
+    assert await ok(await client.get("/api/leaders", headers=x)) == []
+    assert await ok(await client.get("/api/commissions", headers=x)) == []
+    assert await ok(await client.get("/api/customers", headers=x)) == []
+    stranger = await client.post("/api/leaders", json={"customer_id": carol.customer_id}, headers=x)
+    assert (stranger.status_code, stranger.json()["error"]) == (404, "unknown_customer")
+    foreign = await client.patch(f"/api/leaders/{leader_a['id']}", json={"suspended": True}, headers=x)
+    assert foreign.status_code == 404
+    pay_foreign = await client.post("/api/payouts", json={"promoter_id": a.customer_id}, headers=x)
+    assert (pay_foreign.status_code, pay_foreign.json()["error"]) == (409, "nothing_owed")
+    for method, path in (
+        ("GET", "/api/leaders"),
+        ("POST", "/api/leaders"),
+        ("GET", "/api/commissions"),
+        ("POST", "/api/payouts"),
+        ("GET", "/api/payouts"),
+        ("GET", "/api/customers"),
+        ("GET", "/api/shop"),
+    ):
+        as_customer = await client.request(method, path, json={}, headers=auth(a.token))
+        assert as_customer.status_code == 403, (method, path, as_customer.text)
+        nobody = await client.request(method, path, json={})
+        assert nobody.status_code == 401, (method, path, nobody.text)
+    assert (await client.get("/api/me")).status_code == 401
+    assert (await client.get("/api/me", headers=h)).status_code == 401  # a host token is no customer
+    again = await client.post("/api/leaders", json={"customer_id": a.customer_id}, headers=h)
+    assert (again.status_code, again.json()["error"]) == (409, "leader_exists")
+
+
+async def test_a_suspended_leaders_code_admits_but_binds_nobody_and_earns_nothing(
+    client: httpx.AsyncClient, server: LiveServer
+) -> None:
+    shop = await shop_with_two_shows(client)
+    room = shop.rooms[0]
+    _, card = await new_card(client, shop.token, room["id"], stock=10, price=1000, per_user_limit=2)
+    lena = await person(client, room["id"])
+    leader = await make_leader(client, shop, lena)
+    bound = await enter(client, await person(client, room["id"]), room, invite=leader["code"])
+    changed = await ok(
+        await client.patch(f"/api/leaders/{leader['id']}", json={"suspended": True}, headers=auth(shop.token))
+    )
+    assert changed["suspended"] is True
+    newcomer = await person(client, room["id"])
+    admitted = await enter(client, newcomer, room, invite=leader["code"])
+    paid_while_suspended = await buy_and_pay(client, card, bound)
+    await buy_and_pay(client, card, admitted)
+    assert await ledger(server) == [], "a suspended leader earned"
+    async with server.state.sessions() as session:
+        rows = (await session.execute(select(Binding.customer_id))).scalars().all()
+    assert newcomer.customer_id not in rows, "a suspended leader's code bound someone"
+    await ok(
+        await client.patch(
+            f"/api/leaders/{leader['id']}", json={"suspended": False}, headers=auth(shop.token)
+        )
+    )
+    again = await buy_and_pay(client, card, bound)
+    assert [(c.order_id, c.amount) for c in await ledger(server)] == [(again["id"], 100)]
+    assert paid_while_suspended["id"] != again["id"]
+
+
+async def test_a_binding_lapses_after_binding_days_and_the_next_code_binds_afresh(
+    client: httpx.AsyncClient, server: LiveServer, clock: ShiftedClock
+) -> None:
+    shop = await shop_with_two_shows(client)
+    room = shop.rooms[0]
+    _, card = await new_card(client, shop.token, room["id"], stock=10, price=1000, per_user_limit=3)
+    a, b = await person(client, room["id"]), await person(client, room["id"])
+    leader_a, leader_b = await make_leader(client, shop, a), await make_leader(client, shop, b)
+    carol = await person(client, room["id"])
+    inside = await enter(client, carol, room, invite=leader_a["code"])
+    clock.advance_days(server.settings.binding_days - 1)
+    await enter(client, carol, room, invite=leader_b["code"])  # still A's
+    first = await buy_and_pay(client, card, inside)
+    clock.advance_days(1.01)
+    await enter(client, carol, room, invite=leader_b["code"])  # A's binding lapsed: B's now
+    second = await buy_and_pay(client, card, inside)
+    credited = {c.order_id: c.promoter_customer_id for c in await ledger(server)}
+    assert credited == {first["id"]: a.customer_id, second["id"]: b.customer_id}
+    async with server.state.sessions() as session:
+        seqs = (await session.execute(select(Binding.seq, Binding.promoter_id).order_by(Binding.seq))).all()
+    assert [tuple(r) for r in seqs] == [(1, a.customer_id), (2, b.customer_id)]
+
+
+async def test_the_leader_link_leads_to_the_live_show_else_the_next_one(
+    client: httpx.AsyncClient, server: LiveServer
+) -> None:
+    token = await new_host(client, "主播")
+    scheduled = await new_room(client, token, "预告", live=False)
+    lena = await person(client, scheduled["id"])
+    leader = await ok(await client.post("/api/leaders", json={"phone": lena.phone}, headers=auth(token)), 201)
+    assert leader["customer_id"] == lena.customer_id  # by phone: the same customer
+    link = f"/j/{leader['code']}"
+    to_scheduled = await client.get(link)
+    assert (to_scheduled.status_code, to_scheduled.headers["location"]) == (
+        302,
+        f"/r/{scheduled['id']}?invite={leader['code']}",
+    )
+    live = await new_room(client, token, "直播中")
+    assert (await client.get(link)).headers["location"].startswith(f"/r/{live['id']}?")
+    for room in (scheduled, live):
+        await ok(await client.post(f"/api/rooms/{room['id']}/end", headers=auth(token)))
+    nothing = await client.get(link, headers={"Accept-Language": "zh-CN"})
+    assert nothing.status_code == 200 and "现在没有直播" in nothing.text
+    unknown = await client.get("/j/nosuchcode")
+    assert unknown.status_code == 404 and "Content-Security-Policy" in unknown.headers
+    qr = await client.get(f"{link}/qr.svg")
+    assert (
+        qr.status_code == 200 and qr.headers["content-type"] == "image/svg+xml" and qr.text.startswith("<svg")
+    )
+    assert (await client.get("/j/nosuchcode/qr.svg")).status_code == 404
+    preview = await client.get(f"/api/rooms/{live['id']}/preview", params={"invite": leader["code"]})
+    assert preview.status_code == 200, "a leader's code is a valid invite of every room of the host"
