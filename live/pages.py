@@ -1,5 +1,6 @@
-"""The pages the app serves itself: the host console (``/host``), the viewer page (``/r/{room}``) and their
-static files (``/static``): plain HTML, CSS and JavaScript modules, no build step.
+"""The pages the app serves itself: the host console (``/host``), the viewer page (``/r/{room}``), the leader
+page (``/l/{host}``) and their static files (``/static``): plain HTML, CSS and JavaScript modules, no build
+step.
 
 Both pages are rendered from their HTML file with three things filled in: the language (``<html lang>``),
 the page's title and a ``<head>`` of ``<meta>`` tags, one of which carries the page's configuration as
@@ -35,7 +36,9 @@ from starlette.types import Message, Receive, Scope, Send
 from base.http import settings  # importing it also registers the ``{room:id}`` path convertor
 from base.settings import Settings
 from identity.errors import InvalidInvite
+from identity.tokens import customer_cookie
 from live import preview as previews
+from live.models import Host, Room
 from live.preview import Preview
 from live.services import services
 from realtime.close_codes import POLICY
@@ -230,6 +233,7 @@ async def viewer_page(request: Request) -> Response:
                 "languages": LANGUAGES,
                 "wechat_sign_in": config.wechat_enabled,
                 "wechat_share": share,
+                "host_id": await _shop_of_room(request, room_id, admitted=found is not None),
             }
         ),
         *link_preview(language, found, page_url=page_url, base_url=base),
@@ -240,6 +244,49 @@ async def viewer_page(request: Request) -> Response:
     page = render("viewer.html", language=language, title=title, head=head)
     origins = [_origin(WECHAT_SDK)] if share else []
     return HTMLResponse(page, headers=_headers(config, script_origins=origins))
+
+
+async def _shop_of_room(request: Request, room_id: str, *, admitted: bool) -> str | None:
+    """The room's host id, for the page's 我的订单 (``/api/me?shop=``): only to a page whose link admits to
+    the room or whose browser is signed in at that shop (its cookie), so a bare room id tells nobody whose
+    show it is."""
+    async with services(request).sessions() as session:
+        room = await session.get(Room, room_id)
+    if room is None:
+        return None
+    signed_in = services(request).auth.customer(request, cookie=customer_cookie(room.host_id))
+    if admitted or (signed_in is not None and signed_in.host_id == room.host_id):
+        return room.host_id
+    return None
+
+
+def notice_page(language: str, title_key: str, text_key: str, *, status: int) -> HTMLResponse:
+    """A page of one sentence (an unknown shop's leader page): no script, the pages' style and headers."""
+    title = html.escape(translate(language, title_key))
+    text = html.escape(translate(language, text_key))
+    body = (
+        f'<!doctype html><html lang="{html.escape(language)}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<link rel="stylesheet" href="/static/style.css"><title>{title}</title></head>'
+        f'<body><main class="notice-page"><h1>{title}</h1><p id="page-message">{text}</p></main>'
+        "</body></html>"
+    )
+    return HTMLResponse(body, status_code=status, headers={**SECURITY_HEADERS, "Cache-Control": "no-cache"})
+
+
+async def leader_page(request: Request) -> Response:
+    """The leader page of a shop (SPEC §9): who the visitor is, and what they may see, is the API's to say
+    (``/api/me?shop=``, the shop's cookie); the page only needs the shop. An unknown shop is a 404 page."""
+    language = choose_language(request.headers.get("accept-language"))
+    host_id = request.path_params["host"]
+    async with services(request).sessions() as session:
+        host = await session.get(Host, host_id)
+    if host is None:
+        return notice_page(language, "leader.unknown_title", "leader.unknown", status=404)
+    head = [page_config({"lang": language, "languages": LANGUAGES, "host_id": host.id, "shop": host.name})]
+    title = translate(language, "leader.page_title", shop=host.name)
+    page = render("leader.html", language=language, title=title, head=head)
+    return HTMLResponse(page, headers=_headers(settings(request)))
 
 
 def _origin(url: str) -> str:
@@ -296,6 +343,7 @@ routes: list[BaseRoute] = [
     *previews.routes,
     Route("/host", host_console, methods=["GET", "HEAD"], include_in_schema=False),
     Route("/r/{room:id}", viewer_page, methods=["GET", "HEAD"], include_in_schema=False),
+    Route("/l/{host:id}", leader_page, methods=["GET", "HEAD"], include_in_schema=False),
     # before the mount, which would answer 404 for a file it does not have
     Route("/static/close-codes.js", close_codes, methods=["GET", "HEAD"], include_in_schema=False),
     Mount("/static", app=_StaticFiles(directory=STATIC), name="static"),

@@ -13,6 +13,7 @@ import { chatLine } from "./chat.js";
 import { CLOSE } from "./close-codes.js";
 import { RoomSocket, routeFrames } from "./hub.js";
 import { fillT, languageSwitch, pageConfig, t, waitText } from "./i18n.js";
+import { fetchMe, orderItem } from "./mine.js";
 import { setUpSharing, updateSharing } from "./wechat.js";
 import { play } from "./webrtc.js";
 
@@ -183,6 +184,8 @@ async function join({ name, token } = {}) {
   if (ref) body.ref = ref;
   const joined = await api(roomPath("/join"), { method: "POST", body, token: token || (me && me.token) });
   me = { orders: [], ...(me || {}), ...joined, invite, ref };
+  // The shop's id (for 我的订单) comes with a page whose link admits; kept for this room's later visits.
+  if (config.host_id) me.host_id = config.host_id;
   save();
   // The invite is kept in this browser; the address bar is not the link to pass on (the share link is).
   history.replaceState(null, "", `/r/${encodeURIComponent(roomId)}`);
@@ -230,6 +233,7 @@ function enterShow() {
   show($("#viewers"));
   notice("");
   $("#share-url").value = me.share_url;
+  show($("#mine-button"), Boolean(shopId() && me.customer_id));
   connect();
   startVideo();
 }
@@ -571,6 +575,34 @@ function upsertOrder(order) {
   }
   entry.update(order);
 }
+
+// -- 我的订单: the buyer's orders across every show of this shop -------------------------------------------
+
+/** The room's shop: the page's config (a link that admits, or the shop's cookie), else what was kept. */
+function shopId() {
+  return config.host_id || (me && me.host_id) || null;
+}
+
+async function showMine() {
+  const panel = $("#mine-panel");
+  show(panel);
+  setText($("#mine-error"), "");
+  try {
+    const mine = await fetchMe(shopId());
+    $("#mine-orders").replaceChildren(...mine.orders.map(orderItem));
+    show($("#mine-none"), mine.orders.length === 0);
+  } catch (error) {
+    $("#mine-orders").replaceChildren();
+    show($("#mine-none"), false);
+    const signedOut = error instanceof ApiError && error.status === 401;
+    setText($("#mine-error"), signedOut ? t("mine.sign_in") : describe(error));
+  }
+  panel.scrollIntoView({ block: "nearest" });
+}
+
+$("#mine-button").addEventListener("click", () => showMine());
+$("#mine-refresh").addEventListener("click", () => showMine());
+$("#mine-close").addEventListener("click", () => show($("#mine-panel"), false));
 
 // -- chat ------------------------------------------------------------------------------------------------
 

@@ -110,6 +110,8 @@ DYNAMIC = {
     "order.status": ["reserved", "paid", "expired", "cancelled", "refunded"],
     "host.socket": ["connecting", "live", "reconnecting", "closed"],
     "lang": list(LANGUAGES),
+    "leader.earnings": ["accrued", "clawed_back", "net", "paid_out", "owed", "payable"],
+    "leader.commissions.kind": ["accrual", "clawback"],
 }
 #: Every refusal the viewer page must explain in the page's language (issue 11), by its error code.
 REFUSALS = [
