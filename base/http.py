@@ -113,7 +113,8 @@ def read_query(request: Request, model: type[Q]) -> Q:
     Names the model does not know are ignored; one it knows given twice is refused, as is any bad value:
     a 422 in the house error shape."""
     params = request.query_params
-    for name in model.model_fields:
+    for field_name, info in model.model_fields.items():
+        name = info.alias or field_name
         if len(params.getlist(name)) > 1:
             raise InvalidRequest(f"{name}: give this query parameter once.")
     try:
