@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 
 from base.limits import Limit, RateLimits, rate_of
 from base.settings import Settings
-from live.models import Host, Viewer
+from live.models import Host, Leader, Viewer
 from loadtests.harness import new_card, new_host, new_room, sign_in
 from tests.conftest import LiveServer, fresh_database, make_settings
 from tests.shop_api import Buyer, auth, buy, ok
@@ -180,3 +180,54 @@ def test_a_rate_that_does_not_parse_is_refused_at_start() -> None:
 
     with pytest.raises(ValueError, match="LIVECART_LIMIT_JOIN_PER_IP"):
         create_app(Settings(limit_join_per_ip="many per minute"))
+
+
+async def test_settlement_reports_my_own_and_leader_links_have_their_limits(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """Payouts and roster changes per host, the host's reads per host, a customer's own reads per customer,
+    leader links per address: each refuses past its figure and a refused payout or roster change writes
+    nothing; another host, customer or address is still served."""
+    async with (
+        app(
+            tmp_path,
+            redis_url,
+            limit_settlement_per_host="2/hour",
+            limit_reports_per_host="3/hour",
+            limit_me_per_customer="2/hour",
+            limit_leader_link_per_ip="2/hour",
+            limit_sign_in_per_ip="100/hour",
+            limit_sign_in_code_per_ip="100/hour",
+        ) as server,
+        from_address(server, "127.0.0.1") as one,
+        from_address(server, "127.0.0.2") as two,
+    ):
+        host, other = await new_host(one), await new_host(one)
+        room = await new_room(one, host)
+        mei = await sign_in(one, room["id"])
+        leader = await ok(
+            await one.post("/api/leaders", json={"phone": "+8613900000001"}, headers=auth(host)), 201
+        )
+        await ok(await one.patch(f"/api/leaders/{leader['id']}", json={"name": "阿梅"}, headers=auth(host)))
+        assert_limited(
+            await one.post("/api/payouts", json={"promoter_id": leader["customer_id"]}, headers=auth(host))
+        )
+        assert_limited(await one.post("/api/leaders", json={"phone": "+8613900000002"}, headers=auth(host)))
+        async with server.state.sessions() as session:
+            assert (await session.execute(select(func.count()).select_from(Leader))).scalar_one() == 1
+        await ok(await one.post("/api/leaders", json={"phone": "+8613900000003"}, headers=auth(other)), 201)
+
+        for path in ("/api/leaders", "/api/customers", "/api/commissions"):
+            await ok(await one.get(path, headers=auth(host)))
+        assert_limited(await one.get("/api/payouts", headers=auth(host)))
+        await ok(await one.get("/api/payouts", headers=auth(other)))
+
+        for _ in range(2):
+            await ok(await one.get("/api/me", headers=auth(mei)))
+        assert_limited(await one.get("/api/me/customers", headers=auth(mei)))
+
+        link = f"/j/{leader['code']}"
+        for _ in range(2):
+            assert (await one.get(link)).status_code == 302
+        assert_limited(await one.get(f"{link}/qr.svg"))
+        assert (await two.get(link)).status_code == 302
