@@ -53,6 +53,11 @@ function holdResend(seconds) {
   resendTimer = setInterval(tick, 1000);
 }
 
+function hideDevCode() {
+  setText($("#dev-code"), "");
+  show($("#dev-code"), false);
+}
+
 // The wait is per number (the server's limit is): another number may have its code at once.
 $("#code-form input[name=phone]").addEventListener("input", () => {
   clearInterval(resendTimer);
@@ -62,7 +67,7 @@ $("#code-form input[name=phone]").addEventListener("input", () => {
 
 onSubmit($("#code-form"), async ({ phone }) => {
   setText($("#signin-error"), "");
-  show($("#dev-code"), false);
+  hideDevCode();
   try {
     const sent = await api(shopPath("/sign-in/code"), { method: "POST", body: { phone } });
     show($("#signin-form"));
@@ -87,7 +92,7 @@ onSubmit($("#signin-form"), async ({ code }, form) => {
   await api(shopPath("/sign-in"), { method: "POST", body: { phone, code } });
   form.reset();
   show($("#signin-form"), false);
-  show($("#dev-code"), false);
+  hideDevCode();
   await load();
 }, (error) => setText($("#signin-error"), describe(error)));
 
@@ -113,7 +118,10 @@ async function load() {
   show($("#loading"), false);
   show($("#signin"), false);
   show($("#page"));
-  setText($("#who"), t("leader.signed_in_as", { name: me.name, phone: me.phone_masked || "" }));
+  // A customer with no name of their own is named by their masked phone: say it once.
+  setText($("#who"), me.phone_masked && me.name !== me.phone_masked
+    ? t("leader.signed_in_as", { name: me.name, phone: me.phone_masked })
+    : t("leader.signed_in", { name: me.name }));
   const leader = me.leader;
   show($("#not-leader"), !leader);
   show($("#suspended"), Boolean(leader && leader.suspended));
