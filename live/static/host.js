@@ -1,9 +1,11 @@
 // The host console (/host): sign in (a code to the host's phone, or a pasted session token; sign-up shows
 // the new token masked), the host's sessions (sign out one or all) and their OBS/WHIP stream key; products;
 // shows (verified or guest: a guest room is labelled as one whose limits can be dodged), invites and
-// promoter links; the camera over WHIP; cards (pin, open, close, cut the price, add stock); the live
-// dashboard over the room's websocket and /stats; chat (the host's own lines badged); orders (ship,
-// refund, CSV); "End show" asks first. An expired or signed-out session sends the host back to sign in.
+// a guest room's promoter links; the camera over WHIP; cards (pin, open, close, cut the price, add stock);
+// the live dashboard over the room's websocket and /stats (the promoter leaderboard is the server's);
+// chat (the host's own lines badged); orders (ship, refund, CSV); "End show" asks first. The shop-wide
+// tabs (团长, 结算, 客户) are host-leaders.js's. An expired or signed-out session sends the host back to
+// sign in.
 // Every string is the catalogue's (i18n.js); all user text is rendered with textContent (dom.js).
 
 import { api, ApiError, describe, money, percent, toMinor } from "./api.js";
@@ -11,6 +13,7 @@ import { drawLine } from "./chart.js";
 import { chatLine } from "./chat.js";
 import { CLOSE } from "./close-codes.js";
 import { $, clock, copyText, fill, h, onSubmit, remaining, setText, show } from "./dom.js";
+import { initTeam, resetTeam, saveCsv, showTab } from "./host-leaders.js";
 import { RoomSocket, routeFrames } from "./hub.js";
 import { languageSwitch, t } from "./i18n.js";
 import { publish } from "./webrtc.js";
@@ -18,7 +21,6 @@ import { publish } from "./webrtc.js";
 const TOKEN_KEY = "livecart.host.token";
 const NAME_KEY = "livecart.host.name";
 const ROOMS_PAGE = 50;
-const promotersKey = (roomId) => `livecart.host.promoters.${roomId}`;
 const STATS_EVERY_MS = 4000;
 const STATS_MIN_GAP_MS = 1000;
 const MAX_SAMPLES = 3000;
@@ -38,13 +40,6 @@ async function call(path, options = {}) {
     throw error;
   }
 }
-const readJSON = (key, fallback) => {
-  try {
-    return JSON.parse(localStorage.getItem(key)) ?? fallback;
-  } catch {
-    return fallback;
-  }
-};
 const errorTo = (node) => (error) => setText(node, describe(error));
 
 function notice(text) {
@@ -73,6 +68,7 @@ async function signIn(candidate) {
 /** Forget the session on this device (the console closes) and show the sign-in forms, saying why. */
 function forget(reason = "") {
   closeRoom();
+  resetTeam();
   roomsLoad++;
   fill($("#room-list"));
   fill($("#session-list"));
@@ -118,6 +114,7 @@ function enterConsole() {
   show($("#sign-out"));
   const name = localStorage.getItem(NAME_KEY);
   setText($("#signed-in"), name ? t("host.signed_in_as", { name }) : t("host.signed_in"));
+  showTab("shows");
   renderProducts();
   renderRooms().catch(errorTo($("#room-error")));
   loadSessions().catch(errorTo($("#sessions-error")));
@@ -355,6 +352,7 @@ function route() {
     return;
   }
   const roomId = decodeURIComponent(match[1]);
+  if ($("#tab-shows").hidden) showTab("shows");
   if (!active || active.id !== roomId) openRoom(roomId).catch(errorTo($("#room-error")));
 }
 window.addEventListener("hashchange", () => token && route());
@@ -392,6 +390,8 @@ async function openRoom(roomId) {
   fill($("#chat-log"));
   fill($("#sell-through"));
   fill($("#leaderboard"));
+  fill($("#promoter-made"));
+  show($("#promoter-made"), false);
   setText($("#room-error-line"), "");
   renderRoom(room);
   $("#invite-url").value = room.invite_url || "";
@@ -416,7 +416,6 @@ async function openRoom(roomId) {
   refreshStats();
   loadOrders().catch(errorTo($("#order-error")));
   loadInvites().catch(errorTo($("#room-error-line")));
-  renderPromoters();
 }
 
 function renderRoom(room) {
@@ -552,27 +551,18 @@ onSubmit($("#invite-form"), async (data) => {
   await loadInvites();
 }, errorTo($("#room-error-line")));
 
-function renderPromoters() {
-  const promoters = readJSON(promotersKey(active.id), []);
-  fill(
-    $("#promoter-list"),
-    promoters.map((p) =>
-      h("li", { dataset: { promoterId: p.viewer_id } }, h("span", { class: "title" }, p.name), copyRow(p.share_url)),
-    ),
-  );
-}
-
-// A promoter is a member of the room like any viewer: their share code attributes whoever joins through it.
+// A guest room's promoter is a member of the room like any viewer: their share code attributes whoever
+// joins through it. The link is shown here to hand over, not kept: the leaderboard below (the room's
+// stats) lists the promoters who brought someone, and the 团长 tab the host-wide leaders.
 onSubmit($("#promoter-form"), async ({ name }, form) => {
   const joined = await api(`/api/rooms/${encodeURIComponent(active.id)}/join`, {
     method: "POST",
     body: { invite: active.room.invite_token, name },
   });
-  const list = readJSON(promotersKey(active.id), []);
-  list.push({ name: joined.name, viewer_id: joined.viewer_id, share_url: joined.share_url });
-  localStorage.setItem(promotersKey(active.id), JSON.stringify(list));
   form.reset();
-  renderPromoters();
+  $("#promoter-made").prepend(
+    h("li", { dataset: { viewerId: joined.viewer_id } }, h("span", { class: "title" }, joined.name), copyRow(joined.share_url)));
+  show($("#promoter-made"));
 }, errorTo($("#room-error-line")));
 
 document.addEventListener("click", (event) => {
@@ -733,8 +723,9 @@ function renderStats(s) {
     $("#leaderboard"),
     s.promoters.length
       ? s.promoters.map((p) =>
-          h("tr", { dataset: { promoterId: p.viewer_id } },
-            h("td", { class: "name" }, p.name),
+          h("tr", { dataset: { promoterId: p.promoter_id } },
+            h("td", {}, h("span", { class: "name" }, p.name),
+              p.leader_id ? [" ", h("span", { class: "badge kind leader" }, t("host.leaders.badge"))] : null),
             h("td", {}, p.viewers),
             h("td", {}, p.orders_paid),
             h("td", { class: "gmv" }, money(p.gmv, cur)),
@@ -855,24 +846,14 @@ function upsertOrder(order) {
 
 $("#orders-refresh").addEventListener("click", () => loadOrders().catch(errorTo($("#order-error"))));
 
-// A link cannot carry the bearer token: fetch the CSV and hand it over as a download.
-$("#orders-csv").addEventListener("click", async () => {
-  try {
-    const response = await call(`/api/rooms/${encodeURIComponent(active.id)}/orders?format=csv`, { raw: true });
-    const url = URL.createObjectURL(await response.blob());
-    const link = h("a", { href: url, download: `orders-${active.id}.csv`, hidden: true });
-    document.body.append(link);
-    link.click();
-    link.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10_000);
-  } catch (error) {
-    setText($("#order-error"), describe(error));
-  }
-});
+$("#orders-csv").addEventListener("click", () =>
+  saveCsv(`/api/rooms/${encodeURIComponent(active.id)}/orders?format=csv`, `orders-${active.id}.csv`)
+    .catch(errorTo($("#order-error"))));
 
 // -- start -----------------------------------------------------------------------------------------------
 
 languageSwitch($("#lang"));
+initTeam(call);
 renderObsServer();
 if (token) {
   signIn(token).catch((error) => {
