@@ -129,6 +129,8 @@ class RoomsQuery(BaseModel):
 
 class RoomOut(BaseModel):
     id: str
+    #: The host's shop (``/l/{host_id}``, ``/api/me?shop=``).
+    host_id: str
     title: str
     status: Literal["scheduled", "live", "ended"]
     scheduled_at: str | None

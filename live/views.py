@@ -12,6 +12,8 @@ def public_room(room: Room) -> dict[str, Any]:
     """The room as its viewers see it (snapshots, room events): never its invite token."""
     return {
         "id": room.id,
+        # The shop: the viewer page reads the buyer's own orders across its shows (``/api/me?shop=``).
+        "host_id": room.host_id,
         "title": room.title,
         "status": room.status,
         "scheduled_at": iso(room.scheduled_ms),
