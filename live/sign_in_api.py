@@ -177,6 +177,22 @@ async def shop_sign_in(request: Request) -> Response:
     return await _customer_sign_in(st, request, await shop_host(st, request.path_params["host"]))
 
 
+@doc(
+    responses={204: "Signed out: the shop's cookie is cleared"},
+    auth=False,
+    errors=[UnknownRoom],
+    summary="Sign out of a shop on this browser (clears its HttpOnly cookie; a token stays valid)",
+)
+async def shop_sign_out(request: Request) -> Response:
+    st = services(request)
+    host_id = await shop_host(st, request.path_params["host"])
+    response = Response(status_code=204)
+    response.delete_cookie(
+        customer_cookie(host_id), path="/", secure=not st.settings.is_dev, httponly=True, samesite="lax"
+    )
+    return response
+
+
 async def upsert_customer(
     st: LiveServices, host_id: str, *, phone: str | None = None, wechat: WeChatUser | None = None
 ) -> str:
@@ -266,6 +282,7 @@ routes = [
     Route("/api/rooms/{room:id}/sign-in", sign_in, methods=["POST"]),
     Route("/api/shops/{host:id}/sign-in/code", shop_send_code, methods=["POST"]),
     Route("/api/shops/{host:id}/sign-in", shop_sign_in, methods=["POST"]),
+    Route("/api/shops/{host:id}/sign-out", shop_sign_out, methods=["POST"]),
     Route("/api/host-sign-in/code", host_send_code, methods=["POST"]),
     Route("/api/host-sign-in", host_sign_in, methods=["POST"]),
 ]

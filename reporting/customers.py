@@ -127,7 +127,9 @@ async def customer_lines(
     return lines
 
 
-async def orders_of(session: AsyncSession, customer_id: str, *, limit: int = 500) -> list[dict[str, Any]]:
+async def orders_of(
+    session: AsyncSession, customer_id: str, *, currency: str, limit: int = 500
+) -> list[dict[str, Any]]:
     """A customer's orders across every show of their host, newest first."""
     rows = await session.execute(
         select(Order, Room.title, Product.name)
@@ -149,6 +151,7 @@ async def orders_of(session: AsyncSession, customer_id: str, *, limit: int = 500
             "quantity": o.quantity,
             "amount": o.amount,
             "refunded_amount": o.refunded_amount,
+            "currency": currency,
             "status": o.status,
             "created_at": iso(o.created_ms),
             "paid_at": iso(o.paid_ms),

@@ -91,6 +91,7 @@ class CustomerOrderOut(BaseModel):
     quantity: int
     amount: int
     refunded_amount: int
+    currency: str
     status: str
     created_at: str
     paid_at: str | None
@@ -217,7 +218,7 @@ async def get_customer(request: Request) -> JSONResponse:
         (line,) = await customers.customer_lines(
             session, host.host_id, [customer], now_ms=now, binding_days=st.settings.binding_days
         )
-        orders = await customers.orders_of(session, customer.id)
+        orders = await customers.orders_of(session, customer.id, currency=st.settings.currency)
         brought = await customers.referred(
             session, host.host_id, customer.id, now_ms=now, days=st.settings.binding_days
         )
@@ -254,7 +255,7 @@ async def get_me(request: Request) -> JSONResponse:
     st, who, customer = await _me(request)
     now = st.clock.now_ms()
     async with st.sessions() as session:
-        orders = await customers.orders_of(session, customer.id)
+        orders = await customers.orders_of(session, customer.id, currency=st.settings.currency)
         figures = await settlement.figures(
             session,
             who.host_id,

@@ -536,3 +536,23 @@ async def test_the_leader_link_leads_to_the_live_show_else_the_next_one(
     assert (await client.get("/j/nosuchcode/qr.svg")).status_code == 404
     preview = await client.get(f"/api/rooms/{live['id']}/preview", params={"invite": leader["code"]})
     assert preview.status_code == 200, "a leader's code is a valid invite of every room of the host"
+
+
+async def test_signing_in_to_a_shop_without_a_room_and_out_again(
+    client: httpx.AsyncClient, server: LiveServer
+) -> None:
+    shop = await shop_with_two_shows(client)
+    host_id = shop.rooms[0]["host_id"]
+    phone = new_phone()
+    sent = await ok(await client.post(f"/api/shops/{host_id}/sign-in/code", json={"phone": phone}), 202)
+    async with httpx.AsyncClient(base_url=server.url) as browser:
+        signed = await browser.post(
+            f"/api/shops/{host_id}/sign-in", json={"phone": phone, "code": sent["dev_code"]}
+        )
+        me = await ok(await browser.get("/api/me", params={"shop": host_id}))  # by the shop's cookie
+        assert me["customer_id"] == (await ok(signed))["customer_id"] and me["orders"] == []
+        assert (await browser.get("/api/me")).status_code == 401  # no shop named, no bearer: nobody
+        out = await browser.post(f"/api/shops/{host_id}/sign-out")
+        assert out.status_code == 204
+        assert (await browser.get("/api/me", params={"shop": host_id})).status_code == 401
+    assert (await client.post("/api/shops/hst_nope/sign-out")).status_code == 404
