@@ -5,7 +5,7 @@
 // hides and shows, so an open show (its socket, the camera) keeps running behind another tab.
 // Money is integer minor units (money() of api.js); all user text is rendered with textContent (dom.js).
 
-import { describe, money } from "./api.js";
+import { ApiError, describe, money } from "./api.js";
 import { $, copyText, fill, h, onSubmit, setText, show } from "./dom.js";
 import { t } from "./i18n.js";
 
@@ -15,6 +15,7 @@ const PICK_LIMIT = 200; // the customers offered by the "add a leader" form: the
 let call = null; // host.js's authenticated call (a 401 ends the session)
 let shop = null; // GET /api/shop: the rate and the after-sale window
 let report = { upTo: null, query: "" }; // the report on screen: the instant it was loaded at, its period
+let reportLoad = 0; // bumped by each (re)load of the report: a late answer for another period is dropped
 let customersLoad = 0; // bumped by each (re)load of the customer list: a late answer of an older one is dropped
 let customersSeen = new Map(); // customer id -> its row's update function (a row made a leader in place)
 
@@ -87,6 +88,7 @@ export function showTab(name) {
 export function resetTeam() {
   shop = null;
   report = { upTo: null, query: "" };
+  reportLoad++;
   customersLoad++;
   customersSeen = new Map();
   for (const id of ["#leader-list", "#report-list", "#payout-list", "#customer-list", "#customer-orders"]) fill($(id));
@@ -185,7 +187,7 @@ function leaderCard(leader) {
     },
   }, t(leader.suspended ? "host.leaders.resume" : "host.leaders.suspend"));
 
-  return h("article", { class: `leader${leader.suspended ? " suspended" : ""}`, dataset: { leaderId: leader.id } },
+  return h("article", { class: `leader-card${leader.suspended ? " suspended" : ""}`, dataset: { leaderId: leader.id } },
     h("header", {},
       h("strong", { class: "name" }, leader.name),
       leader.phone_masked ? h("span", { class: "muted phone" }, leader.phone_masked) : null,
@@ -266,8 +268,10 @@ async function loadReport() {
   const query = new URLSearchParams();
   if (from) query.set("from", from.toISOString());
   if (to) query.set("to", to.toISOString());
+  const load = ++reportLoad;
   const loadedAt = new Date();
   const lines = await call(`/api/commissions?${query}`);
+  if (load !== reportLoad) return;
   // A payout pays what was payable when the report was loaded (and, for a past period, up to its end):
   // the same instant for every click on this report, so a double click or a retry is the same payout.
   const upTo = to && to < loadedAt ? to : loadedAt;
@@ -294,7 +298,7 @@ function reportLine(line) {
     h("td", { class: "paid_out" }, money(line.paid_out)),
     h("td", { class: "owed" }, money(line.owed)),
     h("td", { class: "payable" }, money(line.payable)),
-    h("td", { class: "actions" }, pay));
+    h("td", { class: "pay" }, pay));
 }
 
 async function payOut(line, button) {
@@ -314,6 +318,10 @@ async function payOut(line, button) {
   } catch (error) {
     button.disabled = false;
     setText($("#settlement-error"), describe(error));
+    // Paid meanwhile (another device), say: what is on screen is out of date.
+    if (error instanceof ApiError && error.status === 409) {
+      await Promise.all([loadReport(), loadPayouts()]).catch(() => {});
+    }
   }
 }
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from typing import Any
 
 import pytest
@@ -43,16 +44,20 @@ async def download(page: Page, button: str) -> list[dict[str, str]]:
     return await rows_of(await info.value)
 
 
+async def sign_in(site: LiveServer, page: Page, token: str) -> None:
+    await page.goto(f"{site.url}/host")
+    await page.fill("#signin-form textarea", token)
+    await page.click("#signin-form button")
+    await expect(page.locator("#console")).to_be_visible()
+
+
 async def test_leaders_settlement_and_customers(
     site: LiveServer, browser: Browser, problems: Problems
 ) -> None:
     async with api(site) as client:
         sale = await new_sale(client, host="Mei's Kitchen", title="Friday tea", price=2000, stock=5)
     _, host = await open_page(browser, problems, "host")
-    await host.goto(f"{site.url}/host")
-    await host.fill("#signin-form textarea", sale.host_token)
-    await host.click("#signin-form button")
-    await expect(host.locator("#console")).to_be_visible()
+    await sign_in(site, host, sale.host_token)
     await expect(host.locator("#leaders")).to_be_hidden()
 
     # -- the shop's rate, and a leader added by phone with a rate of their own -----------------------------
@@ -68,7 +73,7 @@ async def test_leaders_settlement_and_customers(
     await host.fill("#leader-form input[name=name]", "Leader Lin")
     await host.fill("#leader-form input[name=rate]", "15")
     await host.click("#leader-form button")
-    card = host.locator("#leader-list article.leader")
+    card = host.locator("#leader-list article.leader-card")
     await expect(card).to_have_count(1)
     await expect(card.locator(".name")).to_have_text("Leader Lin")
     await expect(card.locator(".phone")).to_have_text("+86139****5678")
@@ -81,6 +86,10 @@ async def test_leaders_settlement_and_customers(
     qr = card.locator(".qr img")
     await expect(qr).to_have_attribute("src", leader["qr_url"])
     await host.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=await qr.element_handle())
+    await host.fill("#leader-form input[name=phone]", LEADER_PHONE)  # the same person again: refused
+    await host.click("#leader-form button")
+    await expect(host.locator("#leader-error")).to_have_text("This customer is already one of your leaders.")
+    await expect(card).to_have_count(1)
     await card.get_by_role("button", name="Copy").click()
     assert await host.evaluate("() => navigator.clipboard.readText()") == leader["url"]
 
@@ -132,6 +141,12 @@ async def test_leaders_settlement_and_customers(
     assert [(r["promoter_id"], r["kind"], r["accrued"], r["payable"]) for r in report] == [
         (leader["customer_id"], "leader", "300", "300")
     ]
+    _, other = await open_page(browser, problems, "the host's other device")  # the report open there too
+    await sign_in(site, other, sale.host_token)
+    await other.click("#tabs [data-tab=settlement]")
+    await other.select_option("#period-form select[name=period]", "all")
+    stale = other.locator(f"#report-list tr[data-promoter-id='{leader['customer_id']}']")
+    await expect(stale.locator(".payable")).to_have_text("¥3.00")
     await line.get_by_role("button", name="Pay ¥3.00").dblclick()
     await expect(host.locator("#payout-result")).to_have_text("Paid Leader Lin ¥3.00 (1 commission rows).")
     await expect(line.locator(".owed")).to_have_text("¥0.00")
@@ -140,6 +155,10 @@ async def test_leaders_settlement_and_customers(
     payouts = host.locator("#payout-list tr[data-payout-id]")
     await expect(payouts).to_have_count(1)
     await expect(payouts.locator(".amount")).to_have_text("¥3.00")
+    await stale.get_by_role("button", name="Pay ¥3.00").click()  # paid meanwhile: nothing is paid twice
+    await expect(other.locator("#settlement-error")).to_have_text(re.compile("^Nothing to pay"))
+    await expect(other.locator("#payout-list tr[data-payout-id]")).to_have_count(1)
+    await expect(stale.locator(".owed")).to_have_text("¥0.00")  # the report read again
     async with api(site) as client:
         listed = await ok(await client.get("/api/payouts", headers=auth(sale.host_token)))
     assert [(p["promoter_id"], p["amount"], p["rows"]) for p in listed] == [(leader["customer_id"], 300, 1)]
