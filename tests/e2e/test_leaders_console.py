@@ -13,12 +13,14 @@ from __future__ import annotations
 import csv
 import io
 import re
-from typing import Any
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Download, Page, expect
 
-from tests.conftest import LiveServer
+from loadtests.harness import Port
+from tests.conftest import LiveServer, make_settings
 from tests.e2e.conftest import Problems, api, open_page
 from tests.shop_api import auth, buy, join, new_sale, ok, pay
 
@@ -28,9 +30,13 @@ LEADER_PHONE = "13912345678"
 
 
 @pytest.fixture
-def site_settings() -> dict[str, Any]:
-    """A commission is payable as soon as its order is paid: no after-sale window to wait out."""
-    return {"after_sale_days": 0}
+async def site(redis_url: str, database_url: str, tmp_path: Path) -> AsyncIterator[LiveServer]:
+    """The e2e server, here on SQLite and on PostgreSQL both (every figure on these tabs is the ledger's
+    SQL), with no after-sale window: a commission is payable as soon as its order is paid."""
+    port = Port()
+    settings = make_settings(database_url, redis_url, tmp_path, base_url=port.url, after_sale_days=0)
+    async with LiveServer(settings, port=port) as live:
+        yield live
 
 
 async def rows_of(download: Download) -> list[dict[str, str]]:
