@@ -1,11 +1,13 @@
-"""The console's shop-wide tabs in real Chromium (SPEC §9): the host sets the shop's rate and adds a leader
-by phone with a rate of their own, and sees the leader's link and QR code; a customer comes in through the
-leader's code and buys and pays (over the API); the show's leaderboard (the room's stats) names the
-leader, the 团长 tab and the settlement report show the accrual. With the after-sale window at 0 days the
-commission is payable at once: a double click on 付款 pays once (one payout, the line owes nothing after),
-and both CSVs download. The customers tab lists the buyer with the leader who brought them, opens their
-orders across shows, and makes customers leaders (from its row, or picked in the 团长 form); a leader is
-suspended and resumed, their own rate cleared back to the shop's.
+"""The console's shop-wide tabs in real Chromium (SPEC §9), on SQLite and PostgreSQL: the host sets the
+shop's rate and adds a leader by phone with a rate of their own, and sees the leader's link and QR code; a
+customer comes in through the leader's code and buys and pays (over the API); the show's leaderboard (the
+room's stats) names the leader, the 团长 tab and the settlement report show the accrual. With the after-sale
+window at 0 days the commission is payable at once: a double click on 付款 pays once (one payout, the line
+owes nothing after), the same report left open on another device pays nothing more, and both CSVs
+download. The customers tab lists the buyer with the leader who brought them, opens their orders across
+shows, and makes customers leaders (from its row, or picked in the 团长 form); a leader is suspended and
+resumed, their own rate cleared back to the shop's. A guest room's promoter link is made in the console and
+shown, not kept: the leaderboard lists the promoter from the room's stats, after a reload too.
 """
 
 from __future__ import annotations
@@ -234,4 +236,41 @@ async def test_leaders_settlement_and_customers(
         ("Xiao Zhang", False),
         ("Aunt Wang", False),
     ]
+    assert problems.seen == []
+
+
+async def test_a_guest_rooms_promoter_link_and_the_leaderboard_from_the_rooms_stats(
+    site: LiveServer, browser: Browser, problems: Problems
+) -> None:
+    async with api(site) as client:
+        sale = await new_sale(client, title="Open house", sign_in="guest")
+    _, host = await open_page(browser, problems, "host")
+    await sign_in(site, host, sale.host_token)
+    await host.locator("#room-list li", has_text="Open house").get_by_role("link", name="Open").click()
+    await expect(host.locator("#leaderboard")).to_contain_text("No promoter has brought anyone yet")
+    await host.fill("#promoter-form input[name=name]", "Aunt Li")
+    await host.click("#promoter-form button")
+    made = host.locator("#promoter-made li")
+    await expect(made.locator(".title")).to_have_text("Aunt Li")
+    share_url = await made.locator("input").input_value()
+    assert share_url.startswith(f"{site.url}/r/{sale.room_id}?invite=")
+    async with api(site) as client:
+        buyer = await join(client, sale, "Passer-by", invite=share_url.split("invite=")[1], guest=True)
+        order = await ok(await buy(client, sale.card_id, buyer), 201)
+        await pay(client, order["id"], buyer)
+    row = host.locator("#leaderboard tr[data-promoter-id]")
+    await expect(row).to_have_count(1)
+    await expect(row.locator(".name")).to_have_text("Aunt Li")
+    await expect(row.locator(".badge")).to_have_count(0)  # a guest, not a leader
+    await expect(row.locator(".gmv")).to_have_text("¥9.90")
+    await expect(row.locator(".commission")).to_have_text("¥0.99")
+    promoter_id = await row.get_attribute("data-promoter-id")
+    assert promoter_id and promoter_id.startswith("vw_")
+    # Nothing of the kind is kept in the browser: a reload lists the same promoter, from the server.
+    assert await host.evaluate("() => Object.keys(localStorage).filter((k) => k.includes('promoter'))") == []
+    await host.reload()
+    await expect(host.locator(f"#leaderboard tr[data-promoter-id='{promoter_id}'] .name")).to_have_text(
+        "Aunt Li"
+    )
+    await expect(host.locator("#promoter-made")).to_be_hidden()
     assert problems.seen == []
