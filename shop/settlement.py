@@ -8,7 +8,8 @@ figures of one promoter over a period (ledger rows by their time):
 - ``payable``: the unpaid rows of orders whose after-sale window has passed (what a payout now pays);
 - ``orders_paid`` / ``gmv``: the orders that accrued, and their amounts.
 
-A payout takes every payable row of one promoter up to an instant, in one guarded ``UPDATE`` (``payout_id IS
+A payout takes every unpaid row of one promoter's orders paid up to an instant and past their after-sale
+window, in one guarded ``UPDATE`` (``payout_id IS
 NULL``): two payouts at once never pay a row twice (PostgreSQL re-checks the guard after the first
 commits; SQLite runs one writer at a time). The same promoter and instant is the same payout (a unique
 index): a repeated request answers the first one's payout and pays nothing more.
@@ -181,7 +182,8 @@ async def pay_out(
     now_ms: int,
     after_sale_days: float,
 ) -> tuple[Payout, bool]:
-    """Pay the promoter every payable row made up to ``up_to_ms``: ``(payout, created)``; an earlier payout
+    """Pay the promoter every unpaid row of their orders paid up to ``up_to_ms`` and past their after-sale
+    window: ``(payout, created)``; an earlier payout
     of the same promoter and instant is returned as it is (``created`` false). ``NothingOwed`` (and nothing
     written) when there is nothing to pay."""
     existing = await _payout(session, host_id, promoter_id, up_to_ms)
@@ -205,14 +207,17 @@ async def pay_out(
         again = await _payout(session, host_id, promoter_id, up_to_ms)
         assert again is not None
         return again, False
-    payable_orders = select(Order.id).where(Order.paid_ms <= payable_paid_before(now_ms, after_sale_days))
+    # By order, never by row: an order past its window has all the rows it will ever have (a later refund
+    # claws nothing back), so its accrual and clawbacks are paid together, whenever each was written.
+    payable_orders = select(Order.id).where(
+        Order.paid_ms <= min(up_to_ms, payable_paid_before(now_ms, after_sale_days))
+    )
     marked = await session.execute(
         update(Commission)
         .where(
             Commission.host_id == host_id,
             of_promoter(promoter_id),
             Commission.payout_id.is_(None),
-            Commission.created_ms <= up_to_ms,
             Commission.order_id.in_(payable_orders),
         )
         .values(payout_id=payout_id)

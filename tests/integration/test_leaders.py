@@ -556,3 +556,35 @@ async def test_signing_in_to_a_shop_without_a_room_and_out_again(
         assert out.status_code == 204
         assert (await browser.get("/api/me", params={"shop": host_id})).status_code == 401
     assert (await client.post("/api/shops/hst_nope/sign-out")).status_code == 404
+
+
+async def test_a_payout_takes_an_orders_accrual_and_its_later_clawback_together(
+    client: httpx.AsyncClient, server: LiveServer, clock: ShiftedClock
+) -> None:
+    """A payout up to an instant between an order's accrual and its refund's clawback pays the order's net,
+    never the accrual alone (which would pay out money the refund took back)."""
+    shop = await shop_with_two_shows(client)
+    room = shop.rooms[0]
+    _, card = await new_card(client, shop.token, room["id"], stock=5, price=2000)
+    lena = await person(client, room["id"])
+    leader = await make_leader(client, shop, lena)
+    order = await buy_and_pay(
+        client, card, await enter(client, await person(client, room["id"]), room, invite=leader["code"])
+    )
+    between = datetime.fromtimestamp((clock.now_ms() + 1000) / 1000, tz=UTC).isoformat()
+    clock.advance_days(1)
+    await ok(
+        await client.post(
+            f"/api/orders/{order['id']}/refund", json={"amount": 1500}, headers=auth(shop.token)
+        )
+    )
+    clock.advance_days(7)
+    paid = await ok(
+        await client.post(
+            "/api/payouts", json={"promoter_id": lena.customer_id, "up_to": between}, headers=auth(shop.token)
+        ),
+        201,
+    )
+    assert (paid["amount"], paid["rows"]) == (50, 2)  # 200 accrued - 150 clawed back
+    (line,) = await ok(await client.get("/api/commissions", headers=auth(shop.token)))
+    assert (line["net"], line["paid_out"], line["owed"]) == (50, 50, 0)
