@@ -854,6 +854,10 @@ $("#orders-csv").addEventListener("click", () =>
 
 languageSwitch($("#lang"));
 initTeam(call);
+// Earlier consoles kept each room's promoters in this browser; the leaderboard is the server's now.
+for (const key of Object.keys(localStorage)) {
+  if (key.startsWith("livecart.host.promoters.")) localStorage.removeItem(key);
+}
 renderObsServer();
 if (token) {
   signIn(token).catch((error) => {
