@@ -106,7 +106,7 @@ async def _owned_leader(session: AsyncSession, host: HostIdentity, leader_id: st
 @doc(
     body=LeaderIn,
     responses={201: LeaderOut},
-    errors=[UnknownResource, LeaderExists, InvalidPhone, RateLimited],
+    errors=[(UnknownResource, "unknown_customer"), LeaderExists, InvalidPhone, RateLimited],
     summary="Make one of your customers a leader (团长): a code for every show of yours",
 )
 async def create_leader(request: Request) -> JSONResponse:
@@ -125,6 +125,8 @@ async def create_leader(request: Request) -> JSONResponse:
         customer = await session.get(Customer, customer_id)
         if customer is None or customer.host_id != host.host_id:
             raise UnknownResource("No such customer among yours.", code="unknown_customer")
+        if customer.name is None and body.name is not None:  # until they join a show under a name of theirs
+            customer.name = body.name
         leader_id = new_id("ld")
         inserted = await session.execute(
             insert_ignoring_conflicts(session, Leader)

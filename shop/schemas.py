@@ -34,9 +34,13 @@ class CardOpenIn(RequestBody):
 
 
 def _one_of_them_given(schema: dict[str, Any], model: type[BaseModel]) -> None:
-    """The JSON Schema of :meth:`CardPatchIn.something_to_change`: one of the fields, given and not null."""
-    branches = []
+    """The JSON Schema of :meth:`CardPatchIn.something_to_change`: one of the fields, given and not null
+    (or, for one of ``NULLABLE``, given)."""
+    branches: list[dict[str, Any]] = []
     for name in model.CHANGES:  # type: ignore[attr-defined]
+        if name in model.NULLABLE:  # type: ignore[attr-defined]  # null is a change too (back to the default)
+            branches.append({"required": [name]})
+            continue
         (given,) = [s for s in schema["properties"][name]["anyOf"] if s != {"type": "null"}]
         branches.append({"required": [name], "properties": {name: given}})
     schema["anyOf"] = branches
@@ -48,6 +52,7 @@ class CardPatchIn(RequestBody):
 
     model_config = ConfigDict(json_schema_extra=_one_of_them_given)
     CHANGES: ClassVar[tuple[str, ...]] = ("price", "add_stock", "commission_bps")
+    NULLABLE: ClassVar[tuple[str, ...]] = ("commission_bps",)
 
     price: int | None = Field(default=None, ge=0, le=MAX_PRICE)
     add_stock: int | None = Field(default=None, ge=1, le=MAX_STOCK)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from base.fields import DisplayName, Identifier, Instant, RequestBody
 
@@ -12,8 +12,20 @@ Rate = int  # basis points, 0..10000
 RATE = Field(default=None, ge=0, le=10_000, description="basis points of the order amount (1000 = 10 %)")
 
 
+def _exactly_one_who(schema: dict[str, Any]) -> None:
+    """The JSON Schema of :meth:`LeaderIn.one_who`: ``customer_id`` or ``phone``, given and not null, and
+    not the other one at all."""
+    branches = []
+    for name, other in (("customer_id", "phone"), ("phone", "customer_id")):
+        (given,) = [s for s in schema["properties"][name]["anyOf"] if s != {"type": "null"}]
+        branches.append({"required": [name], "properties": {name: given}, "not": {"required": [other]}})
+    schema["oneOf"] = branches
+
+
 class LeaderIn(RequestBody):
     """Who: one of your customers by ``customer_id``, or by ``phone`` (made a customer if new)."""
+
+    model_config = ConfigDict(json_schema_extra=_exactly_one_who)
 
     customer_id: Identifier | None = None
     phone: str | None = Field(default=None, min_length=3, max_length=32)
@@ -22,8 +34,9 @@ class LeaderIn(RequestBody):
 
     @model_validator(mode="after")
     def one_who(self) -> LeaderIn:
-        if (self.customer_id is None) == (self.phone is None):
-            raise ValueError("Give customer_id or phone (one of them).")
+        given = {"customer_id", "phone"} & self.model_fields_set
+        if len(given) != 1 or getattr(self, given.pop()) is None:
+            raise ValueError("Give customer_id or phone (one of them, not null).")
         return self
 
 
@@ -86,13 +99,10 @@ class ShopOut(BaseModel):
 
 
 class ShopPatchIn(RequestBody):
-    commission_bps: int | None = RATE
-
-    @model_validator(mode="after")
-    def given(self) -> ShopPatchIn:
-        if "commission_bps" not in self.model_fields_set:
-            raise ValueError("Give commission_bps (null: the server's default).")
-        return self
+    #: ``null``: the server's default.
+    commission_bps: int | None = Field(
+        ge=0, le=10_000, description="basis points (1000 = 10 %); null: default"
+    )
 
 
 class PeriodQuery(BaseModel):

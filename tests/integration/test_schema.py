@@ -86,6 +86,13 @@ SEMANTIC_REFUSALS: dict[str, list[int]] = {
     "POST /api/host-sign-in/code": [422],
     "POST /api/host-sign-in": [422],
     "POST /api/hosts": [422],  # its phone, which is optional
+    "POST /api/shops/{host}/sign-in/code": [422],
+    "POST /api/shops/{host}/sign-in": [422],
+    "POST /api/leaders": [422],  # by phone
+    # ``before`` naming none of the host's customers (as rooms' above).
+    "GET /api/customers": [422],
+    # A leader keeps a name, and is suspended or not: ``null`` for either is refused (422).
+    "PATCH /api/leaders/{leader}": [422],
 }
 JOIN = "POST /api/rooms/{room}/join"
 #: Operations that sign sessions out: the run's caller for them is a host of their own (see the docstring).
