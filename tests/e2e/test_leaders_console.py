@@ -186,7 +186,7 @@ async def test_leaders_settlement_and_customers(
     await expect(zhang.locator(".promoter")).to_have_text("Leader Lin")
     await expect(zhang.locator(".badge.leader")).to_have_text("leader")
     await expect(zhang.locator(".spent")).to_have_text("¥20.00")
-    lin_as_customer = customers.filter(has_text="+86139****5678")  # made by phone: no name of their own
+    lin_as_customer = customers.filter(has_text="+86139****5678")  # made by phone, named as the leader
     await expect(lin_as_customer.locator(".leader .badge")).to_have_text("leader")
     await zhang.get_by_role("button", name="Xiao Zhang").click()
     await expect(host.locator("#customer-page")).to_be_visible()
@@ -201,7 +201,7 @@ async def test_leaders_settlement_and_customers(
     assert {r["name"]: r["promoter_name"] for r in exported} == {
         "Xiao Zhang": "Leader Lin",
         "Aunt Wang": "",
-        "'+86139****5678": "",  # the leader, named by their masked phone ("'": no spreadsheet formula)
+        "Leader Lin": "",  # the leader made by phone: the roster's name is the new customer's name too
     }
     await zhang.get_by_role("button", name="Make leader").click()
     await expect(zhang.locator(".leader .badge")).to_have_text("leader")
