@@ -23,8 +23,10 @@ test: $(STAMP) browser lint typecheck
 	$(BIN)/pytest
 
 ## The browser tests (tests/e2e/) drive Debian's chromium; Playwright's own browser download is not used.
+## A Chinese font too: the pages are zh-CN first, and their screenshots (docs/*.png) must show it.
 browser:
 	test -x /usr/bin/chromium || (apt-get update && apt-get install -y chromium)
+	fc-list :lang=zh | grep -q . || (apt-get update && apt-get install -y fonts-wqy-microhei)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
