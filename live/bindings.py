@@ -30,7 +30,7 @@ def lasts(bound_ms: int, *, at_ms: int, days: float) -> bool:
 class Bringer:
     """Whom a join's code names. ``viewer``: the share code's owner in this room (v1 attribution);
     ``promoter_id``: the customer the code binds to (``None``: a guest viewer's code, which binds nobody);
-    ``binds``: false for a suspended leader's code (it admits, it binds nobody)."""
+    ``binds``: false for a suspended leader's code or share code (it admits, it binds nobody)."""
 
     viewer: Viewer | None
     promoter_id: str | None
@@ -43,7 +43,15 @@ async def bringer(session: AsyncSession, room_id: str, host_id: str, code: str) 
     if viewer is not None:
         if viewer.room_id != room_id:
             return None
-        return Bringer(viewer=viewer, promoter_id=viewer.customer_id, binds=True)
+        binds = True
+        if viewer.customer_id is not None:  # a suspended leader binds nobody, by any link of theirs
+            suspended = await session.execute(
+                select(Leader.suspended).where(
+                    Leader.host_id == host_id, Leader.customer_id == viewer.customer_id
+                )
+            )
+            binds = not suspended.scalar_one_or_none()
+        return Bringer(viewer=viewer, promoter_id=viewer.customer_id, binds=binds)
     leader = (await session.execute(select(Leader).where(Leader.code == code))).scalar_one_or_none()
     if leader is None or leader.host_id != host_id:
         return None

@@ -468,12 +468,16 @@ async def test_a_suspended_leaders_code_admits_but_binds_nobody_and_earns_nothin
     assert changed["suspended"] is True
     newcomer = await person(client, room["id"])
     admitted = await enter(client, newcomer, room, invite=leader["code"])
+    lena_in = await enter(client, lena, room)
+    shared_to = await person(client, room["id"])
+    await enter(client, shared_to, room, invite=lena_in.share_code)  # her own share link: admits, binds none
     paid_while_suspended = await buy_and_pay(client, card, bound)
     await buy_and_pay(client, card, admitted)
     assert await ledger(server) == [], "a suspended leader earned"
     async with server.state.sessions() as session:
         rows = (await session.execute(select(Binding.customer_id))).scalars().all()
     assert newcomer.customer_id not in rows, "a suspended leader's code bound someone"
+    assert shared_to.customer_id not in rows, "a suspended leader's share link bound someone"
     await ok(
         await client.patch(
             f"/api/leaders/{leader['id']}", json={"suspended": False}, headers=auth(shop.token)

@@ -450,6 +450,8 @@ class Settlement(RuleBasedStateMachine):
             if sharers:
                 promoter = sharers[pick % len(sharers)]
                 code = self.people[promoter].viewers[room][1]
+                if promoter in LEADER_CUSTOMER:  # a suspended leader binds nobody, by their share code too
+                    binds = not m.suspended[LEADER_CUSTOMER.index(promoter)]
         invite = self.rooms[room]["invite_token"]
         body: dict[str, Any] = {"invite": invite, "name": f"买家{who}"}
         if code is not None:
