@@ -320,7 +320,9 @@ async def _join(
         elif body.ref:  # an unknown ref is ignored, not fatal
             brought = await bindings.bringer(session, room_id, room.host_id, body.ref)
         if customer is not None:
-            await _remember(st, session, room, customer.customer_id, brought, body.name, now=now)
+            # The customer's name, only with a new viewer: a return changes nothing (and writes nothing).
+            name = body.name if existing is None else None
+            await _remember(st, session, room, customer.customer_id, brought, name, now=now)
         referrer = brought.viewer if brought is not None else None
         if existing is not None:
             return existing, False  # first touch: a returning viewer keeps their first referrer (or none)
