@@ -95,6 +95,8 @@ SEMANTIC_REFUSALS: dict[str, list[int]] = {
     "PATCH /api/leaders/{leader}": [422],
 }
 JOIN = "POST /api/rooms/{room}/join"
+#: A customer's own (``/api/me``): the host's run calls them with the viewer's customer token.
+CUSTOMER_OWN = ("GET /api/me", "GET /api/me/customers", "GET /api/me/commissions")
 #: Operations that sign sessions out: the run's caller for them is a host of their own (see the docstring).
 SIGN_OUTS = ("DELETE /api/sessions", "DELETE /api/sessions/{session}")
 #: What a viewer may call (the viewer's run); the host's run is every other operation and those a host may
@@ -104,6 +106,7 @@ VIEWER_ONLY = {
     "POST /api/orders/{order}/pay",
     "POST /api/orders/{order}/cancel",
 }
+THUMBNAIL = "GET /api/rooms/{room}/thumbnail.jpg"
 VIEWER_TOO = {
     "GET /api/rooms/{room}",
     "POST /api/rooms/{room}/join",
@@ -248,6 +251,12 @@ def config(w: World, token: str, *, guest_joins: bool = False) -> str:
         lines.append(f"checks.positive_data_acceptance.expected-statuses = {_toml(expected)}")
     else:
         lines.append(f"headers = {{ Authorization = {_toml('Bearer ' + w.customer)} }}")
+    for name in CUSTOMER_OWN:  # a customer's own orders and earnings: the customer asks
+        lines += [
+            "[[operations]]",
+            f"include-name = {_toml(name)}",
+            f"headers = {{ Authorization = {_toml('Bearer ' + w.customer)} }}",
+        ]
     for name in SIGN_OUTS:
         lines += [
             "[[operations]]",
@@ -269,7 +278,10 @@ async def run_schemathesis(w: World, who: str, tmp: Path) -> tuple[int, str]:
     operations that store text)."""
     token = w.viewer if who == "viewer" else w.host
     if who == "host":
-        selection = [arg for name in sorted(VIEWER_ONLY) for arg in ("--exclude-name", name)]
+        # A room's thumbnail is grabbed from its live video, so a room the host's stateful phase just made
+        # has none (404 by contract, which Schemathesis reads as a lost resource): the viewer's run has it.
+        left_out = VIEWER_ONLY | {THUMBNAIL}
+        selection = [arg for name in sorted(left_out) for arg in ("--exclude-name", name)]
     else:
         names = VIEWER_ONLY | VIEWER_TOO if who == "viewer" else TEXT_WRITES
         selection = [arg for name in sorted(names) for arg in ("--include-name", name)]
