@@ -22,7 +22,7 @@ import pytest
 from playwright.async_api import Browser, Download, Page, expect
 
 from loadtests.harness import Port
-from tests.conftest import LiveServer, make_settings
+from tests.conftest import LiveServer, fresh_database, make_settings
 from tests.e2e.conftest import Problems, api, open_page
 from tests.shop_api import auth, buy, join, new_sale, ok, pay
 
@@ -32,10 +32,12 @@ LEADER_PHONE = "13912345678"
 
 
 @pytest.fixture
-async def site(redis_url: str, database_url: str, tmp_path: Path) -> AsyncIterator[LiveServer]:
-    """The e2e server, here on SQLite and on PostgreSQL both (every figure on these tabs is the ledger's
-    SQL), with no after-sale window: a commission is payable as soon as its order is paid."""
+async def site(redis_url: str, tmp_path: Path) -> AsyncIterator[LiveServer]:
+    """The e2e server on SQLite, as every browser test's (the figures these tabs show are the API's, which
+    ``tests/integration/test_leaders.py`` checks on both databases), with no after-sale window: a
+    commission is payable as soon as its order is paid."""
     port = Port()
+    database_url = await fresh_database("sqlite", tmp_path)
     settings = make_settings(database_url, redis_url, tmp_path, base_url=port.url, after_sale_days=0)
     async with LiveServer(settings, port=port) as live:
         yield live

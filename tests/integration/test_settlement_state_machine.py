@@ -30,7 +30,7 @@ from SQL and checked, model-free, against the invariants of issue 12's done-when
 
 and then the ledger and payouts are compared with the model's.
 
-Sizes: ``LIVECART_HYPOTHESIS_EXAMPLES`` (default 40; PostgreSQL runs a third of them) examples of
+Sizes: ``LIVECART_HYPOTHESIS_EXAMPLES`` (default 25; PostgreSQL runs a third of them) examples of
 ``LIVECART_HYPOTHESIS_STEPS`` (default 25) steps. Redis: ``LIVECART_TEST_REDIS_URL``, PostgreSQL:
 ``LIVECART_TEST_PG_URL`` (see ``tests/conftest.py``), flushed / recreated before each test.
 """
@@ -72,7 +72,7 @@ from tests.conftest import REDIS_URL, LiveServer, fresh_database, make_settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-EXAMPLES = int(os.environ.get("LIVECART_HYPOTHESIS_EXAMPLES", "40"))
+EXAMPLES = int(os.environ.get("LIVECART_HYPOTHESIS_EXAMPLES", "25"))
 STEPS = int(os.environ.get("LIVECART_HYPOTHESIS_STEPS", "25"))
 
 START_MS = 1_800_000_000_000  # 2027-01-15: any fixed instant, the clock is an input
