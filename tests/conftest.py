@@ -1,8 +1,9 @@
 """Shared fixtures. Integration tests talk to the real Redis and to real SQLite and PostgreSQL.
 
 - ``LIVECART_TEST_REDIS_URL`` (default ``redis://127.0.0.1:6379/15``): flushed before each test that uses it.
-- ``LIVECART_TEST_PG_URL`` (default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``): its ``public``
-  schema is recreated before each test that uses it.
+- ``LIVECART_TEST_PG_URL`` (default ``postgresql+asyncpg://postgres@127.0.0.1:5432/test``): emptied before
+  each test that uses it (its tables truncated when its schema is at the migrations' head, else the schema
+  recreated and migrated); ``fresh_database(..., migrated=False)`` gives an empty schema.
 
 When a service is unreachable the tests that need it are skipped locally but *fail* under ``CI=true``.
 
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,8 +24,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
+from base import db
 from base.settings import Settings
+from livecart import schema
+from livecart.schema import alembic_config
 from loadtests.harness import LiveServer, reset_postgres
 
 __all__ = ["IN_CI", "PG_URL", "REDIS_URL", "LiveServer", "make_settings", "reset_postgres"]
@@ -61,15 +69,75 @@ def redis_url() -> Iterator[str]:
     client.close()
 
 
-async def fresh_database(kind: str, tmp_path: Path) -> str:
-    """The URL of an empty database: SQLite in ``tmp_path``, or the test PostgreSQL's schema recreated."""
+async def fresh_database(kind: str, tmp_path: Path, *, migrated: bool = True) -> str:
+    """The URL of a database with no rows: SQLite in ``tmp_path``, or the test PostgreSQL's.
+
+    ``migrated`` (the default): its schema is already at the migrations' head, as the app would make it on
+    start (which then finds nothing to do), made once per test run and reused: a copy of a migrated SQLite
+    file, or PostgreSQL's tables emptied. Otherwise an empty schema (``test_migrations`` starts from one)."""
     if kind == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'livecart.db'}"
+        path = tmp_path / "livecart.db"
+        if migrated:
+            shutil.copyfile(await _sqlite_template(), path)
+        return f"sqlite+aiosqlite:///{path}"
     try:
-        await reset_postgres(PG_URL)
+        if migrated:
+            await _emptied_postgres(PG_URL)
+        else:
+            await reset_postgres(PG_URL)
     except OSError:
         _unavailable(f"PostgreSQL at {PG_URL}")
     return PG_URL
+
+
+_sqlite_templates: list[Path] = []
+
+
+async def _sqlite_template() -> Path:
+    """A SQLite file migrated to head, made on first use in this test run."""
+    if not _sqlite_templates:
+        path = Path(tempfile.mkdtemp(prefix="livecart-template-")) / "livecart.db"
+        engine = db.create_engine(f"sqlite+aiosqlite:///{path}")
+        try:
+            await schema.migrate(engine)
+            async with engine.begin() as conn:  # everything in the main file, none left in the WAL
+                await conn.execute(text("PRAGMA wal_checkpoint(TRUNCATE)"))
+        finally:
+            await engine.dispose()
+        _sqlite_templates.append(path)
+    return _sqlite_templates[0]
+
+
+async def _emptied_postgres(url: str) -> None:
+    """Every table of ``url`` emptied when its schema is at the migrations' head; else the schema recreated
+    and migrated (the first time, or after a test left another revision)."""
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    engine = db.create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        async with engine.begin() as conn:
+            at = None
+            if await conn.scalar(text("SELECT to_regclass('public.alembic_version') IS NOT NULL")):
+                at = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+            if at == head:
+                tables = (
+                    await conn.execute(
+                        text(
+                            "SELECT tablename FROM pg_tables "
+                            "WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+                        )
+                    )
+                ).scalars()
+                names = ", ".join(f'public."{name}"' for name in tables)
+                await conn.execute(text(f"TRUNCATE {names}"))
+                return
+    finally:
+        await engine.dispose()
+    await reset_postgres(url)
+    engine = db.create_engine(url, pool_size=1, max_overflow=0)
+    try:
+        await schema.migrate(engine)
+    finally:
+        await engine.dispose()
 
 
 def flushed_redis() -> redis.Redis:

@@ -45,7 +45,7 @@ async def upgrade(url: str, revision: str) -> None:
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 async def test_head_is_what_the_models_declare(kind: str, tmp_path: Path) -> None:
-    url = await fresh_database(kind, tmp_path)
+    url = await fresh_database(kind, tmp_path, migrated=False)
     await upgrade(url, "head")
     engine = db.create_engine(url)
     try:
@@ -60,7 +60,7 @@ async def test_head_is_what_the_models_declare(kind: str, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 async def test_v1_rooms_and_viewers_become_guests(kind: str, tmp_path: Path, redis_url: str) -> None:
-    url = await fresh_database(kind, tmp_path)
+    url = await fresh_database(kind, tmp_path, migrated=False)
     await upgrade(url, "0003")
     engine = db.create_engine(url)
     try:
@@ -121,7 +121,7 @@ async def test_v1_attribution_becomes_host_wide_bindings_and_the_ledger_keeps_it
     After: C is bound to P (first touch), G to nobody; every ledger row has its host and P's customer; the
     refunded order has its refund, its clawback names it; the report sums what the v1 ledger held, and C's
     next order accrues to P."""
-    url = await fresh_database(kind, tmp_path)
+    url = await fresh_database(kind, tmp_path, migrated=False)
     await upgrade(url, "0004")
     now = int(time.time() * 1000)
     t1, t2 = now - 2 * 86_400_000, now - 86_400_000
