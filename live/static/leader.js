@@ -9,12 +9,12 @@
 import { api, ApiError, describe, money } from "./api.js";
 import { $, copyText, fill, h, onSubmit, setText, show } from "./dom.js";
 import { languageSwitch, pageConfig, t } from "./i18n.js";
+import { codeRequest, hideDevCode } from "./code-sign-in.js";
 import { fetchMe, orderItem, when } from "./mine.js";
 
 const config = pageConfig();
 const hostId = config.host_id || decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
 const shopPath = (suffix) => `/api/shops/${encodeURIComponent(hostId)}${suffix}`;
-const RESEND_SECONDS = 60;
 const EARNINGS = ["accrued", "clawed_back", "net", "paid_out", "owed", "payable"];
 
 let signedIn = false; // the page has shown someone's data: "switch account" may go back to it
@@ -28,8 +28,6 @@ const rate = (bps) => `${(bps / 100).toFixed(bps % 100 ? 2 : 0)}%`;
 
 // -- signing in ------------------------------------------------------------------------------------------
 
-let resendTimer = null;
-
 function askSignIn(message = "") {
   show($("#loading"), false);
   show($("#page"), false);
@@ -39,51 +37,15 @@ function askSignIn(message = "") {
   $("#code-form input[name=phone]").focus();
 }
 
-/** The send button counts down until another code may be asked for (the server's limit, or its answer). */
-function holdResend(seconds) {
-  clearInterval(resendTimer);
-  const button = $("#send-code");
-  let left = Math.max(1, Math.ceil(seconds));
-  const tick = () => {
-    button.disabled = left > 0;
-    setText(button, left > 0 ? t("leader.signin.resend_in", { n: left }) : t("leader.signin.send_again"));
-    if (left-- <= 0) clearInterval(resendTimer);
-  };
-  tick();
-  resendTimer = setInterval(tick, 1000);
-}
-
-function hideDevCode() {
-  setText($("#dev-code"), "");
-  show($("#dev-code"), false);
-}
-
-// The wait is per number (the server's limit is): another number may have its code at once.
-$("#code-form input[name=phone]").addEventListener("input", () => {
-  clearInterval(resendTimer);
-  $("#send-code").disabled = false;
-  setText($("#send-code"), t("leader.signin.send_code"));
+codeRequest({
+  path: () => shopPath("/sign-in/code"),
+  keys: {
+    send_code: "leader.signin.send_code",
+    resend_in: "leader.signin.resend_in",
+    send_again: "leader.signin.send_again",
+    dev_code: "leader.signin.dev_code",
+  },
 });
-
-onSubmit($("#code-form"), async ({ phone }) => {
-  setText($("#signin-error"), "");
-  hideDevCode();
-  try {
-    const sent = await api(shopPath("/sign-in/code"), { method: "POST", body: { phone } });
-    show($("#signin-form"));
-    if (sent.dev_code) {
-      setText($("#dev-code"), t("leader.signin.dev_code", { code: sent.dev_code }));
-      show($("#dev-code"));
-    }
-    $("#signin-form input[name=code]").focus();
-    setTimeout(() => holdResend(RESEND_SECONDS)); // after onSubmit re-enables the form
-  } catch (error) {
-    if (error instanceof ApiError && error.retryAfter && error.code === "rate_limited") {
-      setTimeout(() => holdResend(error.retryAfter));
-    }
-    throw error;
-  }
-}, (error) => setText($("#signin-error"), describe(error)));
 
 onSubmit($("#signin-form"), async ({ code }, form) => {
   setText($("#signin-error"), "");

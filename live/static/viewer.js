@@ -13,6 +13,7 @@ import { chatLine } from "./chat.js";
 import { CLOSE } from "./close-codes.js";
 import { RoomSocket, routeFrames } from "./hub.js";
 import { fillT, languageSwitch, pageConfig, t, waitText } from "./i18n.js";
+import { codeRequest } from "./code-sign-in.js";
 import { fetchMe, orderItem } from "./mine.js";
 import { setUpSharing, updateSharing } from "./wechat.js";
 import { play } from "./webrtc.js";
@@ -24,7 +25,6 @@ const config = pageConfig();
 const MAX_LOG = 100;
 const MAX_CHAT = 200;
 const FINAL_ORDER = new Set(["expired", "cancelled", "refunded"]);
-const RESEND_SECONDS = 60;
 
 let me = readStored(); // {viewer_id, name, token, share_url, invite, ref, orders: [id]}
 let preview = null; // {title, host_name, status, sign_in, cover_url}
@@ -104,8 +104,6 @@ function renderIntro() {
 
 // -- signing in (verified rooms) ----------------------------------------------------------------------------
 
-let resendTimer = null;
-
 function askSignIn(message = "") {
   show($("#join"), false);
   show($("#signin"));
@@ -118,46 +116,15 @@ function askSignIn(message = "") {
   }
 }
 
-/** The send button counts down until another code may be asked for (the server's limit, or its answer). */
-function holdResend(seconds) {
-  clearInterval(resendTimer);
-  const button = $("#send-code");
-  let left = Math.max(1, Math.ceil(seconds));
-  const tick = () => {
-    button.disabled = left > 0;
-    setText(button, left > 0 ? t("signin.resend_in", { n: left }) : t("signin.send_again"));
-    if (left-- <= 0) clearInterval(resendTimer);
-  };
-  tick();
-  resendTimer = setInterval(tick, 1000);
-}
-
-// The wait is per number (the server's limit is): another number may have its code at once.
-$("#code-form input[name=phone]").addEventListener("input", () => {
-  clearInterval(resendTimer);
-  $("#send-code").disabled = false;
-  setText($("#send-code"), t("signin.send_code"));
+codeRequest({
+  path: () => roomPath("/sign-in/code"),
+  keys: {
+    send_code: "signin.send_code",
+    resend_in: "signin.resend_in",
+    send_again: "signin.send_again",
+    dev_code: "signin.dev_code",
+  },
 });
-
-onSubmit($("#code-form"), async ({ phone }) => {
-  setText($("#signin-error"), "");
-  show($("#dev-code"), false);
-  try {
-    const sent = await api(roomPath("/sign-in/code"), { method: "POST", body: { phone } });
-    show($("#signin-form"));
-    if (sent.dev_code) {
-      setText($("#dev-code"), t("signin.dev_code", { code: sent.dev_code }));
-      show($("#dev-code"));
-    }
-    $("#signin-form input[name=code]").focus();
-    setTimeout(() => holdResend(RESEND_SECONDS)); // after onSubmit re-enables the form
-  } catch (error) {
-    if (error instanceof ApiError && error.retryAfter && error.code === "rate_limited") {
-      setTimeout(() => holdResend(error.retryAfter));
-    }
-    throw error;
-  }
-}, (error) => setText($("#signin-error"), describe(error)));
 
 onSubmit($("#signin-form"), async ({ code, name }) => {
   setText($("#signin-error"), "");
