@@ -64,7 +64,10 @@ async def leaders_json(
     st: ShopServices, session: AsyncSession, host_id: str, leaders: list[Leader]
 ) -> list[dict[str, Any]]:
     now = st.clock.now_ms()
-    figs = await settlement.figures(session, host_id, now_ms=now, after_sale_days=st.settings.after_sale_days)
+    one = leaders[0].customer_id if len(leaders) == 1 else None  # one leader: their rows only
+    figs = await settlement.figures(
+        session, host_id, now_ms=now, after_sale_days=st.settings.after_sale_days, promoter_id=one
+    )
     counts = await bound_counts(session, host_id, now_ms=now, binding_days=st.settings.binding_days)
     phones = dict(
         (
