@@ -83,6 +83,41 @@ class Settings(BaseSettings):
     #: order's commission only after it; after it the commission is final.
     after_sale_days: float = Field(default=7.0, ge=0)
 
+    # --- money (SPEC §10): each provider is on when its keys are set; every API base is a setting ---
+    #: WeChat Pay API v3: merchant id, the AppID payments are made in (the Official Account of JSAPI), the
+    #: APIv3 key (32 bytes), the merchant's API private key (PEM file) and its certificate serial.
+    wechatpay_mchid: str | None = None
+    wechatpay_appid: str | None = None
+    wechatpay_apiv3_key: SecretStr | None = None
+    wechatpay_merchant_key_file: Path | None = None
+    wechatpay_merchant_serial: str | None = None
+    #: "WeChat Pay public key" mode (微信支付公钥): the key (PEM file) and its id (``PUB_KEY_ID_...``). Unset:
+    #: platform-certificate mode, where the certificates are fetched from the API and kept in
+    #: ``wechatpay_platform_cert_dir``.
+    wechatpay_platform_public_key_file: Path | None = None
+    wechatpay_platform_public_key_id: str | None = None
+    wechatpay_platform_cert_dir: Path | None = None
+    wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
+    #: Alipay (RSA2): the app id, the app's private key and Alipay's public key (PEM files), the gateway.
+    alipay_app_id: str | None = None
+    alipay_private_key_file: Path | None = None
+    alipay_public_key_file: Path | None = None
+    alipay_api_base: str = "https://openapi.alipay.com/gateway.do"
+    #: Stripe: the secret API key, the webhook endpoint's signing secret (``whsec_...``), the API base.
+    stripe_secret_key: SecretStr | None = None
+    stripe_webhook_secret: SecretStr | None = None
+    stripe_api_base: str = "https://api.stripe.com"
+    #: How long one call to a payment provider may take.
+    payment_provider_timeout_seconds: float = Field(default=10.0, gt=0)
+    #: A provider payment with no notification after this long is queried at the provider (then again
+    #: every as long, until it is settled or its order is over).
+    payment_query_after_seconds: float = Field(default=60.0, gt=0)
+    #: A provider refund that failed is tried again after this long, doubling up to an hour, for ever: it is
+    #: shown to the host meanwhile, never dropped.
+    refund_retry_seconds: float = Field(default=60.0, gt=0)
+    #: A shipped order the buyer has not confirmed is completed this many days after it was shipped.
+    auto_complete_days: float = Field(default=10.0, gt=0)
+
     #: ``None``: on in dev, off in prod (run ``alembic upgrade head`` yourself there).
     migrate_on_start: bool | None = None
     sweep_interval_seconds: float = Field(default=1.0, gt=0)
@@ -261,6 +296,24 @@ class Settings(BaseSettings):
     @property
     def signup_open(self) -> bool:
         return self.is_dev if self.open_signup is None else self.open_signup
+
+    @property
+    def wechatpay_enabled(self) -> bool:
+        return bool(
+            self.wechatpay_mchid
+            and self.wechatpay_appid
+            and self.wechatpay_apiv3_key
+            and self.wechatpay_merchant_key_file
+            and self.wechatpay_merchant_serial
+        )
+
+    @property
+    def alipay_enabled(self) -> bool:
+        return bool(self.alipay_app_id and self.alipay_private_key_file and self.alipay_public_key_file)
+
+    @property
+    def stripe_enabled(self) -> bool:
+        return bool(self.stripe_secret_key and self.stripe_webhook_secret)
 
     @property
     def dev_payments_enabled(self) -> bool:

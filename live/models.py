@@ -19,6 +19,8 @@ class Host(Base):
     phone: Mapped[str | None] = mapped_column(String(20))
     #: The shop's own commission rate for promoters (``None``: ``LIVECART_COMMISSION_RATE_BPS``).
     commission_bps: Mapped[int | None]
+    #: The payment providers the shop takes, comma-separated, best first (``None``: every one configured).
+    payment_providers: Mapped[str | None] = mapped_column(String(100))
 
     __table_args__ = (Index("uq_hosts_phone", "phone", unique=True),)
 

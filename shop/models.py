@@ -16,6 +16,8 @@ class Product(Base):
     price: Mapped[int]
     description: Mapped[str | None] = mapped_column(Text)
     image_url: Mapped[str | None] = mapped_column(String(2000))
+    #: A shipped good: its orders need a shipping address to be paid (``False``: a voucher, a service).
+    shippable: Mapped[bool] = mapped_column(default=True, server_default=text("true"))
     created_ms: Mapped[int]
 
 
@@ -58,9 +60,18 @@ class Order(Base):
     late: Mapped[bool] = mapped_column(default=False)
     refund_reason: Mapped[str | None] = mapped_column(String(40))
     tracking_number: Mapped[str | None] = mapped_column(String(100))
+    carrier: Mapped[str | None] = mapped_column(String(40))
+    #: Where it ships (SPEC §10), given at checkout: recipient, their phone (E.164), region, street line.
+    ship_name: Mapped[str | None] = mapped_column(String(40))
+    ship_phone: Mapped[str | None] = mapped_column(String(20))
+    ship_region: Mapped[str | None] = mapped_column(String(100))
+    ship_line: Mapped[str | None] = mapped_column(String(200))
     expires_ms: Mapped[int]
     created_ms: Mapped[int]
     paid_ms: Mapped[int | None]
+    shipped_ms: Mapped[int | None]
+    delivered_ms: Mapped[int | None]
+    completed_ms: Mapped[int | None]
     closed_ms: Mapped[int | None]
 
     __table_args__ = (
@@ -71,14 +82,26 @@ class Order(Base):
 
 
 class Payment(Base):
+    """One attempt to pay an order at one provider; its id is the provider's ``out_trade_no``. Status:
+    ``pending`` → ``succeeded`` | ``failed`` | ``closed``; ``refunded`` once all of it is being returned."""
+
     __tablename__ = "payments"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
     provider: Mapped[str] = mapped_column(String(20))
+    channel: Mapped[str | None] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16))
     amount: Mapped[int]
+    #: What the buyer's page needs to pay it (JSON), so a repeated checkout shows the same QR code.
+    checkout: Mapped[str | None] = mapped_column(Text)
+    #: The provider's transaction id, once it has told us.
+    provider_ref: Mapped[str | None] = mapped_column(String(64))
+    #: When it was last asked about at the provider (a lost notification, SPEC §10).
+    queried_ms: Mapped[int | None]
     created_ms: Mapped[int]
     updated_ms: Mapped[int]
+
+    __table_args__ = (Index("ix_payments_status_created", "status", "created_ms"),)
 
 
 class PaymentEvent(Base):
@@ -92,15 +115,76 @@ class PaymentEvent(Base):
 
 
 class Refund(Base):
-    """One refund of (part of) a paid order; its clawback, if any, names it."""
+    """Money going back to a buyer; its id is the provider's ``out_refund_no``. ``kind``: ``order``, (part
+    of) a paid order (its clawback, if any, names it); ``payment``, a payment the order could not take (a
+    duplicate, or a late one whose stock was gone), which the order's figures never count.
+
+    ``status`` is where the provider is with it: ``pending`` (not yet sent, or to be sent again at
+    ``next_try_ms`` after a failure, ``last_error`` saying why), ``processing`` (accepted), ``succeeded``.
+    The order's ledger counts it from the moment it is written; the money moves when the provider says."""
 
     __tablename__ = "refunds"
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    payment_id: Mapped[str | None] = mapped_column(ForeignKey("payments.id"))
+    kind: Mapped[str] = mapped_column(String(16), default="order", server_default="order")
     amount: Mapped[int]
     #: The refund that completed the order put its units back on sale.
     restocked: Mapped[bool] = mapped_column(default=False)
+    reason: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="succeeded")
+    provider_ref: Mapped[str | None] = mapped_column(String(64))
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    next_try_ms: Mapped[int | None]
     created_ms: Mapped[int]
+    updated_ms: Mapped[int | None]
+
+    __table_args__ = (Index("ix_refunds_status_next_try", "status", "next_try_ms"),)
+
+
+class AfterSale(Base):
+    """A buyer's after-sale request (SPEC §10): ``requested`` → ``approved`` (its refund named) or
+    ``rejected`` (with the host's reason) or ``withdrawn`` by the buyer. One open request per order."""
+
+    __tablename__ = "after_sales"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    host_id: Mapped[str] = mapped_column(ForeignKey("hosts.id"))
+    #: ``refund`` (仅退款) or ``return_refund`` (退货退款).
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(500))
+    #: What the buyer asks back (``None``: all that is left); the host may approve less.
+    amount: Mapped[int | None]
+    status: Mapped[str] = mapped_column(String(16))
+    #: The host's reason for a rejection (or note on an approval).
+    host_note: Mapped[str | None] = mapped_column(String(500))
+    refund_id: Mapped[str | None] = mapped_column(ForeignKey("refunds.id"))
+    created_ms: Mapped[int]
+    decided_ms: Mapped[int | None]
+
+    __table_args__ = (
+        Index(
+            "uq_after_sales_open",
+            "order_id",
+            unique=True,
+            sqlite_where=text("status = 'requested'"),
+            postgresql_where=text("status = 'requested'"),
+        ),
+        Index("ix_after_sales_host_created", "host_id", "created_ms"),
+    )
+
+
+class ShippingAddress(Base):
+    """A customer's last shipping address at a host, offered again at their next checkout."""
+
+    __tablename__ = "shipping_addresses"
+    customer_id: Mapped[str] = mapped_column(ForeignKey("customers.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(40))
+    phone: Mapped[str] = mapped_column(String(20))
+    region: Mapped[str] = mapped_column(String(100))
+    line: Mapped[str] = mapped_column(String(200))
+    updated_ms: Mapped[int]
 
 
 class Payout(Base):
