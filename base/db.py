@@ -77,5 +77,13 @@ def insert_ignoring_conflicts(session: AsyncSession, table: type[Base]) -> Inser
     return insert_ignoring(session.get_bind().dialect.name, table)
 
 
+def upsert(session: AsyncSession, table: type[Base], values: dict[str, Any], *, keys: list[str]) -> Insert:
+    """``INSERT ... ON CONFLICT (keys) DO UPDATE`` setting every other column of ``values``."""
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(table).values(**values)
+    changed = {k: v for k, v in values.items() if k not in keys}
+    return stmt.on_conflict_do_update(index_elements=keys, set_=changed)
+
+
 def sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)

@@ -62,7 +62,9 @@ from shop.covers import RoomCovers
 from shop.inventory.store import SENTINEL, Inventory
 from shop.orders.service import OrderService
 from shop.orders.writer import OrderWriter
-from shop.payments.service import PaymentService
+from shop.payments.refunds import Refunder
+from shop.payments.registry import Providers
+from shop.payments.service import NOTIFY_PATHS, PaymentService
 from shop.reconcile import Reconciler
 from shop.room_source import ShopRoomSource
 from shop.services import ShopServices
@@ -171,7 +173,16 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
             metrics=metrics_,
         )
     video = Video(ice_servers=settings.ice_servers, metrics=metrics_, siblings=siblings)
+    providers = Providers.of(settings)
+    refunder = Refunder(
+        settings=settings,
+        sessions=sessions,
+        providers=providers,
+        clock=clock,
+        notify_url=lambda name: settings.base_url.rstrip("/") + NOTIFY_PATHS[name],
+    )
     orders = OrderService(
+        refunder=refunder,
         settings=settings,
         sessions=sessions,
         inventory=inventory,
@@ -182,6 +193,8 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         events=publisher,
     )
     payments = PaymentService(
+        providers=providers,
+        refunder=refunder,
         settings=settings,
         sessions=sessions,
         inventory=inventory,
@@ -191,6 +204,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         events=publisher,
     )
     sweeper = Sweeper(
+        payments=payments,
         sessions=sessions,
         inventory=inventory,
         reconciler=reconciler,

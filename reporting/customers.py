@@ -18,11 +18,11 @@ from identity.phones import masked
 from live.bindings import lasts
 from live.models import Binding, Leader, Room, Viewer
 from shop import settlement
-from shop.inventory.rules import OrderStatus
+from shop.inventory.rules import SOLD_VALUES, OrderStatus
 from shop.models import Card, Commission, Order, Product
 from shop.settlement_rules import after_sale_ends
 
-KEPT = (OrderStatus.PAID.value, OrderStatus.REFUNDED.value)
+KEPT = (*SOLD_VALUES, OrderStatus.REFUNDED.value)
 
 
 async def page(

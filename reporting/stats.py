@@ -11,7 +11,7 @@ from sqlalchemy.orm import aliased
 from live.bindings import DAY_MS
 from live.models import Binding, Viewer
 from realtime.models import RoomViewer, ViewerSample
-from shop.inventory.rules import OrderStatus
+from shop.inventory.rules import SOLD_VALUES, OrderStatus
 from shop.models import Card, Commission, Order, Product
 from shop.settlement import names, promoter_key
 
@@ -26,7 +26,7 @@ async def room_stats(
     currency: str,
     binding_days: float,
 ) -> dict[str, Any]:
-    paid = Order.status == OrderStatus.PAID.value
+    paid = Order.status.in_(SOLD_VALUES)
     active = (Order.status == OrderStatus.RESERVED.value) & (Order.expires_ms >= now_ms)
     totals = (
         await session.execute(
@@ -125,7 +125,7 @@ async def room_promoters(
         .group_by(key)
     )
     viewers = {str(k): int(n) for k, n in brought.all()}
-    earning = (Commission.kind == "accrual") & (Order.status == OrderStatus.PAID.value)
+    earning = (Commission.kind == "accrual") & Order.status.in_(SOLD_VALUES)
     sold = await session.execute(
         select(
             promoter_key,

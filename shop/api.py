@@ -9,11 +9,13 @@ from starlette.routing import Route
 from base.csv_export import csv_response
 from base.http import client_ip, read_body, read_json, read_query
 from base.openapi import Header, Reply, doc
+from identity.errors import InvalidPhone
 from identity.tokens import HostIdentity
 from live.errors import UnknownRoom
 from live.host_rooms import owned_room
 from live.models import Room
 from shop.errors import (
+    AddressRequired,
     CardStateConflict,
     IdempotencyMismatch,
     InvalidIdempotencyKey,
@@ -25,14 +27,17 @@ from shop.errors import (
     LimitExceeded,
     MissingIdempotencyKey,
     OrderStateConflict,
+    ProviderFailed,
+    RejectedNotification,
     SaleNotOpen,
     SoldOut,
     TooManyOrders,
+    UnknownProvider,
     UnknownResource,
     WrongRoom,
 )
 from shop.orders.repo import room_orders
-from shop.payments.service import WebhookEvent
+from shop.payments.dev import WebhookEvent
 from shop.payments.signing import HEADER as SIGNATURE_HEADER
 from shop.schemas import (
     IDEMPOTENCY_KEY_SCHEMA,
@@ -41,10 +46,12 @@ from shop.schemas import (
     CardOpenIn,
     CardOut,
     CardPatchIn,
+    CheckoutOptionsOut,
     DevCompleteIn,
     DevCompleteOut,
     OrderIn,
     OrderOut,
+    PayIn,
     PaymentOut,
     PayOut,
     ProductIn,
@@ -187,18 +194,52 @@ async def get_order(request: Request) -> JSONResponse:
 
 
 @doc(
+    body=PayIn,
+    body_required=False,
     responses={200: PayOut},
     errors=[
         UnknownResource,
         (OrderStateConflict, "order_not_payable"),
         (OrderStateConflict, "order_expired"),
+        UnknownProvider,
+        AddressRequired,
+        InvalidPhone,
+        ProviderFailed,
     ],
-    summary="Start paying a reserved order",
+    summary="Start paying a reserved order (provider, channel, shipping address)",
 )
 async def pay_order(request: Request) -> JSONResponse:
     st = services(request)
     viewer = st.auth.require_viewer(request)
-    return JSONResponse(await st.payments.start_checkout(viewer, request.path_params["order"]))
+    body = await read_json(request, PayIn, empty_ok=True)
+    return JSONResponse(
+        await st.payments.start_checkout(
+            viewer,
+            request.path_params["order"],
+            body,
+            user_agent=request.headers.get("user-agent", ""),
+            client_ip=client_ip(request),
+        )
+    )
+
+
+@doc(
+    responses={200: CheckoutOptionsOut},
+    errors=[
+        UnknownResource,
+        (OrderStateConflict, "order_not_payable"),
+        (OrderStateConflict, "order_expired"),
+    ],
+    summary="How a reserved order can be paid here: providers, channels, the address to offer",
+)
+async def checkout_options(request: Request) -> JSONResponse:
+    st = services(request)
+    viewer = st.auth.require_viewer(request)
+    return JSONResponse(
+        await st.payments.checkout_options(
+            viewer, request.path_params["order"], user_agent=request.headers.get("user-agent", "")
+        )
+    )
 
 
 @doc(
@@ -291,6 +332,46 @@ async def payment_webhook(request: Request) -> JSONResponse:
     return JSONResponse(await st.payments.receive_webhook(body, request.headers.get(SIGNATURE_HEADER)))
 
 
+async def _provider_notification(request: Request, provider: str) -> Response:
+    st = services(request)
+    body = await read_body(request, max_bytes=st.settings.max_body_bytes)
+    reply = await st.payments.notify(provider, request.headers, body)
+    return Response(reply.body, status_code=reply.status, media_type=reply.media_type)
+
+
+@doc(
+    raw_body="application/json",
+    responses={200: Reply("Applied (or a redelivery, recognised)")},
+    auth=False,
+    errors=[RejectedNotification, UnknownProvider],
+    summary="WeChat Pay API v3 notification (payments and refunds; signed, resource AES-256-GCM encrypted)",
+)
+async def wechat_notify(request: Request) -> Response:
+    return await _provider_notification(request, "wechat")
+
+
+@doc(
+    raw_body="application/x-www-form-urlencoded",
+    responses={200: Reply("`success` (text/plain): applied, or a redelivery")},
+    auth=False,
+    errors=[RejectedNotification, UnknownProvider],
+    summary="Alipay asynchronous notification (RSA2-signed form)",
+)
+async def alipay_notify(request: Request) -> Response:
+    return await _provider_notification(request, "alipay")
+
+
+@doc(
+    raw_body="application/json",
+    responses={200: Reply("Applied (or a redelivery, recognised)")},
+    auth=False,
+    errors=[RejectedNotification, UnknownProvider],
+    summary="Stripe webhook (Stripe-Signature)",
+)
+async def stripe_webhook(request: Request) -> Response:
+    return await _provider_notification(request, "stripe")
+
+
 async def _own_room(request: Request) -> tuple[HostIdentity, Room]:
     st = services(request)
     host = await st.auth.require_host(request)
@@ -356,11 +437,15 @@ routes = [
     Route("/api/cards/{card:id}/close", close_card, methods=["POST"]),
     Route("/api/orders/{order:id}", get_order, methods=["GET"]),
     Route("/api/orders/{order:id}/pay", pay_order, methods=["POST"]),
+    Route("/api/orders/{order:id}/checkout", checkout_options, methods=["GET"]),
     Route("/api/orders/{order:id}/cancel", cancel_order, methods=["POST"]),
     Route("/api/orders/{order:id}/refund", refund_order, methods=["POST"]),
     Route("/api/orders/{order:id}/ship", ship_order, methods=["POST"]),
     Route("/api/payments/dev/{payment:id}", dev_checkout, methods=["GET"]),
     Route("/api/payments/dev/{payment:id}/complete", dev_complete, methods=["POST"]),
     Route("/api/payments/webhook", payment_webhook, methods=["POST"]),
+    Route("/api/payments/wechat/notify", wechat_notify, methods=["POST"]),
+    Route("/api/payments/alipay/notify", alipay_notify, methods=["POST"]),
+    Route("/api/payments/stripe/webhook", stripe_webhook, methods=["POST"]),
     Route("/api/rooms/{room:id}/orders", list_room_orders, methods=["GET"]),
 ]

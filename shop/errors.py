@@ -7,6 +7,9 @@ ShopError
 ├── InvalidQuantity, IdempotencyMismatch, NothingToChange, InvalidRefund
 ├── NothingOwed, LeaderExists                          (settlement and the roster say no)
 ├── MissingIdempotencyKey, InvalidIdempotencyKey, InvalidSignature, InvalidWebhook
+├── RejectedNotification                               (a provider notification that is not genuine)
+├── UnknownProvider, AddressRequired, AfterSaleRefused (money, shipping and after-sale say no)
+├── ProviderFailed                                     (a payment provider failed: 502, retry)
 ├── WrongRoom                                          (a viewer token of another room)
 ├── TooManyOrders                                      (the buy's rate gate: 429, Retry-After)
 └── InventoryUnavailable, CommitTimedOut               (nothing was acknowledged: retry)
@@ -99,6 +102,37 @@ class InvalidWebhook(ShopError):
     """A signed webhook body that is not an event this server understands."""
 
     default_code = "invalid_event"
+
+
+class RejectedNotification(ShopError):
+    """A payment provider's notification whose signature, key, timestamp or encryption does not check out
+    (SPEC §10: 401, nothing changes)."""
+
+    default_code = "invalid_signature"
+
+
+class UnknownProvider(ShopError):
+    """A payment provider or channel this server (or this shop) does not take."""
+
+    default_code = "unknown_provider"
+
+
+class AddressRequired(ShopError):
+    """A shippable order paid without a shipping address."""
+
+    default_code = "address_required"
+
+
+class AfterSaleRefused(ShopError):
+    """An after-sale request the order does not allow (outside the window, nothing left to refund)."""
+
+    default_code = "after_sale_refused"
+
+
+class ProviderFailed(ShopError):
+    """The payment provider could not be reached or refused the call; nothing was charged."""
+
+    default_code = "provider_failed"
 
 
 class InventoryUnavailable(ShopError):

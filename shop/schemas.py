@@ -7,6 +7,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from base.fields import Description, Identifier, RequestBody, Title, TrackingNumber, Url
+from shop.addresses import AddressIn
 
 MAX_PRICE = 100_000_000_00  # 100 million in minor units
 MAX_STOCK = 10_000_000
@@ -95,6 +96,16 @@ class RefundIn(RequestBody):
     amount: int | None = Field(default=None, ge=1, le=MAX_PRICE * 10_000)
 
 
+class PayIn(RequestBody):
+    #: Which provider (default: the shop's first that serves this browser).
+    provider: Literal["wechat", "alipay", "stripe", "dev"] | None = None
+    #: How to pay with it (default: the best for this browser: JSAPI in WeChat, H5/WAP on a phone, a QR
+    #: code or a payment page on a desktop).
+    channel: Literal["native", "jsapi", "h5", "wap", "page", "checkout", "dev"] | None = None
+    #: Where it ships: required the first time for a product that ships; kept on the order.
+    address: AddressIn | None = None
+
+
 class DevCompleteIn(RequestBody):
     outcome: Literal["paid", "failed"]
 
@@ -133,6 +144,15 @@ class CardOut(BaseModel):
     commission_bps: int | None
 
 
+class AddressOut(BaseModel):
+    """A shipping address: recipient, phone (E.164), region (省市区), street line"""
+
+    name: str
+    phone: str
+    region: str
+    line: str
+
+
 class OrderOut(BaseModel):
     id: str
     card_id: str
@@ -142,8 +162,10 @@ class OrderOut(BaseModel):
     unit_price: int
     amount: int
     currency: str
-    status: Literal["reserved", "paid", "expired", "cancelled", "refunded"]
-    #: Refunded so far; a partially refunded order stays ``paid``.
+    status: Literal[
+        "reserved", "paid", "shipped", "delivered", "completed", "expired", "cancelled", "refunded"
+    ]
+    #: Refunded so far; a partially refunded order keeps its status.
     refunded_amount: int
     expires_at: str
     created_at: str
@@ -152,12 +174,43 @@ class OrderOut(BaseModel):
     refund_reason: str | None
     restocked: bool
     tracking_number: str | None
+    carrier: str | None
+    shipped_at: str | None
+    delivered_at: str | None
+    completed_at: str | None
+    #: Where it ships, as given at checkout (``null`` before, and for what does not ship).
+    address: AddressOut | None
     referrer_id: str | None
 
 
 class PayOut(BaseModel):
+    """The payment started, and what the buyer's page needs to pay it"""
+
     payment_id: str
-    checkout_url: str
+    provider: str
+    channel: str
+    #: ``code_url`` (WeChat Native: show it as a QR code), ``h5_url`` (open it), ``jsapi`` (the parameters
+    #: of ``WeixinJSBridge.invoke('getBrandWCPayRequest')``) or ``redirect_url`` (go there).
+    checkout: dict[str, Any]
+    #: v1: the URL to open (``redirect_url``, ``h5_url`` or ``code_url``); ``null`` for JSAPI.
+    checkout_url: str | None
+
+
+class CheckoutProviderOut(BaseModel):
+    provider: str
+    channel: str
+
+
+class CheckoutOptionsOut(BaseModel):
+    """How this order can be paid here: the shop's providers (each with the channel it would use in this
+    browser), whether an address is needed, and the address to offer (the order's, else the last one)"""
+
+    order_id: str
+    amount: int
+    currency: str
+    providers: list[CheckoutProviderOut]
+    address_required: bool
+    address: AddressOut | None
 
 
 class PaymentOut(BaseModel):
@@ -166,7 +219,7 @@ class PaymentOut(BaseModel):
     id: str
     order_id: str
     provider: str
-    status: Literal["pending", "succeeded", "failed", "refunded"]
+    status: Literal["pending", "succeeded", "failed", "closed", "refunded"]
     amount: int
 
 

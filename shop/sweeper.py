@@ -26,6 +26,7 @@ from shop.inventory.rules import StaleAction, decide_stale
 from shop.inventory.store import SENTINEL, Inventory
 from shop.orders import repo
 from shop.orders.order import Order
+from shop.payments.service import PaymentService
 from shop.reconcile import Reconciler
 from shop.views import order_json
 
@@ -38,6 +39,7 @@ class Sweeper:
     def __init__(
         self,
         *,
+        payments: PaymentService,
         sessions: async_sessionmaker[AsyncSession],
         inventory: Inventory,
         reconciler: Reconciler,
@@ -49,6 +51,8 @@ class Sweeper:
         currency: str,
     ) -> None:
         self.sessions = sessions
+        #: closes expiring provider payments, asks about silent ones, sends refunds not yet taken
+        self.payments = payments
         self.inventory = inventory
         self.reconciler = reconciler
         self.clock = clock
@@ -112,6 +116,7 @@ class Sweeper:
         if not await self.inventory.redis.exists(SENTINEL):
             log.warning("Redis has no sentinel: it lost its data; rebuilding every sale from SQL")
             await self.reconciler.reconcile_all(trigger="redis_data_lost")
+        await self._money(counts)
         now = self.clock.now_ms()
         async with self.sessions() as session, session.begin():
             overdue = await repo.expire_overdue(session, now_ms=now)
@@ -126,6 +131,17 @@ class Sweeper:
             await self._sweep_card(card_id, now, counts)
         self.metrics.active_reservations.set(await self.inventory.active_reservations(cards))
         return counts
+
+    async def _money(self, counts: dict[str, int]) -> None:
+        """The payment providers' part of a pass (before expiry: an open payment is closed first). A provider
+        that fails is logged and skipped: the stock's part of the pass goes on regardless."""
+        try:
+            counts["closed_payments"] = await self.payments.close_expiring()
+            counts["queried_payments"] = await self.payments.query_overdue()
+            sent = await self.payments.refunder.retry_due()
+            counts["refunds_sent"] = sent["sent"] + sent["queried"]
+        except Exception as exc:
+            log.warning("sweep: payment providers' part failed: %s", exc)
 
     async def _tell(self, order: Order) -> None:
         await self.events.order_changed(order_json(order, currency=self.currency))

@@ -8,7 +8,7 @@ from typing import Any
 from base.clock import iso
 from shop.inventory.rules import card_status
 from shop.models import Card, Product
-from shop.orders.order import Order
+from shop.orders.order import Address, Order
 
 
 def product_json(p: Product) -> dict[str, Any]:
@@ -66,5 +66,14 @@ def order_json(o: Order, *, currency: str) -> dict[str, Any]:
         "refund_reason": o.refund_reason,
         "restocked": o.restocked,
         "tracking_number": o.tracking_number,
+        "carrier": o.carrier,
+        "shipped_at": iso(o.shipped_ms),
+        "delivered_at": iso(o.delivered_ms),
+        "completed_at": iso(o.completed_ms),
+        "address": address_json(o.address) if o.address else None,
         "referrer_id": o.referrer_id,
     }
+
+
+def address_json(a: Address) -> dict[str, str]:
+    return {"name": a.name, "phone": a.phone, "region": a.region, "line": a.line}

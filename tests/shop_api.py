@@ -11,6 +11,9 @@ import httpx
 from loadtests.harness import Buyer, Sale, auth, new_phone, new_sale, ok, sign_in
 from loadtests.harness import join as join_room
 
+#: A shipping address for checkouts of products that ship (every product, unless it says otherwise).
+ADDRESS = {"name": "王小明", "phone": "13800138000", "region": "上海市 浦东新区", "line": "世纪大道 100 号"}
+
 __all__ = ["Buyer", "Sale", "auth", "buy", "join", "new_phone", "new_sale", "ok", "pay", "sign_in"]
 
 
@@ -41,7 +44,9 @@ async def buy(
 async def pay(
     client: httpx.AsyncClient, order_id: str, buyer: Buyer, outcome: str = "paid"
 ) -> dict[str, Any]:
-    payment = await ok(await client.post(f"/api/orders/{order_id}/pay", headers=auth(buyer.token)))
+    payment = await ok(
+        await client.post(f"/api/orders/{order_id}/pay", json={"address": ADDRESS}, headers=auth(buyer.token))
+    )
     return await ok(  # type: ignore[no-any-return]
         await client.post(f"/api/payments/dev/{payment['payment_id']}/complete", json={"outcome": outcome})
     )

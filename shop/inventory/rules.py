@@ -19,13 +19,21 @@ class CardStatus(enum.StrEnum):
 class OrderStatus(enum.StrEnum):
     RESERVED = "reserved"
     PAID = "paid"
+    #: Fulfilment after ``paid`` (SPEC §10): the money and the units stay as paid ones do.
+    SHIPPED = "shipped"
+    DELIVERED = "delivered"
+    COMPLETED = "completed"
     EXPIRED = "expired"
     CANCELLED = "cancelled"
     REFUNDED = "refunded"
 
 
+#: Orders whose money was taken and not all given back: their units are sold, whatever their fulfilment.
+SOLD = frozenset({OrderStatus.PAID, OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.COMPLETED})
+#: The values of ``SOLD``, for SQL ``IN`` clauses.
+SOLD_VALUES = tuple(sorted(s.value for s in SOLD))
 #: Orders whose units are out of the sale: held by a reservation or sold.
-HOLDING = frozenset({OrderStatus.RESERVED, OrderStatus.PAID})
+HOLDING = frozenset({OrderStatus.RESERVED}) | SOLD
 
 
 def card_status(stored: str, *, stock_left: int, closes_ms: int | None, now_ms: int) -> CardStatus:
@@ -58,7 +66,7 @@ def decide_stale(sql_status: str | None, *, pending: bool) -> StaleAction:
     if sql_status is None:
         return StaleAction.RELEASE_ORPHAN
     status = OrderStatus(sql_status)
-    if status is OrderStatus.PAID:
+    if status in SOLD:
         return StaleAction.CONFIRM
     if status is OrderStatus.RESERVED:
         return StaleAction.MARK_COMMITTED if pending else StaleAction.WAIT
@@ -75,7 +83,7 @@ def decide_payment(order_status: str, *, expires_ms: int, now_ms: int) -> Paymen
     status = OrderStatus(order_status)
     if status is OrderStatus.RESERVED and now_ms <= expires_ms:
         return PaymentDecision.PAY
-    if status in (OrderStatus.PAID, OrderStatus.REFUNDED):
+    if status in SOLD or status is OrderStatus.REFUNDED:
         return PaymentDecision.REFUND_DUPLICATE
     return PaymentDecision.LATE
 
@@ -109,7 +117,7 @@ def rebuild_from_sql(orders: Iterable[Order], *, now_ms: int) -> RebuiltSale:
         state = OrderStatus(o.status)
         if state is OrderStatus.REFUNDED and o.was_paid and not o.restocked:
             written_off += o.quantity
-        if state is OrderStatus.PAID or (state is OrderStatus.RESERVED and o.expires_ms >= now_ms):
+        if state in SOLD or (state is OrderStatus.RESERVED and o.expires_ms >= now_ms):
             live.append(
                 {
                     "id": o.id,
@@ -119,7 +127,7 @@ def rebuild_from_sql(orders: Iterable[Order], *, now_ms: int) -> RebuiltSale:
                     "expires": o.expires_ms,
                     "key": o.idempotency_key,
                     "created": o.created_ms,
-                    "state": state.value,
+                    "state": "paid" if state in SOLD else state.value,
                     "ref": o.referrer_id or "",
                 }
             )

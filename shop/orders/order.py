@@ -20,6 +20,22 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class Address:
+    """Where an order ships (SPEC §10): recipient, their phone (E.164), region (省市区), street line."""
+
+    name: str
+    phone: str
+    region: str
+    line: str
+
+    @classmethod
+    def of_row(cls, row: models.Order) -> Address | None:
+        if row.ship_name is None or row.ship_phone is None:
+            return None
+        return cls(row.ship_name, row.ship_phone, row.ship_region or "", row.ship_line or "")
+
+
+@dataclass(frozen=True, slots=True)
 class Order:
     """An order as SQL has it (times in epoch ms, UTC); the columns of ``shop.models.Order``."""
 
@@ -45,6 +61,12 @@ class Order:
     created_ms: int
     paid_ms: int | None
     closed_ms: int | None
+    carrier: str | None = None
+    #: The shipping address given at checkout (``None`` until then, and for what does not ship).
+    address: Address | None = None
+    shipped_ms: int | None = None
+    delivered_ms: int | None = None
+    completed_ms: int | None = None
 
     @property
     def was_paid(self) -> bool:
@@ -73,6 +95,11 @@ class Order:
             created_ms=row.created_ms,
             paid_ms=row.paid_ms,
             closed_ms=row.closed_ms,
+            carrier=row.carrier,
+            address=Address.of_row(row),
+            shipped_ms=row.shipped_ms,
+            delivered_ms=row.delivered_ms,
+            completed_ms=row.completed_ms,
         )
 
     @classmethod

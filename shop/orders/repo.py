@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from live.models import Room
-from shop.inventory.rules import OrderStatus
+from shop.inventory.rules import SOLD_VALUES, OrderStatus
 from shop.models import Card, Payment, Product
 from shop.models import Order as OrderRow
 from shop.orders.order import Order
@@ -69,7 +69,7 @@ async def refund_part(
         update(OrderRow)
         .where(
             OrderRow.id == order_id,
-            OrderRow.status == OrderStatus.PAID.value,
+            OrderRow.status.in_(SOLD_VALUES),
             OrderRow.refunded_amount == refunded_from,
         )
         .values(refunded_amount=OrderRow.refunded_amount + amount)
@@ -163,6 +163,49 @@ async def refund_payments(session: AsyncSession, order_id: str, *, now_ms: int) 
     )
 
 
-async def pending_payment(session: AsyncSession, order_id: str) -> Payment | None:
-    stmt = select(Payment).where(Payment.order_id == order_id, Payment.status == "pending").limit(1)
+async def pending_payment(
+    session: AsyncSession, order_id: str, *, provider: str, channel: str
+) -> Payment | None:
+    """An open payment of this order at this provider and channel, whose checkout can be shown again."""
+    stmt = (
+        select(Payment)
+        .where(
+            Payment.order_id == order_id,
+            Payment.status == "pending",
+            Payment.provider == provider,
+            Payment.channel == channel,
+            Payment.checkout.is_not(None),
+        )
+        .order_by(Payment.created_ms.desc())
+        .limit(1)
+    )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def open_payments(session: AsyncSession, order_ids: Sequence[str]) -> list[Payment]:
+    """The payments still pending of these orders."""
+    if not order_ids:
+        return []
+    stmt = select(Payment).where(Payment.order_id.in_(order_ids), Payment.status == "pending")
+    return list((await session.execute(stmt)).scalars())
+
+
+async def taken_payment(session: AsyncSession, order_id: str) -> Payment | None:
+    """The payment whose money the order took (its refunds return money from it)."""
+    stmt = (
+        select(Payment)
+        .where(Payment.order_id == order_id, Payment.status == "succeeded")
+        .order_by(Payment.updated_ms)
+        .limit(1)
+    )
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def overdue_reservations(session: AsyncSession, *, now_ms: int, limit: int = 500) -> list[str]:
+    """Reserved orders past their window (the ones ``expire_overdue`` is about to expire)."""
+    stmt = (
+        select(OrderRow.id)
+        .where(OrderRow.status == OrderStatus.RESERVED.value, OrderRow.expires_ms < now_ms)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())

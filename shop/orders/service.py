@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from prometheus_client import Counter
@@ -35,18 +36,31 @@ from shop.errors import (
     UnknownResource,
 )
 from shop.inventory.records import ReserveResult
-from shop.inventory.rules import OrderRates, OrderStatus
+from shop.inventory.rules import SOLD, OrderRates, OrderStatus
 from shop.inventory.sale_types import SaleType, sale_type_of
 from shop.inventory.store import Inventory
 from shop.models import Refund
 from shop.orders import repo
 from shop.orders.order import Order
 from shop.orders.writer import IdempotencyTaken, OrderWriter, row_of
+from shop.payments.refunds import Refunder
 from shop.reconcile import Reconciler
 from shop.settlement_rules import plan_refund
 from shop.views import order_json
 
 log = logging.getLogger("livecart.orders")
+
+
+@dataclass(frozen=True, slots=True)
+class RefundDone:
+    """A refund recorded by ``OrderService.refund_in``: the order after it, and the refund's id."""
+
+    order: Order
+    refund_id: str
+    #: It completed the order (now ``refunded``: its units leave Redis, back on sale with ``restock``).
+    completes: bool
+    restock: bool
+
 
 MAX_IDEMPOTENCY_KEY = 255
 BUSY_RETRIES = 50  # a fenced sale (reconcile in progress) is retried for up to ~1 s
@@ -71,8 +85,11 @@ class OrderService:
         clock: Clock,
         metrics: Metrics,
         events: Events,
+        refunder: Refunder,
     ) -> None:
         self.settings = settings
+        #: sends refunds to the payment providers, and retries them until they are taken
+        self.refunder = refunder
         self.sessions = sessions
         self.inventory = inventory
         self.writer = writer
@@ -240,13 +257,15 @@ class OrderService:
         return await self.tell(order_json(changed, currency=self.settings.currency))
 
     async def refund(
-        self, host: HostIdentity, order_id: str, *, restock: bool, amount: int | None = None
+        self,
+        host: HostIdentity,
+        order_id: str,
+        *,
+        restock: bool,
+        amount: int | None = None,
+        reason: str = "host_refund",
     ) -> dict[str, Any]:
-        """Refund ``amount`` (``None``: all that is left) of a paid order. The refund that completes it makes
-        it ``refunded`` and releases its units in Redis (back on sale with ``restock``): SQL first, Redis
-        second, with a note taken in Redis before the commit that lets the sweeper finish the Redis half if
-        this process never does (``Inventory.begin_refund``). A partial refund leaves it ``paid`` and Redis
-        untouched. Either claws back its share of the commission (``commissions.claw_back``)."""
+        """Refund ``amount`` (``None``: all that is left) of a sold order, as its host: see ``refund_in``."""
         now = self.clock.now_ms()
         async with self.sessions() as session, session.begin():
             found = await repo.order_with_room(session, order_id)
@@ -254,51 +273,88 @@ class OrderService:
                 raise UnknownResource("No such order.")
             order, room = found
             require_room_owner(host, room.host_id, what="order")
-            if order.status != OrderStatus.PAID:
-                raise OrderStateConflict(f"Only a paid order can be refunded; this one is {order.status}.")
-            plan = plan_refund(
-                order_amount=order.amount, refunded=order.refunded_amount, requested=amount, restock=restock
+            done = await self.refund_in(
+                session, order, restock=restock, amount=amount, reason=reason, now_ms=now
             )
-            if plan.completes:
-                await self.inventory.begin_refund(order.card_id, order_id, now_ms=now)
-                changed = await repo.transition(
-                    session,
-                    order_id,
-                    to=OrderStatus.REFUNDED,
-                    allowed=[OrderStatus.PAID],
-                    refunded_from=order.refunded_amount,
-                    closed_ms=now,
-                    restocked=restock,
-                    refund_reason="host_refund",
-                    refunded_amount=order.amount,
-                )
-            else:
-                changed = await repo.refund_part(
-                    session, order_id, refunded_from=order.refunded_amount, amount=plan.amount
-                )
-            if changed is None:  # refunded meanwhile by another request (whose note the sweeper settles)
-                raise OrderStateConflict(
-                    "This order was refunded meanwhile by another request; reload it and try again."
-                )
-            refund_id = new_id("rfd")
-            session.add(
-                Refund(
-                    id=refund_id,
-                    order_id=order_id,
-                    amount=plan.amount,
-                    restocked=restock and plan.completes,
-                    created_ms=now,
-                )
-            )
-            await session.flush()
-            await commissions.claw_back(
-                session, changed, refund_id=refund_id, terms=commissions.Terms.of(self.settings), now_ms=now
-            )
-            if plan.completes:
-                await repo.refund_payments(session, order_id, now_ms=now)
+        return await self.after_refund(done)
+
+    async def refund_in(
+        self,
+        session: AsyncSession,
+        order: Order,
+        *,
+        restock: bool,
+        amount: int | None,
+        reason: str,
+        now_ms: int,
+    ) -> RefundDone:
+        """Record a refund of a sold order in the caller's transaction (whoever may refund it was checked).
+
+        The refund that completes it makes it ``refunded``, with a note taken in Redis before the commit
+        that lets the sweeper release its units if this process never does (``Inventory.begin_refund``); a
+        partial refund leaves its status alone. Either claws back its share of the commission
+        (``commissions.claw_back``) and writes a ``pending`` refund row naming the payment the money came
+        from: ``after_refund`` (after the commit) sends it to the provider, and the refunder retries it
+        until the provider takes it (``shop.payments.refunds``)."""
+        if order.status not in SOLD:
+            raise OrderStateConflict(f"Only a paid order can be refunded; this one is {order.status}.")
+        plan = plan_refund(
+            order_amount=order.amount, refunded=order.refunded_amount, requested=amount, restock=restock
+        )
         if plan.completes:
-            await self.inventory.refund(changed.card_id, order_id, restock=restock)
-        return await self.tell(order_json(changed, currency=self.settings.currency))
+            await self.inventory.begin_refund(order.card_id, order.id, now_ms=now_ms)
+            changed = await repo.transition(
+                session,
+                order.id,
+                to=OrderStatus.REFUNDED,
+                allowed=list(SOLD),
+                refunded_from=order.refunded_amount,
+                closed_ms=now_ms,
+                restocked=restock,
+                refund_reason=reason[:40],
+                refunded_amount=order.amount,
+            )
+        else:
+            changed = await repo.refund_part(
+                session, order.id, refunded_from=order.refunded_amount, amount=plan.amount
+            )
+        if changed is None:  # refunded meanwhile by another request (whose note the sweeper settles)
+            raise OrderStateConflict(
+                "This order was refunded meanwhile by another request; reload it and try again."
+            )
+        payment = await repo.taken_payment(session, order.id)
+        refund_id = new_id("rfd")
+        session.add(
+            Refund(
+                id=refund_id,
+                order_id=order.id,
+                payment_id=payment.id if payment else None,
+                kind="order",
+                amount=plan.amount,
+                restocked=restock and plan.completes,
+                reason=reason,
+                # An order paid without a payment row (v1 data) has nothing to send anywhere.
+                status="pending" if payment else "succeeded",
+                attempts=0,
+                next_try_ms=now_ms,
+                created_ms=now_ms,
+                updated_ms=now_ms,
+            )
+        )
+        await session.flush()
+        await commissions.claw_back(
+            session, changed, refund_id=refund_id, terms=commissions.Terms.of(self.settings), now_ms=now_ms
+        )
+        if plan.completes:
+            await repo.refund_payments(session, order.id, now_ms=now_ms)
+        return RefundDone(order=changed, refund_id=refund_id, completes=plan.completes, restock=restock)
+
+    async def after_refund(self, done: RefundDone) -> dict[str, Any]:
+        """What follows a committed refund: its units in Redis, the provider's refund, the buyer's frame."""
+        if done.completes:
+            await self.inventory.refund(done.order.card_id, done.order.id, restock=done.restock)
+        await self.refunder.send(done.refund_id)
+        return await self.tell(order_json(done.order, currency=self.settings.currency))
 
     async def ship(self, host: HostIdentity, order_id: str, tracking_number: str) -> dict[str, Any]:
         async with self.sessions() as session, session.begin():

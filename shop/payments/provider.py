@@ -146,10 +146,15 @@ class Notification:
 
 
 class Provider(Protocol):
-    #: ``wechat``, ``alipay``, ``stripe`` or ``dev``: the name in the API and in ``payments.provider``.
-    name: str
-    #: The channels this provider serves, best first.
-    channels: tuple[Channel, ...]
+    @property
+    def name(self) -> str:
+        """``wechat``, ``alipay``, ``stripe`` or ``dev``: the name in the API and in ``payments.provider``."""
+        ...
+
+    @property
+    def channels(self) -> tuple[Channel, ...]:
+        """The channels this provider serves."""
+        ...
 
     async def create(self, request: PaymentRequest) -> Checkout: ...
 

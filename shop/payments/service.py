@@ -1,10 +1,21 @@
-"""Checkout and payment confirmation.
+"""Checkout and payment confirmation, for every provider (SPEC §10).
 
-A webhook event is applied in one transaction that starts by recording its id (a redelivery changes
-nothing). A succeeded payment then holds the order's units as paid through ``rereserve`` — which confirms
-the reservation if Redis still has it, or takes the units again for a late payment — and only then marks
-the order paid; if the units cannot be had, the order and payment are refunded automatically (SPEC
-invariant 6). Payment for an order already paid or refunded is refunded as a duplicate.
+A checkout writes a ``pending`` payment first, then asks the provider for what the buyer's page needs; a
+repeated checkout at the same provider and channel shows the same one again.
+
+A notification is checked by its provider (``Provider.verify``; a forgery changes nothing: 401), then each
+notice is applied in one transaction that starts by recording its id (a redelivery changes nothing). A
+succeeded payment whose amount or currency is not what we asked for changes nothing either. A succeeded
+payment then holds the order's units as paid through ``rereserve`` — which confirms the reservation if
+Redis still has it, or takes the units again for a late payment — and only then marks the order paid; if
+the units cannot be had, the order is refunded automatically (SPEC invariant 6). Payment for an order
+already paid or refunded is refunded as a duplicate. Either refund is a refund row sent to the provider
+after the commit (``shop.payments.refunds``).
+
+Notifications get lost: a payment still pending after ``LIVECART_PAYMENT_QUERY_AFTER_SECONDS`` is asked
+about at its provider and settled from the answer (``query_overdue``), and before a reservation expires its
+open payments are closed at their providers (``close_expiring``) — a payment that made it first is settled
+then, under the late-payment rule.
 """
 
 from __future__ import annotations
@@ -12,52 +23,69 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Annotated, Any
+from collections.abc import Mapping
+from typing import Any
 
-from pydantic import BaseModel, StringConstraints, ValidationError
-from sqlalchemy import update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from base.clock import Clock
 from base.db import insert_ignoring_conflicts
 from base.events import Events
-from base.http import describe
 from base.ids import new_id
 from base.metrics import Metrics
 from base.settings import Settings
 from identity.guards import require_buyer
+from identity.models import Customer
 from identity.tokens import ViewerIdentity
-from shop import commissions
-from shop.errors import InvalidSignature, InvalidWebhook, OrderStateConflict, UnknownResource
+from live.models import Host, Room
+from shop import addresses, commissions
+from shop.errors import (
+    AddressRequired,
+    InvalidSignature,
+    InvalidWebhook,
+    OrderStateConflict,
+    ProviderFailed,
+    RejectedNotification,
+    UnknownProvider,
+    UnknownResource,
+)
 from shop.inventory.rules import OrderStatus, PaymentDecision, decide_payment
 from shop.inventory.store import Inventory
-from shop.models import Payment, PaymentEvent
+from shop.models import Card, Payment, PaymentEvent, Product, Refund
+from shop.models import Order as OrderRow
 from shop.orders import repo
 from shop.orders.order import Order
 from shop.payments import signing
+from shop.payments.channels import choose_channel
+from shop.payments.dev import FAILED, SUCCEEDED, InvalidEvent
+from shop.payments.provider import (
+    Channel,
+    NotificationRejected,
+    PaymentAlreadyPaid,
+    PaymentNotice,
+    PaymentRequest,
+    PaymentState,
+    ProviderError,
+    RefundNotice,
+    Reply,
+)
+from shop.payments.refunds import Refunder
+from shop.payments.registry import Providers
 from shop.reconcile import Reconciler
-from shop.views import order_json
+from shop.schemas import PayIn
+from shop.views import address_json, order_json
 
 log = logging.getLogger("livecart.payments")
 
-SUCCEEDED = "payment.succeeded"
-FAILED = "payment.failed"
-
-
 MAX_PAYMENT_ID = 40  # the length of ``payments.id``
-PRINTABLE = r"^[\x21-\x7e]+$"  # provider ids: printable ASCII
-
-
-class EventData(BaseModel):
-    payment_id: Annotated[str, StringConstraints(min_length=1, max_length=1000, pattern=PRINTABLE)]
-
-
-class WebhookEvent(BaseModel):
-    """The part of a provider event LiveCart reads. The id is kept to recognise redeliveries."""
-
-    id: Annotated[str, StringConstraints(min_length=1, max_length=80, pattern=PRINTABLE)]
-    type: Annotated[str, StringConstraints(min_length=1, max_length=100)]
-    data: EventData
+#: Where each provider sends its notifications (the dev provider keeps its v1 webhook).
+NOTIFY_PATHS = {
+    "wechat": "/api/payments/wechat/notify",
+    "alipay": "/api/payments/alipay/notify",
+    "stripe": "/api/payments/stripe/webhook",
+    "dev": "/api/payments/webhook",
+}
 
 
 def payment_json(p: Payment) -> dict[str, Any]:
@@ -81,6 +109,8 @@ class PaymentService:
         clock: Clock,
         metrics: Metrics,
         events: Events,
+        providers: Providers,
+        refunder: Refunder,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -90,35 +120,180 @@ class PaymentService:
         self.events = events
         self.clock = clock
         self.metrics = metrics
+        self.providers = providers
+        self.refunder = refunder
+        self.base_url = settings.base_url.rstrip("/")
+        self.query_after_ms = int(settings.payment_query_after_seconds * 1000)
 
-    async def start_checkout(self, viewer: ViewerIdentity, order_id: str) -> dict[str, str]:
+    def notify_url(self, provider: str) -> str:
+        return self.base_url + NOTIFY_PATHS[provider]
+
+    # -- checkout --------------------------------------------------------------------------------------
+
+    async def checkout_options(
+        self, viewer: ViewerIdentity, order_id: str, *, user_agent: str
+    ) -> dict[str, Any]:
+        """What the buyer's page offers before paying: the shop's providers with the channel each would use
+        here, whether an address is needed, and the address to offer (the order's, else their last)."""
+        async with self.sessions() as session:
+            order, _room, product, host = await self._checkout_rows(session, viewer, order_id)
+            openid = await self._openid(session, viewer)
+            last = order.address
+            if last is None and viewer.customer_id is not None:
+                last = await addresses.last(session, viewer.customer_id)
+        options = []
+        for name in self.providers.for_shop(host.payment_providers):
+            provider = self.providers.get(name)
+            channel = choose_channel(
+                provider.channels, user_agent=user_agent, requested=None, has_openid=openid is not None
+            )
+            if channel is not None:
+                options.append({"provider": name, "channel": channel.value})
+        return {
+            "order_id": order.id,
+            "amount": order.amount,
+            "currency": self.settings.currency,
+            "providers": options,
+            "address_required": product.shippable,
+            "address": address_json(last) if last else None,
+        }
+
+    async def start_checkout(
+        self,
+        viewer: ViewerIdentity,
+        order_id: str,
+        body: PayIn | None = None,
+        *,
+        user_agent: str = "",
+        client_ip: str = "127.0.0.1",
+    ) -> dict[str, Any]:
+        body = body or PayIn()
         now = self.clock.now_ms()
         async with self.sessions() as session, session.begin():
-            order = await repo.order(session, order_id)
-            if order is None:
-                raise UnknownResource("No such order.")
-            require_buyer(viewer, order.buyer_id)
-            if order.status != OrderStatus.RESERVED:
-                raise OrderStateConflict(
-                    f"This order is {order.status}; only a reserved order can be paid.",
-                    code="order_not_payable",
+            order, room, product, host = await self._checkout_rows(session, viewer, order_id)
+            offered = self.providers.for_shop(host.payment_providers)
+            name = body.provider or (offered[0] if offered else None)
+            if name is None or name not in offered:
+                raise UnknownProvider(
+                    f"This shop does not take {name!r} here; it takes: {', '.join(offered) or 'nothing yet'}."
+                    if name
+                    else "This shop takes no payment provider on this server yet."
                 )
-            if order.expires_ms < now:
-                raise OrderStateConflict("The reservation has expired.", code="order_expired")
-            payment = await repo.pending_payment(session, order_id)
-            if payment is None:
-                payment = Payment(
-                    id=new_id("pay"),
-                    order_id=order_id,
-                    provider="dev",
-                    status="pending",
-                    amount=order.amount,
-                    created_ms=now,
-                    updated_ms=now,
+            provider = self.providers.get(name)
+            openid = await self._openid(session, viewer)
+            channel = choose_channel(
+                provider.channels,
+                user_agent=user_agent,
+                requested=Channel(body.channel) if body.channel else None,
+                has_openid=openid is not None,
+            )
+            if channel is None:
+                raise UnknownProvider(
+                    f"{name} cannot take this payment"
+                    + (f" by {body.channel}" if body.channel else " in this browser")
+                    + (" (JSAPI needs a buyer signed in with WeChat)." if body.channel == "jsapi" else ".")
                 )
-                session.add(payment)
-        base = self.settings.base_url.rstrip("/")
-        return {"payment_id": payment.id, "checkout_url": f"{base}/api/payments/dev/{payment.id}"}
+            if body.address is not None:
+                address = body.address.checked(default_region=self.settings.default_phone_region)
+                await session.execute(
+                    update(OrderRow)
+                    .where(OrderRow.id == order.id)
+                    .values(
+                        ship_name=address.name,
+                        ship_phone=address.phone,
+                        ship_region=address.region,
+                        ship_line=address.line,
+                    )
+                )
+                if viewer.customer_id is not None:
+                    await addresses.remember(session, viewer.customer_id, address, now_ms=now)
+            elif product.shippable and order.address is None:
+                raise AddressRequired(
+                    "This product ships: give a shipping address (name, phone, region, line)."
+                )
+            existing = await repo.pending_payment(session, order.id, provider=name, channel=channel.value)
+            if existing is not None and existing.checkout is not None:
+                return self._checkout_json(existing, json.loads(existing.checkout))
+            payment = Payment(
+                id=new_id("pay"),
+                order_id=order.id,
+                provider=name,
+                channel=channel.value,
+                status="pending",
+                amount=order.amount,
+                created_ms=now,
+                updated_ms=now,
+            )
+            session.add(payment)
+        request = PaymentRequest(
+            payment_id=payment.id,
+            amount=payment.amount,
+            currency=self.settings.currency,
+            description=product.name[:120],
+            channel=channel,
+            expires_ms=order.expires_ms,
+            notify_url=self.notify_url(name),
+            return_url=f"{self.base_url}/r/{room.id}?order={order.id}",
+            client_ip=client_ip,
+            payer_openid=openid,
+        )
+        try:
+            checkout = await provider.create(request)
+        except ProviderError as exc:
+            await self._set_payment(payment.id, status="failed")
+            self.metrics.payments.labels(outcome="create_failed").inc()
+            raise ProviderFailed(f"{name} could not start this payment: {exc} Nothing was charged.") from None
+        await self._set_payment(
+            payment.id, checkout=json.dumps(checkout.data), provider_ref=checkout.provider_ref
+        )
+        return self._checkout_json(payment, checkout.data)
+
+    def _checkout_json(self, payment: Payment, checkout: dict[str, Any]) -> dict[str, Any]:
+        url = checkout.get("redirect_url") or checkout.get("h5_url") or checkout.get("code_url")
+        return {
+            "payment_id": payment.id,
+            "provider": payment.provider,
+            "channel": payment.channel,
+            "checkout": checkout,
+            "checkout_url": url,
+        }
+
+    async def _checkout_rows(
+        self, session: AsyncSession, viewer: ViewerIdentity, order_id: str
+    ) -> tuple[Order, Room, Product, Host]:
+        found = await repo.order_with_room(session, order_id)
+        if found is None:
+            raise UnknownResource("No such order.")
+        order, room = found
+        require_buyer(viewer, order.buyer_id)
+        if order.status != OrderStatus.RESERVED:
+            raise OrderStateConflict(
+                f"This order is {order.status}; only a reserved order can be paid.", code="order_not_payable"
+            )
+        if order.expires_ms < self.clock.now_ms():
+            raise OrderStateConflict("The reservation has expired.", code="order_expired")
+        product = (
+            await session.execute(
+                select(Product).join(Card, Card.product_id == Product.id).where(Card.id == order.card_id)
+            )
+        ).scalar_one()
+        host = await session.get(Host, room.host_id)
+        assert host is not None
+        return order, room, product, host
+
+    async def _openid(self, session: AsyncSession, viewer: ViewerIdentity) -> str | None:
+        if viewer.customer_id is None:
+            return None
+        customer = await session.get(Customer, viewer.customer_id)
+        return customer.wechat_openid if customer else None
+
+    async def _set_payment(self, payment_id: str, **values: Any) -> None:
+        async with self.sessions() as session, session.begin():
+            await session.execute(
+                update(Payment)
+                .where(Payment.id == payment_id, Payment.status == "pending")
+                .values(updated_ms=self.clock.now_ms(), **values)
+            )
 
     async def get_payment(self, payment_id: str) -> dict[str, Any]:
         async with self.sessions() as session:
@@ -127,63 +302,96 @@ class PaymentService:
             raise UnknownResource("No such payment.")
         return payment_json(payment)
 
-    # -- the webhook -----------------------------------------------------------------------------------
+    # -- notifications ---------------------------------------------------------------------------------
+
+    async def notify(self, provider_name: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """A provider's notification: verified by the provider, then every notice in it applied."""
+        provider = self.providers.get(provider_name)
+        try:
+            notification = provider.verify(headers, body, now_s=int(self.clock.now_ms() / 1000))
+        except NotificationRejected as exc:
+            self.metrics.payments.labels(outcome="bad_signature").inc()
+            log.warning("%s notification rejected: %s", provider_name, exc)
+            raise RejectedNotification(f"Notification rejected: {exc}") from None
+        for notice in notification.notices:
+            if isinstance(notice, RefundNotice):
+                outcome = await self.refunder.apply(notice)
+            else:
+                outcome = await self.apply(provider_name, notice)
+            self.metrics.payments.labels(outcome=outcome).inc()
+        return notification.reply
 
     async def receive_webhook(self, body: bytes, signature: str | None) -> dict[str, Any]:
+        """The dev provider's v1 webhook (``LiveCart-Signature``): 400 for a bad signature, as in v1."""
+        provider = self.providers.get("dev")
         try:
-            signing.verify(
-                body,
-                signature,
-                secret=self.settings.webhook_secret,
-                now=int(self.clock.now_ms() / 1000),
-                tolerance=self.settings.webhook_tolerance_seconds,
+            notification = provider.verify(
+                {signing.HEADER: signature or ""}, body, now_s=int(self.clock.now_ms() / 1000)
             )
-        except signing.SignatureError as exc:
+        except InvalidEvent as exc:
+            raise InvalidWebhook(str(exc)) from None
+        except NotificationRejected as exc:
             self.metrics.payments.labels(outcome="bad_signature").inc()
-            raise InvalidSignature(f"Webhook rejected: {exc}.") from None
-        try:
-            event = WebhookEvent.model_validate_json(body)
-        except ValidationError as exc:
-            raise InvalidWebhook(f"The event is not a payment event: {describe(exc)}") from None
-        if event.type not in (SUCCEEDED, FAILED):
+            raise InvalidSignature(str(exc)) from None
+        if not notification.notices:
             self.metrics.payments.labels(outcome="ignored").inc()
             return {"received": True, "outcome": "ignored"}
-        payment_id = event.data.payment_id
-        if len(payment_id) > MAX_PAYMENT_ID:  # not one of ours: nothing to apply, nothing to retry
-            self.metrics.payments.labels(outcome="unknown_payment").inc()
-            return {"received": True, "outcome": "unknown_payment"}
-        outcome = await self._apply(event.id, event.type, payment_id)
+        notice = notification.notices[0]
+        assert isinstance(notice, PaymentNotice)
+        outcome = await self.apply("dev", notice)
         self.metrics.payments.labels(outcome=outcome).inc()
-        if outcome in ("paid", "paid_late", "refunded_late"):
-            async with self.sessions() as session:
-                payment = await session.get(Payment, payment_id)
-                order = await repo.order(session, payment.order_id) if payment else None
-            if order is not None:
-                await self.events.order_changed(order_json(order, currency=self.settings.currency))
         return {"received": True, "outcome": outcome}
 
-    async def _apply(self, event_id: str, kind: str, payment_id: str) -> str:
+    async def apply(self, provider_name: str, notice: PaymentNotice) -> str:
+        """Apply what a provider says of one of its payments (a notification or a query); the outcome."""
+        if notice.state is PaymentState.PENDING:
+            return "pending"
+        if len(notice.payment_id) > MAX_PAYMENT_ID:  # not one of ours: nothing to apply, nothing to retry
+            return "unknown_payment"
+        event_id = notice.event_id if provider_name == "dev" else f"{provider_name}:{notice.event_id}"
         now = self.clock.now_ms()
+        to_send: list[str] = []
         async with self.sessions() as session, session.begin():
+            payment = await session.get(Payment, notice.payment_id)
+            if payment is None or payment.provider != provider_name:
+                return "unknown_payment"
+            if notice.state is PaymentState.SUCCEEDED:
+                if notice.amount is not None and notice.amount != payment.amount:
+                    log.error(
+                        "payment %s: %s says %s was paid, we asked %s; not applied",
+                        payment.id,
+                        provider_name,
+                        notice.amount,
+                        payment.amount,
+                    )
+                    return "amount_mismatch"
+                if notice.currency is not None and notice.currency.upper() != self.settings.currency.upper():
+                    log.error(
+                        "payment %s: paid in %s, not %s", payment.id, notice.currency, self.settings.currency
+                    )
+                    return "amount_mismatch"
             recorded = await session.execute(
                 insert_ignoring_conflicts(session, PaymentEvent)
-                .values(id=event_id, payment_id=payment_id, type=kind, received_ms=now)
+                .values(id=event_id[:80], payment_id=payment.id, type=notice.state.value, received_ms=now)
                 .returning(PaymentEvent.id)
             )
             if recorded.scalar_one_or_none() is None:
                 return "duplicate_event"
-            if kind == FAILED:
-                failed = await session.execute(
+            if notice.state is not PaymentState.SUCCEEDED:
+                ended = await session.execute(
                     update(Payment)
-                    .where(Payment.id == payment_id, Payment.status == "pending")
-                    .values(status="failed", updated_ms=now)
+                    .where(Payment.id == payment.id, Payment.status == "pending")
+                    .values(status=notice.state.value, updated_ms=now)
                     .returning(Payment.id)
                 )
-                return "failed" if failed.scalar_one_or_none() else "stale_event"
+                return notice.state.value if ended.scalar_one_or_none() else "stale_event"
+            values: dict[str, Any] = {"status": "succeeded", "updated_ms": now}
+            if notice.provider_ref:
+                values["provider_ref"] = notice.provider_ref[:64]
             succeeded = await session.execute(
                 update(Payment)
-                .where(Payment.id == payment_id, Payment.status.in_(["pending", "failed"]))
-                .values(status="succeeded", updated_ms=now)
+                .where(Payment.id == payment.id, Payment.status.in_(["pending", "failed", "closed"]))
+                .values(**values)
                 .returning(Payment.order_id)
             )
             order_id = succeeded.scalar_one_or_none()
@@ -191,12 +399,22 @@ class PaymentService:
                 return "stale_event"
             order = await repo.order(session, order_id)
             assert order is not None
-            return await self._settle_success(session, order, payment_id, now)
+            outcome = await self._settle_success(session, order, payment.id, now, to_send)
+        for refund_id in to_send:
+            await self.refunder.send(refund_id)
+        if outcome in ("paid", "paid_late", "refunded_late"):
+            async with self.sessions() as session:
+                changed = await repo.order(session, order_id)
+            if changed is not None:
+                await self.events.order_changed(order_json(changed, currency=self.settings.currency))
+        return outcome
 
-    async def _settle_success(self, session: AsyncSession, order: Order, payment_id: str, now: int) -> str:
+    async def _settle_success(
+        self, session: AsyncSession, order: Order, payment_id: str, now: int, to_send: list[str]
+    ) -> str:
         decision = decide_payment(order.status, expires_ms=order.expires_ms, now_ms=now)
         if decision is PaymentDecision.REFUND_DUPLICATE:
-            await self._refund_payment(session, payment_id, now)
+            to_send.append(await self._refund_payment(session, payment_id, now, reason="duplicate_payment"))
             return "refunded_duplicate"
         if decision is PaymentDecision.LATE and order.status == OrderStatus.RESERVED:
             # The sweeper has not expired it yet: do its work first, so the units are taken afresh below.
@@ -233,7 +451,7 @@ class PaymentService:
             closed_ms=now,
             refund_reason=f"late_payment_{held}",
         )
-        await self._refund_payment(session, payment_id, now)
+        to_send.append(await self._refund_payment(session, payment_id, now, reason=f"late_payment_{held}"))
         return "refunded_late"
 
     async def _hold_as_paid(self, order: Order, now: int) -> str:
@@ -248,10 +466,104 @@ class PaymentService:
             now_ms=now,
         )
 
-    async def _refund_payment(self, session: AsyncSession, payment_id: str, now: int) -> None:
-        await session.execute(
-            update(Payment).where(Payment.id == payment_id).values(status="refunded", updated_ms=now)
+    async def _refund_payment(self, session: AsyncSession, payment_id: str, now: int, *, reason: str) -> str:
+        """Give back a whole payment the order could not take: a refund row the refunder sends."""
+        refunded = await session.execute(
+            update(Payment)
+            .where(Payment.id == payment_id)
+            .values(status="refunded", updated_ms=now)
+            .returning(Payment.order_id, Payment.amount)
         )
+        order_id, amount = refunded.one()
+        refund_id = new_id("rfd")
+        session.add(
+            Refund(
+                id=refund_id,
+                order_id=order_id,
+                payment_id=payment_id,
+                kind="payment",
+                amount=amount,
+                restocked=False,
+                reason=reason,
+                status="pending",
+                attempts=0,
+                next_try_ms=now,
+                created_ms=now,
+                updated_ms=now,
+            )
+        )
+        return refund_id
+
+    # -- lost notifications and expiring reservations (the sweeper calls these) --------------------------
+
+    async def query_overdue(self, *, limit: int = 50) -> int:
+        """Ask the providers about payments pending longer than ``payment_query_after_seconds`` (again
+        every as long) and settle them from the answers. Returns how many were asked about."""
+        now = self.clock.now_ms()
+        cutoff = now - self.query_after_ms
+        async with self.sessions() as session, session.begin():
+            due = list(
+                (
+                    await session.execute(
+                        select(Payment.id, Payment.provider)
+                        .where(
+                            Payment.status == "pending",
+                            Payment.provider != "dev",
+                            Payment.created_ms <= cutoff,
+                            or_(Payment.queried_ms.is_(None), Payment.queried_ms <= cutoff),
+                        )
+                        .order_by(Payment.created_ms)
+                        .limit(limit)
+                    )
+                ).all()
+            )
+            if due:
+                await session.execute(
+                    update(Payment).where(Payment.id.in_([p for p, _ in due])).values(queried_ms=now)
+                )
+        for payment_id, name in due:
+            await self._query_and_apply(payment_id, name)
+        return len(due)
+
+    async def close_expiring(self, *, limit: int = 50) -> int:
+        """Before the sweeper expires overdue reservations: close their open provider payments, so nobody
+        pays for stock that goes back on sale; one already paid is settled now (the late-payment rule
+        decides). A provider that cannot be reached does not hold the expiry up: its payment stays pending,
+        and the query settles it later under the same rule."""
+        now = self.clock.now_ms()
+        async with self.sessions() as session:
+            overdue = await repo.overdue_reservations(session, now_ms=now)
+            payments = [p for p in await repo.open_payments(session, overdue) if p.provider != "dev"]
+        for payment in payments[:limit]:
+            provider = self.providers.find(payment.provider)
+            if provider is None:
+                continue
+            try:
+                await provider.close(payment.id)
+            except PaymentAlreadyPaid:
+                await self._query_and_apply(payment.id, payment.provider)
+                continue
+            except ProviderError as exc:
+                log.warning("payment %s: close at %s failed: %s", payment.id, payment.provider, exc)
+                continue
+            await self._set_payment(payment.id, status="closed")
+        return len(payments)
+
+    async def _query_and_apply(self, payment_id: str, name: str) -> str:
+        provider = self.providers.find(name)
+        if provider is None:
+            return "unknown_provider"
+        try:
+            notice = await provider.query(payment_id)
+        except ProviderError as exc:
+            log.warning("payment %s: query at %s failed: %s", payment_id, name, exc)
+            return "query_failed"
+        if notice.payment_id != payment_id:
+            log.error("payment %s: %s answered about %s", payment_id, name, notice.payment_id)
+            return "unknown_payment"
+        outcome = await self.apply(name, notice)
+        self.metrics.payments.labels(outcome=f"query_{outcome}").inc()
+        return outcome
 
     # -- the built-in dev provider ---------------------------------------------------------------------
 
@@ -259,7 +571,7 @@ class PaymentService:
         """Simulate the provider: the customer paid (or failed); the provider calls the signed webhook."""
         async with self.sessions() as session:
             payment = await session.get(Payment, payment_id)
-        if payment is None:
+        if payment is None or payment.provider != "dev":
             raise UnknownResource("No such payment.")
         if payment.status != "pending":
             raise OrderStateConflict(f"This payment is already {payment.status}.", code="payment_not_pending")
@@ -267,7 +579,7 @@ class PaymentService:
             "id": new_id("evt"),
             "type": SUCCEEDED if outcome == "paid" else FAILED,
             "created": int(time.time()),
-            "data": {"payment_id": payment_id},
+            "data": {"payment_id": payment_id, "amount": payment.amount},
         }
         body = json.dumps(event).encode()
         header = signing.sign(

@@ -35,7 +35,7 @@ from sqlalchemy import select
 
 from base.db import Base
 from tests.conftest import REDIS_URL, LiveServer, flushed_redis, fresh_database, make_settings
-from tests.shop_api import Buyer, Sale, auth, buy, join, new_phone, new_sale, ok, pay
+from tests.shop_api import ADDRESS, Buyer, Sale, auth, buy, join, new_phone, new_sale, ok, pay
 
 MAX_BODY = 64 * 1024
 
@@ -123,7 +123,11 @@ async def _build(client: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, s
     assert paid_done["order"]["status"] == "paid"
     b_paid = await ok(await buy(client, b.card_id, b1), 201)
     assert (await pay(client, b_paid["id"], b1))["order"]["status"] == "paid"
-    pending = await ok(await client.post(f"/api/orders/{reserved['id']}/pay", headers=auth(a1.token)))
+    pending = await ok(
+        await client.post(
+            f"/api/orders/{reserved['id']}/pay", json={"address": ADDRESS}, headers=auth(a1.token)
+        )
+    )
     await _wait_status(client, expiring["id"], a1.token, "expired")
 
     host_a, viewer_a1 = a.host_token, a1.token

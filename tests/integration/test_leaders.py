@@ -26,7 +26,7 @@ from live.models import Binding
 from loadtests.harness import new_card, new_host, new_phone, new_room
 from shop.models import Commission
 from tests.conftest import LiveServer, make_settings
-from tests.shop_api import Buyer, auth, ok
+from tests.shop_api import ADDRESS, Buyer, auth, ok
 
 DAY_MS = 24 * 3600 * 1000
 
@@ -101,7 +101,11 @@ async def buy_and_pay(
     order = await ok(
         await client.post(f"/api/cards/{card_id}/orders", json={"quantity": quantity}, headers=headers), 201
     )
-    payment = await ok(await client.post(f"/api/orders/{order['id']}/pay", headers=auth(buyer.token)))
+    payment = await ok(
+        await client.post(
+            f"/api/orders/{order['id']}/pay", json={"address": ADDRESS}, headers=auth(buyer.token)
+        )
+    )
     done = await ok(
         await client.post(f"/api/payments/dev/{payment['payment_id']}/complete", json={"outcome": "paid"})
     )

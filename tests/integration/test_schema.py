@@ -57,7 +57,7 @@ from sqlalchemy import func, select
 from live.models import Viewer
 from loadtests.harness import Port, new_card, new_host, new_room
 from tests.conftest import REDIS_URL, LiveServer, flushed_redis, fresh_database, make_settings
-from tests.shop_api import auth, buy, join, new_sale, ok
+from tests.shop_api import ADDRESS, auth, buy, join, new_sale, ok
 
 pytestmark = pytest.mark.integration
 
@@ -171,7 +171,9 @@ async def world(
             h = auth(sale.host_token)
             order = await ok(await buy(client, sale.card_id, viewer), 201)
             payment = await ok(
-                await client.post(f"/api/orders/{order['id']}/pay", headers=auth(viewer.token))
+                await client.post(
+                    f"/api/orders/{order['id']}/pay", json={"address": ADDRESS}, headers=auth(viewer.token)
+                )
             )
             invite = await ok(await client.post(f"/api/rooms/{sale.room_id}/invites", json={}, headers=h))
             spare_room = await new_room(client, sale.host_token, "To end")

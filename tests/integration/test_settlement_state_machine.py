@@ -69,6 +69,7 @@ from live.models import Room, Viewer
 from loadtests.harness import auth, new_card, new_host, new_phone, new_room, ok
 from shop.models import Commission, Order, Payout
 from tests.conftest import REDIS_URL, LiveServer, fresh_database, make_settings
+from tests.shop_api import ADDRESS
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -505,7 +506,9 @@ class Settlement(RuleBasedStateMachine):
 
     def _pay(self, o: MOrder) -> None:
         token = self.people[o.buyer].viewers[self.m.card_room[o.card]][0]
-        response = self.run(self.c.post(f"/api/orders/{o.id}/pay", headers=auth(token)))
+        response = self.run(
+            self.c.post(f"/api/orders/{o.id}/pay", json={"address": ADDRESS}, headers=auth(token))
+        )
         if self.now > o.expires_ms:
             assert response.status_code == 409, f"an expired reservation was payable: {response.text}"
             assert response.json()["error"] in ("order_expired", "order_not_payable"), response.text

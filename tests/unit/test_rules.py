@@ -273,7 +273,16 @@ def test_rebuild_refuses_unknown_status() -> None:
 
 
 def test_holding_statuses() -> None:
-    assert {OrderStatus.RESERVED, OrderStatus.PAID} == HOLDING
+    sold = {OrderStatus.PAID, OrderStatus.SHIPPED, OrderStatus.DELIVERED, OrderStatus.COMPLETED}
+    assert sold | {OrderStatus.RESERVED} == HOLDING
+
+
+@pytest.mark.parametrize("status", ["paid", "shipped", "delivered", "completed"])
+def test_a_sold_order_keeps_its_units_as_paid_whatever_its_fulfilment(status: str) -> None:
+    rebuilt = rebuild_from_sql([order("o1", status)], now_ms=NOW)
+    assert [o["state"] for o in rebuilt.live_orders] == ["paid"]
+    assert decide_stale(status, pending=False) is StaleAction.CONFIRM
+    assert decide_payment(status, expires_ms=NOW + 1, now_ms=NOW) is PaymentDecision.REFUND_DUPLICATE
 
 
 # -- the room lifecycle (live/rooms.py) ----------------------------------------------------------------

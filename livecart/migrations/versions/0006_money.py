@@ -11,6 +11,8 @@ Create Date: 2026-12-07 22:20:00
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -25,7 +27,7 @@ def upgrade() -> None:
     op.add_column(
         "products", sa.Column("shippable", sa.Boolean(), nullable=False, server_default=sa.text("true"))
     )
-    for name, type_ in [
+    columns: list[tuple[str, Any]] = [
         ("carrier", sa.String(length=40)),
         ("ship_name", sa.String(length=40)),
         ("ship_phone", sa.String(length=20)),
@@ -34,14 +36,16 @@ def upgrade() -> None:
         ("shipped_ms", sa.BigInteger()),
         ("delivered_ms", sa.BigInteger()),
         ("completed_ms", sa.BigInteger()),
-    ]:
+    ]
+    for name, type_ in columns:
         op.add_column("orders", sa.Column(name, type_, nullable=True))
-    for name, type_ in [
+    columns = [
         ("channel", sa.String(length=16)),
         ("checkout", sa.Text()),
         ("provider_ref", sa.String(length=64)),
         ("queried_ms", sa.BigInteger()),
-    ]:
+    ]
+    for name, type_ in columns:
         op.add_column("payments", sa.Column(name, type_, nullable=True))
     op.create_index("ix_payments_status_created", "payments", ["status", "created_ms"])
 
@@ -84,9 +88,7 @@ def upgrade() -> None:
         sa.Column("decided_ms", sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(["order_id"], ["orders.id"], name=op.f("fk_after_sales_order_id_orders")),
         sa.ForeignKeyConstraint(["host_id"], ["hosts.id"], name=op.f("fk_after_sales_host_id_hosts")),
-        sa.ForeignKeyConstraint(
-            ["refund_id"], ["refunds.id"], name=op.f("fk_after_sales_refund_id_refunds")
-        ),
+        sa.ForeignKeyConstraint(["refund_id"], ["refunds.id"], name=op.f("fk_after_sales_refund_id_refunds")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_after_sales")),
     )
     op.create_index(op.f("ix_after_sales_order_id"), "after_sales", ["order_id"])
