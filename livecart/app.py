@@ -173,7 +173,8 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
             metrics=metrics_,
         )
     video = Video(ice_servers=settings.ice_servers, metrics=metrics_, siblings=siblings)
-    providers = Providers.of(settings)
+    # A thread: WeChat Pay's SDK may download its platform certificates while it is built.
+    providers = await asyncio.to_thread(Providers.of, settings)
     refunder = Refunder(
         settings=settings,
         sessions=sessions,
@@ -323,6 +324,7 @@ def create_app(
             if st.siblings is not None:
                 await st.siblings.close()
             await st.sweeper.stop()
+            await st.payments.providers.aclose()
             await st.realtime.stop()
             await st.writer.stop()
             await st.redis.aclose()

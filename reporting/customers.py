@@ -18,9 +18,12 @@ from identity.phones import masked
 from live.bindings import lasts
 from live.models import Binding, Leader, Room, Viewer
 from shop import settlement
+from shop.addresses import mask
 from shop.inventory.rules import SOLD_VALUES, OrderStatus
 from shop.models import Card, Commission, Order, Product
+from shop.orders.order import Address
 from shop.settlement_rules import after_sale_ends
+from shop.views import address_json
 
 KEPT = (*SOLD_VALUES, OrderStatus.REFUNDED.value)
 
@@ -217,7 +220,7 @@ async def my_commissions(
 ) -> list[dict[str, Any]]:
     """The promoter's ledger rows, newest first, each with when it becomes payable."""
     rows = await session.execute(
-        select(Commission, Room.title, Order.paid_ms)
+        select(Commission, Room.title, Order)
         .join(Order, Order.id == Commission.order_id)
         .join(Room, Room.id == Commission.room_id)
         .where(Commission.host_id == host_id, settlement.of_promoter(promoter_id))
@@ -234,8 +237,11 @@ async def my_commissions(
             "amount": c.amount,
             "rate_bps": c.rate_bps,
             "created_at": iso(c.created_ms),
-            "payable_at": iso(after_sale_ends(paid_ms, after_sale_days)) if paid_ms is not None else None,
+            "payable_at": iso(after_sale_ends(o.paid_ms, after_sale_days)) if o.paid_ms else None,
             "payout_id": c.payout_id,
+            "order_status": o.status,
+            # A leader recognises the order, never finds the person: the address masked.
+            "ship_to": address_json(mask(a)) if (a := Address.of_row(o)) else None,
         }
-        for c, title, paid_ms in rows.all()
+        for c, title, o in rows.all()
     ]

@@ -36,6 +36,7 @@ from reporting.api import ReportingServices, services
 from shop import settlement
 from shop.errors import UnknownResource
 from shop.leaders_api import leader_links
+from shop.schemas import AddressOut
 
 CSV_COLUMNS = (
     "id",
@@ -163,6 +164,9 @@ class MyCommissionOut(BaseModel):
     created_at: str
     payable_at: str | None
     payout_id: str | None
+    order_status: str
+    #: Where the order ships, masked: the recipient's family name, the phone's last four digits, the region.
+    ship_to: AddressOut | None
 
 
 # -- the host's ----------------------------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -393,9 +395,25 @@ CSV_COLUMNS = [
     "paid_at",
     "refunded_amount",
     "referrer_id",
+    "carrier",
     "tracking_number",
+    "shipped_at",
+    "ship_name",
+    "ship_phone",
+    "ship_region",
+    "ship_line",
     "refund_reason",
 ]
+
+
+def _csv_row(order: dict[str, Any], product: str) -> dict[str, Any]:
+    """An order's CSV line: its address spread over the ``ship_*`` columns (the host ships from it)."""
+    address = order["address"] or {}
+    return {
+        **order,
+        "product": product,
+        **{f"ship_{part}": address.get(part) for part in ("name", "phone", "region", "line")},
+    }
 
 
 @doc(
@@ -420,7 +438,7 @@ async def list_room_orders(request: Request) -> Response:
         return csv_response(
             f"orders-{room.id}.csv",
             CSV_COLUMNS,
-            ({**order, "product": product} for order, product in orders),
+            (_csv_row(order, product) for order, product in orders),
         )
     return JSONResponse([order for order, _ in orders])
 

@@ -55,6 +55,7 @@ class Catalog:
             price=body.price,
             description=body.description,
             image_url=body.image_url,
+            shippable=body.shippable,
             created_ms=self.clock.now_ms(),
         )
         async with self.sessions() as session, session.begin():

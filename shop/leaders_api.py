@@ -30,7 +30,7 @@ from identity.tokens import HostIdentity
 from live.bindings import DAY_MS
 from live.models import Binding, Host, Leader
 from shop import settlement
-from shop.errors import LeaderExists, UnknownResource
+from shop.errors import LeaderExists, UnknownProvider, UnknownResource
 from shop.services import ShopServices, services
 from shop.settlement_schemas import LeaderIn, LeaderOut, LeaderPatchIn, ShopOut, ShopPatchIn
 
@@ -202,6 +202,9 @@ def _shop_json(st: ShopServices, host: Host) -> dict[str, Any]:
         "default_commission_bps": st.settings.commission_rate_bps,
         "binding_days": st.settings.binding_days,
         "after_sale_days": st.settings.after_sale_days,
+        "payment_providers": host.payment_providers.split(",") if host.payment_providers else None,
+        "offered_providers": st.payments.providers.for_shop(host.payment_providers),
+        "server_providers": st.payments.providers.names,
     }
 
 
@@ -218,16 +221,26 @@ async def get_shop(request: Request) -> JSONResponse:
 @doc(
     body=ShopPatchIn,
     responses={200: ShopOut},
-    errors=[RateLimited],
-    summary="Set your shop's own commission rate (null: the server's default)",
+    errors=[RateLimited, UnknownProvider],
+    summary="Set your shop's commission rate and the payment providers it offers",
 )
 async def patch_shop(request: Request) -> JSONResponse:
     st, host = await host_caller(request, Limit.SETTLEMENT_PER_HOST)
     body = await read_json(request, ShopPatchIn)
+    changes: dict[str, Any] = {}
+    if "commission_bps" in body.model_fields_set:
+        changes["commission_bps"] = body.commission_bps
+    if "payment_providers" in body.model_fields_set:
+        chosen = body.payment_providers
+        missing = [p for p in chosen or [] if p not in st.payments.providers.names]
+        if missing:
+            raise UnknownProvider(
+                f"payment_providers: {', '.join(missing)} not configured on this server"
+                f" (it has: {', '.join(st.payments.providers.names) or 'none'})."
+            )
+        changes["payment_providers"] = ",".join(chosen) if chosen else None
     async with st.sessions() as session, session.begin():
-        await session.execute(
-            update(Host).where(Host.id == host.host_id).values(commission_bps=body.commission_bps)
-        )
+        await session.execute(update(Host).where(Host.id == host.host_id).values(**changes))
         row = await session.get(Host, host.host_id)
         if row is None:
             raise UnknownResource("This host no longer exists.")

@@ -18,6 +18,8 @@ class ProductIn(RequestBody):
     price: int = Field(ge=0, le=MAX_PRICE)
     description: Description | None = None
     image_url: Url | None = None
+    #: A good that ships: its buyers give an address to pay (``false``: a voucher, a service, a course).
+    shippable: bool = True
 
 
 class CardIn(RequestBody):
@@ -120,6 +122,7 @@ class ProductOut(BaseModel):
     price: int
     description: str | None
     image_url: str | None
+    shippable: bool
     created_at: str
 
 

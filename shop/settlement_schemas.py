@@ -88,6 +88,9 @@ class LeaderOut(Figures):
     customers: int
 
 
+ProviderName = Literal["wechat", "alipay", "stripe", "dev"]
+
+
 class ShopOut(BaseModel):
     id: str
     name: str
@@ -96,13 +99,32 @@ class ShopOut(BaseModel):
     default_commission_bps: int
     binding_days: float
     after_sale_days: float
+    #: The providers the shop chose, best first (``None``: every one this server has).
+    payment_providers: list[str] | None
+    #: The providers buyers are offered now: the shop's choice among those this server has.
+    offered_providers: list[str]
+    #: Every provider this server is configured for.
+    server_providers: list[str]
 
 
 class ShopPatchIn(RequestBody):
+    """What to change (at least one)"""
+
     #: ``null``: the server's default.
     commission_bps: int | None = Field(
-        ge=0, le=10_000, description="basis points (1000 = 10 %); null: default"
+        default=None, ge=0, le=10_000, description="basis points (1000 = 10 %); null: default"
     )
+    #: The payment providers to offer buyers, best first; ``null``: every one this server has.
+    payment_providers: list[ProviderName] | None = Field(default=None, min_length=1, max_length=4)
+
+    @model_validator(mode="after")
+    def something(self) -> ShopPatchIn:
+        if not self.model_fields_set:
+            raise ValueError("Give commission_bps and/or payment_providers.")
+        chosen = self.payment_providers or []
+        if len(set(chosen)) != len(chosen):
+            raise ValueError("payment_providers: each provider once.")
+        return self
 
 
 class PeriodQuery(BaseModel):

@@ -18,6 +18,7 @@ def product_json(p: Product) -> dict[str, Any]:
         "price": p.price,
         "description": p.description,
         "image_url": p.image_url,
+        "shippable": p.shippable,
         "created_at": iso(p.created_ms),
     }
 

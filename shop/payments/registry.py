@@ -44,6 +44,13 @@ class Providers:
     def names(self) -> list[str]:
         return [n for n in NAMES if n in self._by_name]
 
+    async def aclose(self) -> None:
+        """Close what the providers hold open (the Stripe SDK's HTTP connections, bound to this loop)."""
+        for provider in self._by_name.values():
+            close = getattr(provider, "aclose", None)
+            if close is not None:
+                await close()
+
     def get(self, name: str) -> Provider:
         provider = self._by_name.get(name)
         if provider is None:

@@ -48,6 +48,7 @@ def product(*, described: bool) -> models.Product:
         price=990,
         description="Cast iron" if described else None,
         image_url="https://example.com/t.png" if described else None,
+        shippable=described,
         created_ms=NOW,
     )
 
