@@ -95,5 +95,5 @@ class DevProvider:
     async def refund(self, request: RefundRequest) -> RefundNotice:
         return RefundNotice(request.refund_id, RefundState.SUCCEEDED, f"dev:{request.refund_id}")
 
-    async def query_refund(self, refund_id: str) -> RefundNotice:
+    async def query_refund(self, refund_id: str, *, payment_id: str) -> RefundNotice:
         return RefundNotice(refund_id, RefundState.SUCCEEDED, f"dev:{refund_id}")

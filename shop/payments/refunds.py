@@ -195,10 +195,10 @@ class Refunder:
             payment_id = claimed.scalar_one_or_none()
             payment = await session.get(Payment, payment_id) if payment_id else None
         provider = self.providers.find(payment.provider) if payment else None
-        if provider is None:
+        if payment is None or provider is None:
             return
         try:
-            notice = await provider.query_refund(refund_id)
+            notice = await provider.query_refund(refund_id, payment_id=payment.id)
         except ProviderError as exc:
             log.warning("refund %s: query failed: %s", refund_id, exc)
             return

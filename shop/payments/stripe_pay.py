@@ -512,7 +512,7 @@ class StripePay:
             )
             return self._refund_notice(request.refund_id, refund)
 
-    async def query_refund(self, refund_id: str) -> RefundNotice:
+    async def query_refund(self, refund_id: str, *, payment_id: str | None = None) -> RefundNotice:
         async with self._talking("looking up the refund"):
             since = int(time.time()) - REFUND_WINDOW_S
             page = await self._stripe.v1.refunds.list_async({"created": {"gte": since}, "limit": PAGE})

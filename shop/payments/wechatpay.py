@@ -462,7 +462,7 @@ class WeChatPay:
             raise answer.refusal("refund")
         return self._refund_notice(answer.body, event_id=None, prefix="refund")
 
-    async def query_refund(self, refund_id: str) -> RefundNotice:
+    async def query_refund(self, refund_id: str, *, payment_id: str | None = None) -> RefundNotice:
         if not OUT_REFUND_NO.fullmatch(refund_id):
             raise ProviderError("WeChat Pay takes an out_refund_no of 1 to 64 letters, digits or _-|*@")
         answer = await self._call("query the refund", lambda: self._sdk.query_refund(out_refund_no=refund_id))
