@@ -1,8 +1,10 @@
 """Which way a buyer pays (SPEC §10), pure: the provider's channel for the browser they are in.
 
-Inside WeChat's browser (``MicroMessenger`` in the User-Agent) WeChat Pay runs as JSAPI; in another mobile
-browser as H5, and Alipay as WAP; on a desktop WeChat Pay shows a QR code (Native) and Alipay its page.
-Stripe has one channel, its hosted Checkout. A channel the buyer names wins if the provider has it.
+Inside WeChat's browser (``MicroMessenger`` in the User-Agent) WeChat Pay runs as JSAPI (or, for a buyer not
+signed in with WeChat, as H5), and Alipay not at all: WeChat does not open Alipay's pages. In another mobile
+browser WeChat Pay runs as H5 and Alipay as WAP; on a desktop WeChat Pay shows a QR code (Native) and
+Alipay its page. Stripe has one channel, its hosted Checkout, everywhere. A channel the buyer names wins if
+the provider has it and this browser can use it.
 """
 
 from __future__ import annotations
@@ -22,10 +24,11 @@ def browser_of(user_agent: str) -> str:
     return "mobile" if MOBILE.search(user_agent) else "desktop"
 
 
+#: The channels each browser can pay by, best first.
 PREFERRED: dict[str, tuple[Channel, ...]] = {
-    "wechat": (Channel.JSAPI, Channel.H5, Channel.WAP, Channel.NATIVE, Channel.PAGE),
-    "mobile": (Channel.H5, Channel.WAP, Channel.NATIVE, Channel.PAGE),
-    "desktop": (Channel.NATIVE, Channel.PAGE, Channel.H5, Channel.WAP),
+    "wechat": (Channel.JSAPI, Channel.H5, Channel.NATIVE, Channel.CHECKOUT, Channel.DEV),
+    "mobile": (Channel.H5, Channel.WAP, Channel.NATIVE, Channel.PAGE, Channel.CHECKOUT, Channel.DEV),
+    "desktop": (Channel.NATIVE, Channel.PAGE, Channel.H5, Channel.WAP, Channel.CHECKOUT, Channel.DEV),
 }
 
 
@@ -34,10 +37,8 @@ def choose_channel(
 ) -> Channel | None:
     """The channel to pay with, or ``None`` when the provider has none that serves this buyer (a named one
     it lacks; JSAPI without the buyer's WeChat ``openid``)."""
-    usable = tuple(c for c in offered if c is not Channel.JSAPI or has_openid)
+    here = PREFERRED[browser_of(user_agent)]
+    usable = [c for c in offered if c in here and (c is not Channel.JSAPI or has_openid)]
     if requested is not None:
         return requested if requested in usable else None
-    for channel in PREFERRED[browser_of(user_agent)]:
-        if channel in usable:
-            return channel
-    return usable[0] if usable else None
+    return min(usable, key=here.index, default=None)
