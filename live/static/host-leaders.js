@@ -75,6 +75,11 @@ const loaders = {
   customers: () => loadCustomers().catch(errorTo($("#customer-error"))),
 };
 
+/** Another section's tab (the 售后 tab of host-after-sale.js): `load` runs each time it is shown. */
+export function registerTab(name, load) {
+  loaders[name] = load;
+}
+
 /** Show one tab's panel (and load it afresh: the figures move with every order). */
 export function showTab(name) {
   for (const tab of document.querySelectorAll("#tabs [data-tab]")) {

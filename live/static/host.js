@@ -3,8 +3,9 @@
 // shows (verified or guest: a guest room is labelled as one whose limits can be dodged), invites and
 // a guest room's promoter links; the camera over WHIP; cards (pin, open, close, cut the price, add stock);
 // the live dashboard over the room's websocket and /stats (the promoter leaderboard is the server's);
-// chat (the host's own lines badged); orders (ship, refund, CSV); "End show" asks first. The shop-wide
-// tabs (团长, 结算, 客户) are host-leaders.js's. An expired or signed-out session sends the host back to
+// chat (the host's own lines badged); orders (where each ships, ship with carrier and tracking number, mark
+// delivered, refund, CSV); "End show" asks first. The shop-wide tabs (团长, 结算, 客户) are host-leaders.js's,
+// 售后 (after-sale requests, refunds at the providers) host-after-sale.js's. An expired or signed-out session sends the host back to
 // sign in.
 // Every string is the catalogue's (i18n.js); all user text is rendered with textContent (dom.js).
 
@@ -13,6 +14,7 @@ import { drawLine } from "./chart.js";
 import { chatLine } from "./chat.js";
 import { CLOSE } from "./close-codes.js";
 import { $, clock, copyText, fill, h, onSubmit, remaining, setText, show } from "./dom.js";
+import { initAfterSale, resetAfterSale } from "./host-after-sale.js";
 import { initTeam, resetTeam, saveCsv, showTab } from "./host-leaders.js";
 import { RoomSocket, routeFrames } from "./hub.js";
 import { languageSwitch, t } from "./i18n.js";
@@ -69,6 +71,7 @@ async function signIn(candidate) {
 function forget(reason = "") {
   closeRoom();
   resetTeam();
+  resetAfterSale();
   roomsLoad++;
   fill($("#room-list"));
   fill($("#session-list"));
@@ -779,11 +782,43 @@ function orderAction(order, path, body) {
     .catch(errorTo($("#order-error")));
 }
 
+const SOLD = new Set(["paid", "shipped", "delivered", "completed"]);
+const ORDER_STATUS = {
+  reserved: "order.status.reserved",
+  paid: "order.status.paid",
+  shipped: "order.status.shipped",
+  delivered: "order.status.delivered",
+  completed: "order.status.completed",
+  expired: "order.status.expired",
+  cancelled: "order.status.cancelled",
+  refunded: "order.status.refunded",
+};
+
+/** Where the order ships, as the host ships from it: name, phone, region, street line. */
+function addressCell(address) {
+  if (!address) return [h("span", { class: "muted" }, t("host.order.no_address"))];
+  return [
+    h("span", { class: "ship-name" }, address.name), " ",
+    h("span", { class: "ship-phone" }, address.phone), h("br"),
+    h("span", { class: "ship-region" }, address.region), " ",
+    h("span", { class: "ship-line" }, address.line),
+  ];
+}
+
+/** The parcel's line: carrier and tracking number, when it was shipped or delivered. */
+function parcelText(o) {
+  const parcel = o.carrier ? `${o.carrier} ${o.tracking_number}` : o.tracking_number;
+  if (o.status === "delivered") return t("host.order.delivered", { tracking: parcel });
+  if (o.status === "completed") return t("host.order.completed", { tracking: parcel });
+  return t("host.order.shipped", { tracking: parcel });
+}
+
 function upsertOrder(order) {
   const existing = active.orders.get(order.id);
   if (existing) return existing.update(order);
   const status = h("td", { class: "status" });
   const product = h("td", { class: "product" });
+  const address = h("td", { class: "address" });
   const actions = h("td", { class: "actions" });
   const entry = { order };
   entry.node = h("tr", { dataset: { orderId: order.id } },
@@ -791,29 +826,53 @@ function upsertOrder(order) {
     product,
     h("td", {}, order.quantity),
     h("td", {}, money(order.amount, order.currency)),
+    address,
     status,
     actions);
   let shownState = null;
   entry.update = (next) => {
     entry.order = next;
     setText(product, productOf(next));
-    setText(status, t(next.late_payment ? "host.order.status_late" : "host.order.status", { status: t(`order.status.${next.status}`) }));
+    const words = t(ORDER_STATUS[next.status] || next.status);
+    setText(status, t(next.late_payment ? "host.order.status_late" : "host.order.status", { status: words }));
     status.className = `status ${next.status}`;
-    const state = `${next.status}|${next.tracking_number || ""}`;
+    fill(address, ...addressCell(next.address));
+    const state = `${next.status}|${next.tracking_number || ""}|${next.carrier || ""}|${next.refunded_amount}`;
     if (state === shownState) return; // keep a half-typed tracking number
     shownState = state;
     fill(actions);
-    if (next.status !== "paid") {
-      if (next.status === "refunded") {
-        actions.append(h("span", { class: "muted refund-note" }, t(next.restocked ? "host.order.refunded_restocked" : "host.order.refunded")));
-      }
-      return;
+    if (next.status === "refunded") {
+      actions.append(h("span", { class: "muted refund-note" }, t(next.restocked ? "host.order.refunded_restocked" : "host.order.refunded")));
     }
-    if (next.tracking_number) {
-      actions.append(h("span", { class: "tracking" }, t("host.order.shipped", { tracking: next.tracking_number })), " ");
-    } else {
+    if (!SOLD.has(next.status)) return;
+    if (next.refunded_amount > 0) {
+      actions.append(h("span", { class: "muted refund-note" }, t("host.order.partly_refunded", { amount: money(next.refunded_amount, next.currency) })), " ");
+    }
+    if (next.tracking_number && next.status !== "paid") {
+      actions.append(h("span", { class: "tracking" }, parcelText(next)), " ");
+    }
+    if (next.status === "paid") {
+      const carrier = h("input", { name: "carrier", placeholder: t("host.order.carrier"), maxlength: 40 });
       const tracking = h("input", { name: "tracking_number", placeholder: t("host.order.tracking"), maxlength: 100, required: true });
-      actions.append(smallForm(t("host.order.ship"), tracking, (v) => v.trim() && orderAction(next, "/ship", { tracking_number: v.trim() })));
+      const ship = h("form", { class: "inline tight ship-form" }, carrier, tracking,
+        h("button", { type: "submit", class: "small" }, t("host.order.ship")));
+      onSubmit(ship, async () => {
+        const number = tracking.value.trim();
+        if (!number) return;
+        const body = { tracking_number: number };
+        if (carrier.value.trim()) body.carrier = carrier.value.trim();
+        await orderAction(next, "/ship", body);
+      }, errorTo($("#order-error")));
+      actions.append(ship);
+    } else if (next.status === "shipped") {
+      actions.append(h("button", {
+        type: "button",
+        class: "secondary small deliver",
+        onclick: (event) => {
+          event.currentTarget.disabled = true;
+          orderAction(next, "/deliver");
+        },
+      }, t("host.order.deliver")), " ");
     }
     // Two clicks, no modal dialog: "Refund" arms it and offers to put the units back on sale (off unless
     // ticked: a returned parcel may not be sellable), "Confirm refund" sends it, "Keep" disarms it.
@@ -854,6 +913,8 @@ $("#orders-csv").addEventListener("click", () =>
 
 languageSwitch($("#lang"));
 initTeam(call);
+// An after-sale approved in the 售后 tab refunds an order: the open show's table shows it afresh.
+initAfterSale(call, { orderChanged: () => active && loadOrders().catch(errorTo($("#order-error"))) });
 // Earlier consoles kept each room's promoters in this browser; the leaderboard is the server's now.
 for (const key of Object.keys(localStorage)) {
   if (key.startsWith("livecart.host.promoters.")) localStorage.removeItem(key);

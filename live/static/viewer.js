@@ -3,18 +3,20 @@
 // and a one-time code (or WeChat, inside WeChat) and joins: the sign-in cookie remembers them on this
 // device, so a returning buyer goes straight in. A guest room asks only for a display name (v1). Then:
 // watch (WHEP); cards with live stock, countdowns and a log of price and stock changes; one-tap buy →
-// checkout → order status from the personal `order` frames; chat (the host's lines badged); the viewer's
-// own share link. Every refusal has its own state, in the page's language. All user text is rendered with
-// textContent (dom.js).
+// checkout (checkout.js: address, provider, QR code or the provider's page) → the order's status from the
+// personal `order` frames, with 确认收货 and 申请售后 (mine.js); 我的订单 across the shop's shows; chat (the
+// host's lines badged); the viewer's own share link. Every refusal has its own state, in the page's
+// language. All user text is rendered with textContent (dom.js).
 
 import { api, ApiError, describe, money, randomKey } from "./api.js";
 import { $, clock, copyText, h, onSubmit, remaining, setText, show } from "./dom.js";
+import { openCheckout, orderChanged } from "./checkout.js";
 import { chatLine } from "./chat.js";
 import { CLOSE } from "./close-codes.js";
 import { RoomSocket, routeFrames } from "./hub.js";
-import { fillT, languageSwitch, pageConfig, t, waitText } from "./i18n.js";
+import { languageSwitch, pageConfig, t, waitText } from "./i18n.js";
 import { codeRequest } from "./code-sign-in.js";
-import { fetchMe, orderItem } from "./mine.js";
+import { buyerOrder, fetchMe, when } from "./mine.js";
 import { setUpSharing, updateSharing } from "./wechat.js";
 import { play } from "./webrtc.js";
 
@@ -32,7 +34,8 @@ let socket = null;
 let room = { status: "scheduled" };
 let synced = false; // the first snapshot arrived: later differences are changes worth logging
 const cards = new Map(); // card id -> {card, node, update, tick}
-const orders = new Map(); // order id -> {order, node, update, tick}
+const orders = new Map(); // order id -> this show's order on screen (mine.js buyerOrder, plus tick)
+const mineShown = new Map(); // order id -> its line in 我的订单 (mine.js buyerOrder)
 const videoState = { session: null, retry: null };
 
 function readStored() {
@@ -434,45 +437,15 @@ async function buy(entry, message) {
   }
 }
 
-let checkout = null; // {order, payment_id}
-
+/** The checkout sheet for a reserved order (checkout.js): address, provider, then the provider's way. */
 async function pay(order) {
-  const { payment_id: paymentId, checkout_url: checkoutUrl } = await api(
-    `/api/orders/${encodeURIComponent(order.id)}/pay`, { method: "POST", token: me.token });
-  const url = new URL(checkoutUrl, location.href);
-  if (url.origin !== location.origin || !url.pathname.startsWith("/api/payments/dev/")) {
-    location.assign(url.href); // a real provider's checkout page; it brings the buyer back
-    return;
-  }
-  checkout = { order, paymentId };
   const entry = cards.get(order.card_id);
-  fillT($("#checkout-text"), "checkout.text", {
-    amount: h("strong", { id: "checkout-amount" }, money(order.amount, order.currency)),
-    product: h("span", { id: "checkout-product" }, entry ? entry.card.product.name : t("checkout.your_order")),
+  await openCheckout(order, {
+    token: me.token,
+    productName: entry ? entry.card.product.name : "",
+    onOrder: upsertOrder,
   });
-  setText($("#checkout-error"), "");
-  $("#checkout").showModal();
 }
-
-async function completeCheckout(outcome) {
-  if (!checkout) return;
-  try {
-    const result = await api(`/api/payments/dev/${encodeURIComponent(checkout.paymentId)}/complete`, {
-      method: "POST",
-      body: { outcome },
-    });
-    // The order's new status arrives as a personal `order` frame; ask once more if that frame is lost.
-    const orderId = checkout.order.id;
-    setTimeout(() => orders.get(orderId)?.order.status === "reserved" && refreshOrders(), 5000);
-    if (result && result.order && result.order.status !== "paid") upsertOrder(result.order);
-    checkout = null;
-    $("#checkout").close();
-  } catch (error) {
-    setText($("#checkout-error"), describe(error));
-  }
-}
-$("#checkout-pay").addEventListener("click", () => completeCheckout("paid"));
-$("#checkout-fail").addEventListener("click", () => completeCheckout("failed"));
 
 // -- my orders -------------------------------------------------------------------------------------------
 
@@ -494,9 +467,13 @@ async function refreshOrders() {
   }
 }
 
-function orderText(o) {
-  if (o.status === "paid") return o.tracking_number ? t("order.shipped", { tracking: o.tracking_number }) : t("order.paid");
-  return t(`order.status.${o.status}`);
+function orderLine(o) {
+  const card = cards.get(o.card_id);
+  return t("order.line", {
+    product: card ? card.card.product.name : t("order.unknown_product"),
+    quantity: o.quantity,
+    amount: money(o.amount, o.currency),
+  });
 }
 
 function upsertOrder(order) {
@@ -504,13 +481,11 @@ function upsertOrder(order) {
   show($("#orders-panel"));
   let entry = orders.get(order.id);
   if (!entry) {
-    const what = h("span", { class: "title" });
-    const status = h("span", { class: "status" });
+    // A reserved order's own controls: its time to pay, 支付 (the checkout sheet again) and 取消.
     const due = h("span", { class: "muted due" });
-    const payButton = h("button", { type: "button", class: "small" }, t("order.pay"));
-    const cancel = h("button", { type: "button", class: "secondary small" }, t("order.cancel"));
-    entry = { order };
-    entry.node = h("li", { dataset: { orderId: order.id } }, what, status, due, payButton, cancel);
+    const payButton = h("button", { type: "button", class: "small pay" }, t("order.pay"));
+    const cancel = h("button", { type: "button", class: "secondary small cancel" }, t("order.cancel"));
+    entry = buyerOrder(order, { auth: { token: me.token }, title: orderLine, extra: [due, payButton, cancel] });
     payButton.addEventListener("click", () => pay(entry.order).catch((e) => notice(describe(e))));
     cancel.addEventListener("click", () =>
       api(`/api/orders/${encodeURIComponent(entry.order.id)}/cancel`, { method: "POST", token: me.token })
@@ -520,20 +495,9 @@ function upsertOrder(order) {
       const o = entry.order;
       const reserved = o.status === "reserved" && Date.parse(o.expires_at) > Date.now();
       setText(due, reserved ? t("order.pay_within", { time: remaining(o.expires_at) }) : "");
+      show(due, reserved);
       show(payButton, reserved);
       show(cancel, reserved);
-    };
-    entry.update = (next) => {
-      entry.order = next;
-      const card = cards.get(next.card_id);
-      setText(what, t("order.line", {
-        product: card ? card.card.product.name : t("order.unknown_product"),
-        quantity: next.quantity,
-        amount: money(next.amount, next.currency),
-      }));
-      setText(status, orderText(next));
-      status.className = `status ${next.status}`;
-      entry.tick();
     };
     orders.set(order.id, entry);
     $("#my-orders").prepend(entry.node);
@@ -541,6 +505,10 @@ function upsertOrder(order) {
     return; // a late copy: an order never goes back to reserved (the frame of a buy can follow its 201)
   }
   entry.update(order);
+  entry.tick();
+  orderChanged(order);
+  const line = mineShown.get(order.id);
+  if (line) line.update({ ...line.order, ...order });
 }
 
 // -- 我的订单: the buyer's orders across every show of this shop -------------------------------------------
@@ -555,8 +523,17 @@ async function showMine() {
   show(panel);
   setText($("#mine-error"), "");
   try {
-    const mine = await fetchMe(shopId());
-    $("#mine-orders").replaceChildren(...mine.orders.map(orderItem));
+    const shop = shopId();
+    const mine = await fetchMe(shop);
+    mineShown.clear();
+    const lines = mine.orders.map((order) => {
+      const line = buyerOrder(order, { auth: { shop }, title: mineLine });
+      mineShown.set(order.id, line);
+      return line.node;
+    });
+    $("#mine-orders").replaceChildren(...lines);
+    // This show's own lines ask afresh too (a request decided since this page drew them).
+    for (const order of mine.orders) orders.get(order.id)?.reload();
     show($("#mine-none"), mine.orders.length === 0);
   } catch (error) {
     $("#mine-orders").replaceChildren();
@@ -565,6 +542,12 @@ async function showMine() {
     setText($("#mine-error"), signedOut ? t("mine.sign_in") : describe(error));
   }
   panel.scrollIntoView({ block: "nearest" });
+}
+
+/** A line of 我的订单: the show it was bought in, product × quantity · amount, when. */
+function mineLine(o) {
+  const at = o.paid_at ? t("mine.paid_at", { time: when(o.paid_at) }) : t("mine.ordered_at", { time: when(o.created_at) });
+  return `${t("mine.line", { product: o.product_name, quantity: o.quantity, amount: money(o.amount, o.currency) })} · ${o.room_title} · ${at}`;
 }
 
 $("#mine-button").addEventListener("click", () => showMine());

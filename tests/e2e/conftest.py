@@ -148,3 +148,25 @@ async def sign_in_on_page(page: Page, phone: str, *, name: str | None = None, co
         await page.fill("#signin-form input[name=name]", name)
     await page.click("#signin-form button")
     return found[0]
+
+
+#: A shipping address as a buyer types it into the checkout sheet.
+ADDRESS = {"name": "王小明", "phone": "13800138000", "region": "上海市 浦东新区", "line": "世纪大道 100 号"}
+
+
+async def pay_on_page(
+    page: Page, *, provider: str = "dev", address: dict[str, str] = ADDRESS, outcome: str = "paid"
+) -> None:
+    """Pay the order whose checkout sheet is open (checkout.js) through the dev provider: the address where
+    the sheet asks for one (a field it prefilled is left as it is), ``provider`` chosen, 去支付, then the
+    dev provider's button for ``outcome`` (``paid`` or ``failed``)."""
+    await expect(page.locator("#checkout")).to_be_visible()
+    await expect(page.locator("#checkout-submit")).to_be_enabled()
+    if await page.locator("#checkout-address").is_visible():
+        for name, value in address.items():
+            field = page.locator(f"#checkout-address input[name={name}]")
+            if not await field.input_value():
+                await field.fill(value)
+    await page.locator(f'#checkout-provider-list input[value="{provider}"]').check()
+    await page.click("#checkout-submit")
+    await page.click("#checkout-pay" if outcome == "paid" else "#checkout-fail")

@@ -3,9 +3,11 @@ out (which ends the session: the old token is refused) and signs in again with a
 creates a product whose title is an XSS payload, a verified room, pins and opens a card. On phones, a
 promoter signs in with their phone and the dev code and passes on their share link; a buyer joins through
 it and another viewer through the room's invite, each signing in the same way. The buyer buys and pays
-while the other's stock counter drops; the host's dashboard shows the GMV and the promoter's commission;
-chat and titles render as text; price cut, restock, ship, CSV export; the viewer's socket reconnects with
-``since``/``epoch`` after the server closed it; a reload goes straight back in (the sign-in cookie).
+(the checkout sheet: a shipping address, the dev provider) while the other's stock counter drops; the
+host's dashboard shows the GMV and the promoter's commission; chat and titles render as text; price cut,
+restock, ship (the host's table shows the address; the order is shipped on the buyer's page too), CSV
+export; the viewer's socket reconnects with ``since``/``epoch`` after the server closed it; a reload goes
+straight back in (the sign-in cookie).
 Writes ``docs/host-console.png`` and ``docs/viewer-page.png``; then the parcel comes back: the host
 refunds the order from the orders table and puts it back in stock, the dashboard's GMV and the promoter's
 commission drop to nothing, and the buyer's page shows the order refunded (its ``order`` frame).
@@ -22,7 +24,7 @@ import pytest
 from playwright.async_api import Browser, Locator, Page, expect
 
 from tests.conftest import LiveServer
-from tests.e2e.conftest import DOCS, Problems, api, open_page, sign_in_on_page
+from tests.e2e.conftest import DOCS, Problems, api, open_page, pay_on_page, sign_in_on_page
 
 pytestmark = pytest.mark.integration
 
@@ -146,9 +148,9 @@ async def test_a_show_from_sign_up_to_shipping(
     await expect(buyer.locator("#checkout")).to_be_visible()
     await expect(buyer.locator("#checkout-amount")).to_have_text("¥9.90")
     await expect(card(watcher).locator(".stock-left")).to_have_text("4")
-    await buyer.click("#checkout-pay")
+    await pay_on_page(buyer)  # the address (a new buyer has none yet), the dev provider, paid
     await expect(buyer.locator("#checkout")).to_be_hidden()
-    await expect(buyer.locator("#my-orders li .status")).to_have_text("paid ✓")
+    await expect(buyer.locator("#my-orders li .status")).to_have_text("paid")
     await expect(watcher.locator("#change-log")).to_contain_text("5 → 4 left")
     await expect(card(buyer).locator("button.buy")).to_have_text(re.compile("Buy now"))
 
@@ -197,19 +199,22 @@ async def test_a_show_from_sign_up_to_shipping(
     await host_card.get_by_role("button", name="Add stock").click()
     await expect(card(watcher).locator(".stock-left")).to_have_text("8")
 
-    # -- orders: ship with a tracking number, export CSV ---------------------------------------------------
+    # -- orders: where it ships, ship with a tracking number, export CSV -----------------------------------
     row = host.locator("#order-list tr").first
     await expect(row.locator(".status")).to_have_text("paid")
+    await expect(row.locator(".address")).to_contain_text("王小明 +8613800138000")
     await row.locator("input[name=tracking_number]").fill("SF1234567890")
     await row.get_by_role("button", name="Ship").click()
     await expect(row.locator(".tracking")).to_have_text("shipped · SF1234567890")
+    await expect(row.locator(".status")).to_have_text("shipped")
+    await expect(buyer.locator("#my-orders li .status")).to_have_text("shipped")  # its order frame
     async with host.expect_download() as download_info:
         await host.click("#orders-csv")
     download = await download_info.value
     path = await download.path()
     rows = list(csv.DictReader(io.StringIO(path.read_text(encoding="utf-8-sig"))))
-    assert [(r["status"], r["tracking_number"], r["amount"]) for r in rows] == [
-        ("paid", "SF1234567890", "990")
+    assert [(r["status"], r["tracking_number"], r["amount"], r["ship_name"]) for r in rows] == [
+        ("shipped", "SF1234567890", "990", "王小明")
     ]
     assert rows[0]["product"] == XSS_TITLE
 
@@ -225,7 +230,8 @@ async def test_a_show_from_sign_up_to_shipping(
     await buyer.reload()
     await expect(buyer.locator("#show")).to_be_visible()
     await expect(buyer.locator("#signin")).to_be_hidden()
-    await expect(buyer.locator("#my-orders li .status")).to_have_text("paid · shipped (SF1234567890)")
+    await expect(buyer.locator("#my-orders li .status")).to_have_text("shipped")
+    await expect(buyer.locator("#my-orders li .detail")).to_have_text("tracking no. SF1234567890")
     assert await buyer.input_value("#share-url") == share_url
     assert await buyer.evaluate(stored) == viewer_id
 
@@ -245,7 +251,7 @@ async def test_a_show_from_sign_up_to_shipping(
     await row.get_by_role("button", name="Keep").click()
     await expect(row.get_by_role("button", name="Refund")).to_be_visible()
     await expect(row.locator("input[name=restock]")).to_be_hidden()
-    await expect(row.locator(".status")).to_have_text("paid")
+    await expect(row.locator(".status")).to_have_text("shipped")
     await row.get_by_role("button", name="Refund").click()
     await row.locator("input[name=restock]").check()
     await row.get_by_role("button", name="Confirm refund").click()
