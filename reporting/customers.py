@@ -158,7 +158,9 @@ async def orders_of(
             "status": o.status,
             "created_at": iso(o.created_ms),
             "paid_at": iso(o.paid_ms),
+            "carrier": o.carrier,
             "tracking_number": o.tracking_number,
+            "shipped_at": iso(o.shipped_ms),
         }
         for o, title, product in rows.all()
     ]

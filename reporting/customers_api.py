@@ -96,7 +96,9 @@ class CustomerOrderOut(BaseModel):
     status: str
     created_at: str
     paid_at: str | None
+    carrier: str | None
     tracking_number: str | None
+    shipped_at: str | None
 
 
 class CustomerPageOut(CustomerLineOut):
