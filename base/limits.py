@@ -45,6 +45,7 @@ class Limit(StrEnum):
     SETTLEMENT_PER_HOST = "settlement_per_host"
     ME_PER_CUSTOMER = "me_per_customer"
     LEADER_LINK_PER_IP = "leader_link_per_ip"
+    AFTER_SALE_PER_CUSTOMER = "after_sale_per_customer"
 
 
 def rate_of(settings: Settings, limit: Limit) -> RateLimitItem:

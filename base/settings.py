@@ -218,6 +218,8 @@ class Settings(BaseSettings):
     limit_me_per_customer: str = "120/minute"
     #: Leader links (``/j/{code}``) and their QR codes opened from one address.
     limit_leader_link_per_ip: str = "120/minute"
+    #: A buyer's after-sale requests and withdrawals (per customer, or per viewer for a guest).
+    limit_after_sale_per_customer: str = "20/hour"
     #: Sockets one viewer may hold open at once; opening one more closes their oldest (close code 4509).
     ws_max_per_viewer: int = Field(default=3, ge=1)
     #: WHEP sessions one viewer may hold (a new one replaces the old); an offer never answered by ICE is

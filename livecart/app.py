@@ -25,6 +25,7 @@ import live.wechat_api
 import realtime.endpoint
 import reporting.api
 import reporting.customers_api
+import shop.after_sale_api
 import shop.api
 import shop.leaders_api
 import shop.settlement_api
@@ -345,6 +346,7 @@ def create_app(
         *live.video_api.routes,
         *realtime.endpoint.routes,
         *shop.api.routes[1:],
+        *shop.after_sale_api.routes,
         *shop.leaders_api.routes,
         *shop.settlement_api.routes,
         *reporting.api.routes,

@@ -76,6 +76,7 @@ STATUS: dict[type[base.LiveCartError], int] = {
     shop.UnknownProvider: 422,
     shop.AddressRequired: 422,
     shop.AfterSaleRefused: 409,
+    shop.RefundStateConflict: 409,
     shop.ProviderFailed: 502,
     shop.WrongRoom: 403,
     shop.TooManyOrders: 429,

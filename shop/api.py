@@ -60,7 +60,6 @@ from shop.schemas import (
     ProductOut,
     RefundIn,
     RoomOrdersQuery,
-    ShipIn,
     WebhookOut,
 )
 from shop.services import services
@@ -270,19 +269,6 @@ async def refund_order(request: Request) -> JSONResponse:
     return JSONResponse(await st.orders.refund(host, order_id, restock=body.restock, amount=body.amount))
 
 
-@doc(
-    body=ShipIn,
-    responses={200: OrderOut},
-    errors=[UnknownResource, OrderStateConflict],
-    summary="Mark a paid order shipped",
-)
-async def ship_order(request: Request) -> JSONResponse:
-    st = services(request)
-    host = await st.auth.require_host(request)
-    body = await read_json(request, ShipIn)
-    return JSONResponse(await st.orders.ship(host, request.path_params["order"], body.tracking_number))
-
-
 def _require_dev_payments(request: Request) -> None:
     if not services(request).settings.dev_payments_enabled:
         raise UnknownResource("The dev payment provider is disabled on this server.")
@@ -458,7 +444,6 @@ routes = [
     Route("/api/orders/{order:id}/checkout", checkout_options, methods=["GET"]),
     Route("/api/orders/{order:id}/cancel", cancel_order, methods=["POST"]),
     Route("/api/orders/{order:id}/refund", refund_order, methods=["POST"]),
-    Route("/api/orders/{order:id}/ship", ship_order, methods=["POST"]),
     Route("/api/payments/dev/{payment:id}", dev_checkout, methods=["GET"]),
     Route("/api/payments/dev/{payment:id}/complete", dev_complete, methods=["POST"]),
     Route("/api/payments/webhook", payment_webhook, methods=["POST"]),

@@ -9,6 +9,7 @@ ShopError
 ├── MissingIdempotencyKey, InvalidIdempotencyKey, InvalidSignature, InvalidWebhook
 ├── RejectedNotification                               (a provider notification that is not genuine)
 ├── UnknownProvider, AddressRequired, AfterSaleRefused (money, shipping and after-sale say no)
+├── RefundStateConflict                                (a refund the provider already has)
 ├── ProviderFailed                                     (a payment provider failed: 502, retry)
 ├── WrongRoom                                          (a viewer token of another room)
 ├── TooManyOrders                                      (the buy's rate gate: 429, Retry-After)
@@ -124,9 +125,17 @@ class AddressRequired(ShopError):
 
 
 class AfterSaleRefused(ShopError):
-    """An after-sale request the order does not allow (outside the window, nothing left to refund)."""
+    """An after-sale request the order does not allow (outside the window, nothing left to refund); with
+    the code ``after_sale_open``, the order already has an open request; with ``after_sale_not_open``, the
+    request was decided or withdrawn meanwhile."""
 
     default_code = "after_sale_refused"
+
+
+class RefundStateConflict(ShopError):
+    """A refund that cannot be sent again: the provider took it (``succeeded``) or has it (``processing``)."""
+
+    default_code = "invalid_refund_state"
 
 
 class ProviderFailed(ShopError):

@@ -7,7 +7,9 @@ passes do no harm. Each pass:
 2. SQL first: reservations past their window become ``expired``; their units go back in Redis;
 3. Redis second, per active card: reservations past expiry or still unconfirmed after the grace period are
    checked against SQL and released, confirmed or marked committed (``rules.decide_stale``); refunds
-   begun longer than the grace period ago that Redis never applied are applied as SQL says.
+   begun longer than the grace period ago that Redis never applied are applied as SQL says;
+4. shipped (or delivered) orders nobody confirmed within ``LIVECART_AUTO_COMPLETE_DAYS`` are completed
+   (``Fulfilment.auto_complete``), their buyers told.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from base.clock import Clock
 from base.events import Events
 from base.metrics import Metrics
+from shop.fulfilment import Fulfilment
 from shop.inventory.rules import StaleAction, decide_stale
 from shop.inventory.store import SENTINEL, Inventory
 from shop.orders import repo
@@ -65,6 +68,10 @@ class Sweeper:
         #: told of every order this sweeper expired (the buyer's ``order`` frame)
         self.events = events
         self.currency = currency
+        #: completes what was shipped long enough ago (the payments' settings say how long)
+        self.fulfilment = Fulfilment(
+            settings=payments.settings, sessions=sessions, clock=clock, events=events
+        )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="sweeper")
@@ -130,6 +137,7 @@ class Sweeper:
         for card_id in cards:
             await self._sweep_card(card_id, now, counts)
         self.metrics.active_reservations.set(await self.inventory.active_reservations(cards))
+        await self._fulfilment(counts)
         return counts
 
     async def _money(self, counts: dict[str, int]) -> None:
@@ -142,6 +150,13 @@ class Sweeper:
             counts["refunds_sent"] = sent["sent"] + sent["queried"]
         except Exception as exc:
             log.warning("sweep: payment providers' part failed: %s", exc)
+
+    async def _fulfilment(self, counts: dict[str, int]) -> None:
+        """Orders that complete by themselves. A failure is logged: the rest of the pass is done already."""
+        try:
+            counts["completed"] = await self.fulfilment.auto_complete()
+        except Exception as exc:
+            log.warning("sweep: auto-completing orders failed: %s", exc)
 
     async def _tell(self, order: Order) -> None:
         await self.events.order_changed(order_json(order, currency=self.currency))

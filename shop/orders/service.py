@@ -1,4 +1,5 @@
-"""The buy path and the order lifecycle after it: reserve in Redis, commit in SQL, cancel, refund, ship.
+"""The buy path and the order lifecycle after it: reserve in Redis, commit in SQL, cancel, refund (shipping
+and after-sale are ``shop.fulfilment`` and ``shop.after_sale``, which refund through ``refund_in``).
 
 Ordering rules that keep the invariants:
 - a ``201`` is sent only after the order row is committed (the writer's future resolves after COMMIT);
@@ -355,19 +356,6 @@ class OrderService:
             await self.inventory.refund(done.order.card_id, done.order.id, restock=done.restock)
         await self.refunder.send(done.refund_id)
         return await self.tell(order_json(done.order, currency=self.settings.currency))
-
-    async def ship(self, host: HostIdentity, order_id: str, tracking_number: str) -> dict[str, Any]:
-        async with self.sessions() as session, session.begin():
-            found = await repo.order_with_room(session, order_id)
-            if found is None:
-                raise UnknownResource("No such order.")
-            order, room = found
-            require_room_owner(host, room.host_id, what="order")
-            if order.status != OrderStatus.PAID:
-                raise OrderStateConflict(f"Only a paid order can be shipped; this one is {order.status}.")
-            shipped = await repo.set_tracking(session, order_id, tracking_number)
-            assert shipped is not None  # the row was just read in this transaction
-        return order_json(shipped, currency=self.settings.currency)
 
     @staticmethod
     def _explain(current: Order | None, viewer: ViewerIdentity, rule: str) -> NoReturn:

@@ -129,6 +129,20 @@ async def _build(client: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, s
         )
     )
     await _wait_status(client, expiring["id"], a1.token, "expired")
+    # After-sale (SPEC §10): A2's open request on the paid order; a refund the provider took.
+    after_sale = await ok(
+        await client.post(
+            f"/api/orders/{paid['id']}/after-sale",
+            json={"kind": "refund", "reason": "坏了"},
+            headers=auth(a2.token),
+        ),
+        201,
+    )
+    refunded = await ok(await buy(client, a.card_id, a2), 201)
+    await pay(client, refunded["id"], a2)
+    await ok(await client.post(f"/api/orders/{refunded['id']}/refund", json={}, headers=ha))
+    (refund_done,) = await ok(await client.get("/api/refunds", headers=ha))
+    assert refund_done["status"] == "succeeded"
 
     host_a, viewer_a1 = a.host_token, a1.token
     assert a1.customer is not None and b1.customer is not None
@@ -164,6 +178,8 @@ async def _build(client: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, s
         "order_b_paid": b_paid["id"],
         "payment_pending": pending["payment_id"],
         "payment_done": paid_done["payment"]["id"],
+        "after_sale_open": after_sale["id"],
+        "refund_done": refund_done["id"],
         "customer_a1": customer_a1,
         "customer_b1": customer_b1,
         "leader_a": leader["id"],
@@ -235,6 +251,9 @@ async def observable(w: World) -> dict[str, Any]:
         "products_b": ("/api/products", hb),
         "payment_pending": (f"/api/payments/dev/{i['payment_pending']}", {}),
         "payment_done": (f"/api/payments/dev/{i['payment_done']}", {}),
+        "after_sales_a": ("/api/after-sales", ha),
+        "after_sales_b": ("/api/after-sales", hb),
+        "refunds_a": ("/api/refunds", ha),
     }
     out: dict[str, Any] = {}
     for name, (path, headers) in reads.items():
@@ -363,6 +382,11 @@ NOT_PAYABLE = "409 order_not_payable"
 INVITE = "403 invalid_invite"
 SIGN_IN = "401 sign_in_required"
 PHONE = "422 invalid_phone"
+REFUSED = "409 after_sale_refused"
+ASK = {"kind": "refund", "reason": "坏了"}
+AFTER_SALE = "POST /api/orders/{order_paid}/after-sale"
+AFTER_SALE_B = "POST /api/orders/{order_b_paid}/after-sale"
+APPROVE = "POST /api/after-sales/{after_sale_open}/approve"
 
 
 def B(cid: str, expect: str, **kw: Any) -> Case:
@@ -834,6 +858,99 @@ CASES: list[Case] = [
         "host_a",
         {"amount": 1, "restock": True},
     ),
+    # ---- fulfilment (SPEC §10) ---------------------------------------------------------------------
+    C(
+        "ship-carrier-41-chars",
+        "POST /api/orders/{order_paid}/ship",
+        E422,
+        "host_a",
+        {"tracking_number": "SF1", "carrier": "c" * 41},
+    ),
+    C(
+        "ship-carrier-not-string",
+        "POST /api/orders/{order_paid}/ship",
+        E422,
+        "host_a",
+        {"tracking_number": "SF1", "carrier": 5},
+    ),
+    C("ship-viewer-token", "POST /api/orders/{order_paid}/ship", E403, "viewer_a2", {"tracking_number": "1"}),
+    C("deliver-paid-not-shipped", "POST /api/orders/{order_paid}/deliver", STATE, "host_a"),
+    C("deliver-reserved-order", "POST /api/orders/{order_reserved}/deliver", STATE, "host_a"),
+    C("deliver-other-hosts-order", "POST /api/orders/{order_paid}/deliver", E403, "host_b"),
+    C("deliver-viewer-token", "POST /api/orders/{order_paid}/deliver", E403, "viewer_a2"),
+    C("deliver-unknown-order", "POST /api/orders/ord_nope/deliver", E404, "host_a"),
+    C("receive-paid-not-shipped", "POST /api/orders/{order_paid}/receive", STATE, "viewer_a2"),
+    C("receive-cancelled-order", "POST /api/orders/{order_cancelled}/receive", STATE, "viewer_a1"),
+    C("receive-host-token", "POST /api/orders/{order_paid}/receive", E403, "host_a"),
+    C("receive-other-buyer", "POST /api/orders/{order_paid}/receive", E403, "viewer_a1"),
+    C("receive-no-token", "POST /api/orders/{order_paid}/receive", E401),
+    # ---- after-sale and refunds (SPEC §10) ---------------------------------------------------------
+    C("after-sale-unpaid-order", "POST /api/orders/{order_reserved}/after-sale", REFUSED, "viewer_a1", ASK),
+    C(
+        "after-sale-cancelled-order",
+        "POST /api/orders/{order_cancelled}/after-sale",
+        REFUSED,
+        "viewer_a1",
+        ASK,
+    ),
+    C("after-sale-expired-order", "POST /api/orders/{order_expired}/after-sale", REFUSED, "viewer_a1", ASK),
+    C("after-sale-second-open", AFTER_SALE, "409 after_sale_open", "viewer_a2", ASK),
+    C("after-sale-return-not-shipped", AFTER_SALE_B, REFUSED, "viewer_b1", {**ASK, "kind": "return_refund"}),
+    C("after-sale-amount-over", AFTER_SALE_B, "422 invalid_refund", "viewer_b1", {**ASK, "amount": 10**6}),
+    C("after-sale-amount-0", AFTER_SALE_B, E422, "viewer_b1", {**ASK, "amount": 0}),
+    C("after-sale-amount-string", AFTER_SALE_B, E422, "viewer_b1", {**ASK, "amount": "5"}),
+    C("after-sale-amount-huge", AFTER_SALE_B, E422, "viewer_b1", {**ASK, "amount": 10**30}),
+    C("after-sale-kind-unknown", AFTER_SALE_B, E422, "viewer_b1", {**ASK, "kind": "exchange"}),
+    C("after-sale-kind-missing", AFTER_SALE_B, E422, "viewer_b1", {"reason": "坏了"}),
+    C("after-sale-reason-blank", AFTER_SALE_B, E422, "viewer_b1", {**ASK, "reason": "  "}),
+    C("after-sale-reason-501-chars", AFTER_SALE_B, E422, "viewer_b1", {**ASK, "reason": "r" * 501}),
+    C("after-sale-reason-with-nul", AFTER_SALE_B, E422, "viewer_b1", {**ASK, "reason": "a\x00b"}),
+    C("after-sale-malformed-json", AFTER_SALE_B, E400, "viewer_b1", raw=b'{"kind": '),
+    C("after-sale-other-buyer", AFTER_SALE, E403, "viewer_a1", ASK),
+    C("after-sale-viewer-of-other-room", AFTER_SALE, E403, "viewer_b1", ASK),
+    C("after-sale-host-token", AFTER_SALE, E403, "host_a", ASK),
+    C("after-sale-other-shops-customer", AFTER_SALE, E403, "customer_b1", ASK),
+    C("after-sale-no-token", AFTER_SALE, E401, None, ASK),
+    C("after-sale-garbage-token", AFTER_SALE, E401, "garbage", ASK),
+    C("after-sale-flipped-customer", AFTER_SALE, E401, "flipped_customer", ASK),
+    C("after-sale-shop-bad-id", AFTER_SALE + "?shop=a%00b", E422, None, ASK),
+    C(
+        "after-sales-shop-bad-id-with-token",
+        "GET /api/orders/{order_paid}/after-sales?shop=a%00b",
+        E422,
+        "host_a",
+    ),
+    C("after-sale-unknown-order", "POST /api/orders/ord_nope/after-sale", E404, "viewer_a1", ASK),
+    C("after-sales-of-order-other-host", "GET /api/orders/{order_paid}/after-sales", E403, "host_b"),
+    C("after-sales-of-order-other-buyer", "GET /api/orders/{order_paid}/after-sales", E403, "viewer_a1"),
+    C("after-sales-of-order-no-token", "GET /api/orders/{order_paid}/after-sales", E401),
+    C("withdraw-other-buyer", "POST /api/after-sales/{after_sale_open}/withdraw", E403, "viewer_a1"),
+    C("withdraw-host-token", "POST /api/after-sales/{after_sale_open}/withdraw", E403, "host_a"),
+    C("withdraw-unknown", "POST /api/after-sales/as_nope/withdraw", E404, "viewer_a2"),
+    C("approve-other-host", APPROVE, E403, "host_b", {}),
+    C("approve-viewer-token", APPROVE, E403, "viewer_a2", {}),
+    C("approve-customer-token", APPROVE, E403, "customer_a1", {}),
+    C("approve-amount-0", APPROVE, E422, "host_a", {"amount": 0}),
+    C("approve-amount-float", APPROVE, E422, "host_a", {"amount": 1.5}),
+    C("approve-restock-string", APPROVE, E422, "host_a", {"restock": "yes"}),
+    C("approve-note-501-chars", APPROVE, E422, "host_a", {"note": "n" * 501}),
+    C("approve-amount-over", APPROVE, "422 invalid_refund", "host_a", {"amount": 10**6}),
+    C("approve-partial-restock", APPROVE, "422 invalid_refund", "host_a", {"amount": 1, "restock": True}),
+    C("approve-unknown", "POST /api/after-sales/as_nope/approve", E404, "host_a", {}),
+    C("reject-reason-missing", "POST /api/after-sales/{after_sale_open}/reject", E422, "host_a", {}),
+    C("reject-other-host", "POST /api/after-sales/{after_sale_open}/reject", E403, "host_b", {"reason": "x"}),
+    C("after-sales-bad-status", "GET /api/after-sales?status=open", E422, "host_a"),
+    C("after-sales-viewer-token", "GET /api/after-sales", E403, "viewer_a1"),
+    C("refunds-bad-status", "GET /api/refunds?status=failed", E422, "host_a"),
+    C("refunds-customer-token", "GET /api/refunds", E403, "customer_a1"),
+    C(
+        "refund-retry-succeeded",
+        "POST /api/refunds/{refund_done}/retry",
+        "409 invalid_refund_state",
+        "host_a",
+    ),
+    C("refund-retry-other-host", "POST /api/refunds/{refund_done}/retry", E403, "host_b"),
+    C("refund-retry-unknown", "POST /api/refunds/rfd_nope/retry", E404, "host_a"),
     # ---- anything else -----------------------------------------------------------------------------
     C("unknown-route", "GET /api/nope", E404, "host_a"),
     C("hosts-body-array", "POST /api/hosts", E422, None, [{"name": "H"}]),

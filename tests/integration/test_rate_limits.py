@@ -20,9 +20,10 @@ from sqlalchemy import func, select
 from base.limits import Limit, RateLimits, rate_of
 from base.settings import Settings
 from live.models import Host, Leader, Viewer
-from loadtests.harness import new_card, new_host, new_room, sign_in
+from loadtests.harness import new_card, new_host, new_room, new_sale, sign_in
+from shop.models import AfterSale
 from tests.conftest import LiveServer, fresh_database, make_settings
-from tests.shop_api import Buyer, auth, buy, ok
+from tests.shop_api import Buyer, auth, buy, join, ok, pay
 
 #: Every rate limit tested here at a small figure, production's scale.
 SMALL = {"limits_scale": 1}
@@ -231,3 +232,55 @@ async def test_settlement_reports_my_own_and_leader_links_have_their_limits(
             assert (await one.get(link)).status_code == 302
         assert_limited(await one.get(f"{link}/qr.svg"))
         assert (await two.get(link)).status_code == 302
+
+
+async def test_after_sale_requests_per_customer_and_the_shops_after_sale_reads(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A buyer's after-sale requests and withdrawals per customer (a refused one writes nothing; another
+    buyer is served); the host's after-sale and refund lists count as the host's reads, sending a refund
+    again as the host's settlement changes."""
+    async with (
+        app(
+            tmp_path,
+            redis_url,
+            limit_after_sale_per_customer="2/hour",
+            limit_reports_per_host="2/hour",
+            limit_settlement_per_host="1/hour",
+            limit_sign_in_per_ip="100/hour",
+            limit_sign_in_code_per_ip="100/hour",
+            limit_join_per_ip="100/hour",
+        ) as server,
+        from_address(server, "127.0.0.1") as one,
+    ):
+        sale = await new_sale(one, stock=10, per_user_limit=5)
+        mei, ann = await join(one, sale, "Mei"), await join(one, sale, "Ann")
+        orders = []
+        for buyer in (mei, mei, ann):
+            order = await ok(await buy(one, sale.card_id, buyer), 201)
+            await pay(one, order["id"], buyer)
+            orders.append(order["id"])
+        ask = {"kind": "refund", "reason": "坏了"}
+        filed = await ok(
+            await one.post(f"/api/orders/{orders[0]}/after-sale", json=ask, headers=auth(mei.token)), 201
+        )
+        await ok(await one.post(f"/api/after-sales/{filed['id']}/withdraw", headers=auth(mei.token)))
+        # Mei's third after-sale call this hour, as her customer this time: the same customer.
+        assert mei.customer is not None
+        assert_limited(
+            await one.post(f"/api/orders/{orders[1]}/after-sale", json=ask, headers=auth(mei.customer))
+        )
+        async with server.state.sessions() as session:
+            assert (await session.execute(select(func.count()).select_from(AfterSale))).scalar_one() == 1
+        await ok(
+            await one.post(f"/api/orders/{orders[2]}/after-sale", json=ask, headers=auth(ann.token)), 201
+        )
+
+        h = auth(sale.host_token)
+        await ok(await one.post(f"/api/orders/{orders[1]}/refund", json={}, headers=h))
+        await ok(await one.get("/api/after-sales", headers=h))
+        (refund,) = await ok(await one.get("/api/refunds", headers=h))
+        assert_limited(await one.get("/api/after-sales?status=requested", headers=h))
+        assert_limited(await one.get("/api/refunds", headers=h))
+        assert (await one.post(f"/api/refunds/{refund['id']}/retry", headers=h)).status_code == 409  # sent
+        assert_limited(await one.post(f"/api/refunds/{refund['id']}/retry", headers=h))

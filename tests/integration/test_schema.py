@@ -4,9 +4,10 @@ on PostgreSQL over the operations that store text a client sent; it finds nothin
 
 Its requests reach real resources: path ids and the body fields that name one (``product_id``, ``invite``)
 are drawn from a small world built first (a host, a live verified room with an open card, a customer
-signed in at the host's shop whose viewer bought, a pending payment, an invite), mixed with generated
-ones. Ending a room and closing a card get a room and a card of their own, so that the rest of the run
-still has a live sale to buy from. A few operations get a caller of their own:
+signed in at the host's shop whose viewer bought, a pending payment, a paid order with an after-sale
+request, a refund, an invite), mixed with generated ones. Ending a room and closing a card get a room and a
+card of their own, so that the rest of the run still has a live sale to buy from. A few operations get a
+caller of their own:
 
 - joining is done as the world's customer (a verified room lets nobody else in: with the run's host or
   viewer token every join would be the same 401), except on PostgreSQL, where it goes to a guest room of
@@ -23,8 +24,9 @@ Each check runs with its defaults, but for ``positive_data_acceptance`` on the f
 request can match the schema and still be refused for what no schema can say (a dependent rule, not a
 shape): ``before`` naming none of the host's rooms (422), a phone that is no valid number (422), an
 ``Idempotency-Key`` the generator already used with another quantity (422), a webhook signature (400: no
-schema knows the HMAC), and an SDP offer that only WebRTC can judge (400). Each is documented with its code
-in the schema.
+schema knows the HMAC), an SDP offer that only WebRTC can judge (400), a payment provider this server is not
+configured for (422), and a refund's amount more than is left of its order (422). Each is documented with
+its code in the schema.
 
 The stateful phase follows the links Schemathesis infers (a room created, then its cards, invites...). A card
 always names the world's product there: ``ensure_resource_availability`` reads a 404 after a create as the
@@ -57,7 +59,7 @@ from sqlalchemy import func, select
 from live.models import Viewer
 from loadtests.harness import Port, new_card, new_host, new_room
 from tests.conftest import REDIS_URL, LiveServer, flushed_redis, fresh_database, make_settings
-from tests.shop_api import ADDRESS, auth, buy, join, new_sale, ok
+from tests.shop_api import ADDRESS, auth, buy, join, new_sale, ok, pay
 
 pytestmark = pytest.mark.integration
 
@@ -91,6 +93,16 @@ SEMANTIC_REFUSALS: dict[str, list[int]] = {
     "POST /api/leaders": [422],  # by phone
     # ``before`` naming none of the host's customers (as rooms' above).
     "GET /api/customers": [422],
+    # A payment provider the schema names and this server is not configured for (422 ``unknown_provider``).
+    "PATCH /api/shop": [422],
+    "POST /api/orders/{order}/pay": [422],
+    "POST /api/payments/wechat/notify": [422],
+    "POST /api/payments/alipay/notify": [422],
+    "POST /api/payments/stripe/webhook": [422],
+    # An amount the schema admits and that is more than is left to refund of the order (422
+    # ``invalid_refund``).
+    "POST /api/orders/{order}/after-sale": [422],
+    "POST /api/after-sales/{after_sale}/approve": [422],
     # A leader keeps a name, and is suspended or not: ``null`` for either is refused (422).
     "PATCH /api/leaders/{leader}": [422],
 }
@@ -105,6 +117,9 @@ VIEWER_ONLY = {
     "POST /api/cards/{card}/orders",
     "POST /api/orders/{order}/pay",
     "POST /api/orders/{order}/cancel",
+    "POST /api/orders/{order}/receive",
+    "POST /api/orders/{order}/after-sale",
+    "POST /api/after-sales/{after_sale}/withdraw",
 }
 THUMBNAIL = "GET /api/rooms/{room}/thumbnail.jpg"
 VIEWER_TOO = {
@@ -116,6 +131,7 @@ VIEWER_TOO = {
     "GET /api/rooms/{room}/video",
     "GET /api/cards/{card}",
     "GET /api/orders/{order}",
+    "GET /api/orders/{order}/after-sales",
 }
 #: The operations that store text a client sent (the PostgreSQL run's).
 TEXT_WRITES = {
@@ -126,6 +142,8 @@ TEXT_WRITES = {
     "POST /api/rooms/{room}/invites",
     "POST /api/rooms/{room}/join",
     "POST /api/orders/{order}/ship",
+    "POST /api/after-sales/{after_sale}/approve",
+    "POST /api/after-sales/{after_sale}/reject",
 }
 DEFAULT_POSITIVE = ["2xx", "3xx", "401", "403", "404", "409", "429", "5xx"]
 
@@ -175,6 +193,21 @@ async def world(
                     f"/api/orders/{order['id']}/pay", json={"address": ADDRESS}, headers=auth(viewer.token)
                 )
             )
+            # A paid order with an open after-sale request, and a refund of another one (SPEC §10).
+            paid = await ok(await buy(client, sale.card_id, viewer), 201)
+            await pay(client, paid["id"], viewer)
+            after_sale = await ok(
+                await client.post(
+                    f"/api/orders/{paid['id']}/after-sale",
+                    json={"kind": "refund", "reason": "坏了", "amount": 1},
+                    headers=auth(viewer.token),
+                ),
+                201,
+            )
+            refunded = await ok(await buy(client, sale.card_id, viewer), 201)
+            await pay(client, refunded["id"], viewer)
+            await ok(await client.post(f"/api/orders/{refunded['id']}/refund", json={}, headers=h))
+            (refund,) = await ok(await client.get("/api/refunds", headers=h))
             invite = await ok(await client.post(f"/api/rooms/{sale.room_id}/invites", json={}, headers=h))
             spare_room = await new_room(client, sale.host_token, "To end")
             _, spare_card = await new_card(client, sale.host_token, sale.room_id, stock=5)
@@ -185,6 +218,9 @@ async def world(
                 "room": sale.room_id,
                 "card": sale.card_id,
                 "order": order["id"],
+                "paid_order": paid["id"],
+                "after_sale": after_sale["id"],
+                "refund": refund["id"],
                 "payment": payment["payment_id"],
                 "invite": invite["id"],
                 "product_id": sale.product_id,
@@ -219,8 +255,10 @@ def config(w: World, token: str, *, guest_joins: bool = False) -> str:
         "[auth.openapi.bearer]",
         f"bearer = {_toml(token)}",
     ]
-    for name in ("room", "card", "order", "payment", "invite", "product_id", "invite_token"):
+    for name in ("room", "card", "payment", "invite", "product_id", "invite_token", "after_sale", "refund"):
         lines += [f"[dictionaries.{name}]", f"values = [{_toml(i[name])}]"]
+    # A reserved order (with a pending payment) and a paid one (with an after-sale request).
+    lines += ["[dictionaries.order]", f"values = {_toml([i['order'], i['paid_order']])}"]
     lines.append("[parameters]")
     for location, dictionary in (
         ("path.room", "room"),
@@ -228,6 +266,8 @@ def config(w: World, token: str, *, guest_joins: bool = False) -> str:
         ("path.order", "order"),
         ("path.payment", "payment"),
         ("path.invite", "invite"),
+        ("path.after_sale", "after_sale"),
+        ("path.refund", "refund"),
         ("body.invite", "invite_token"),
         ("query.invite", "invite_token"),  # a room's preview
     ):
