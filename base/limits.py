@@ -46,6 +46,8 @@ class Limit(StrEnum):
     ME_PER_CUSTOMER = "me_per_customer"
     LEADER_LINK_PER_IP = "leader_link_per_ip"
     AFTER_SALE_PER_CUSTOMER = "after_sale_per_customer"
+    CHECKOUT_PER_CUSTOMER = "checkout_per_customer"
+    NOTIFY_PER_IP = "notify_per_ip"
 
 
 def rate_of(settings: Settings, limit: Limit) -> RateLimitItem:

@@ -220,6 +220,12 @@ class Settings(BaseSettings):
     limit_leader_link_per_ip: str = "120/minute"
     #: A buyer's after-sale requests and withdrawals (per customer, or per viewer for a guest).
     limit_after_sale_per_customer: str = "20/hour"
+    #: Checkouts (``POST /api/orders/{order}/pay``, each one a call to the provider) and checkout options
+    #: one customer (or guest viewer) asks for.
+    limit_checkout_per_customer: str = "30/minute"
+    #: Payment notifications from one address (a provider sends from a few: generous, so a show's rush of
+    #: payments is never refused; a refused genuine one is redelivered, and the query settles it anyway).
+    limit_notify_per_ip: str = "6000/minute"
     #: Sockets one viewer may hold open at once; opening one more closes their oldest (close code 4509).
     ws_max_per_viewer: int = Field(default=3, ge=1)
     #: WHEP sessions one viewer may hold (a new one replaces the old); an offer never answered by ICE is

@@ -9,7 +9,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from base.csv_export import csv_response
+from base.errors import RateLimited
 from base.http import client_ip, read_body, read_json, read_query
+from base.limits import Limit
 from base.openapi import Header, Reply, doc
 from identity.errors import InvalidPhone
 from identity.tokens import HostIdentity
@@ -206,12 +208,14 @@ async def get_order(request: Request) -> JSONResponse:
         AddressRequired,
         InvalidPhone,
         ProviderFailed,
+        RateLimited,
     ],
     summary="Start paying a reserved order (provider, channel, shipping address)",
 )
 async def pay_order(request: Request) -> JSONResponse:
     st = services(request)
     viewer = st.auth.require_viewer(request)
+    await st.rate_limits.hit(Limit.CHECKOUT_PER_CUSTOMER, viewer.buyer_key, what="checkouts")
     body = await read_json(request, PayIn, empty_ok=True)
     return JSONResponse(
         await st.payments.start_checkout(
@@ -230,12 +234,14 @@ async def pay_order(request: Request) -> JSONResponse:
         UnknownResource,
         (OrderStateConflict, "order_not_payable"),
         (OrderStateConflict, "order_expired"),
+        RateLimited,
     ],
     summary="How a reserved order can be paid here: providers, channels, the address to offer",
 )
 async def checkout_options(request: Request) -> JSONResponse:
     st = services(request)
     viewer = st.auth.require_viewer(request)
+    await st.rate_limits.hit(Limit.CHECKOUT_PER_CUSTOMER, viewer.buyer_key, what="checkouts")
     return JSONResponse(
         await st.payments.checkout_options(
             viewer, request.path_params["order"], user_agent=request.headers.get("user-agent", "")
@@ -322,6 +328,7 @@ async def payment_webhook(request: Request) -> JSONResponse:
 
 async def _provider_notification(request: Request, provider: str) -> Response:
     st = services(request)
+    await st.rate_limits.hit(Limit.NOTIFY_PER_IP, client_ip(request), what="notifications")
     body = await read_body(request, max_bytes=st.settings.max_body_bytes)
     reply = await st.payments.notify(provider, request.headers, body)
     return Response(reply.body, status_code=reply.status, media_type=reply.media_type)
@@ -331,7 +338,7 @@ async def _provider_notification(request: Request, provider: str) -> Response:
     raw_body="application/json",
     responses={200: Reply("Applied (or a redelivery, recognised)")},
     auth=False,
-    errors=[RejectedNotification, UnknownProvider],
+    errors=[RejectedNotification, UnknownProvider, RateLimited],
     summary="WeChat Pay API v3 notification (payments and refunds; signed, resource AES-256-GCM encrypted)",
 )
 async def wechat_notify(request: Request) -> Response:
@@ -342,7 +349,7 @@ async def wechat_notify(request: Request) -> Response:
     raw_body="application/x-www-form-urlencoded",
     responses={200: Reply("`success` (text/plain): applied, or a redelivery")},
     auth=False,
-    errors=[RejectedNotification, UnknownProvider],
+    errors=[RejectedNotification, UnknownProvider, RateLimited],
     summary="Alipay asynchronous notification (RSA2-signed form)",
 )
 async def alipay_notify(request: Request) -> Response:
@@ -353,7 +360,7 @@ async def alipay_notify(request: Request) -> Response:
     raw_body="application/json",
     responses={200: Reply("Applied (or a redelivery, recognised)")},
     auth=False,
-    errors=[RejectedNotification, UnknownProvider],
+    errors=[RejectedNotification, UnknownProvider, RateLimited],
     summary="Stripe webhook (Stripe-Signature)",
 )
 async def stripe_webhook(request: Request) -> Response:

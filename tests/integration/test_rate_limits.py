@@ -21,9 +21,9 @@ from base.limits import Limit, RateLimits, rate_of
 from base.settings import Settings
 from live.models import Host, Leader, Viewer
 from loadtests.harness import new_card, new_host, new_room, new_sale, sign_in
-from shop.models import AfterSale
+from shop.models import AfterSale, Payment
 from tests.conftest import LiveServer, fresh_database, make_settings
-from tests.shop_api import Buyer, auth, buy, join, ok, pay
+from tests.shop_api import ADDRESS, Buyer, auth, buy, join, ok, pay
 
 #: Every rate limit tested here at a small figure, production's scale.
 SMALL = {"limits_scale": 1}
@@ -284,3 +284,46 @@ async def test_after_sale_requests_per_customer_and_the_shops_after_sale_reads(
         assert_limited(await one.get("/api/refunds", headers=h))
         assert (await one.post(f"/api/refunds/{refund['id']}/retry", headers=h)).status_code == 409  # sent
         assert_limited(await one.post(f"/api/refunds/{refund['id']}/retry", headers=h))
+
+
+async def test_checkouts_per_customer_and_provider_notifications_per_address(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """A buyer's checkouts (each one a call to the provider) per customer: a refused one writes no payment,
+    another buyer is served. Payment notifications per address, counted before their signature is checked
+    (a flood of forgeries costs no RSA work past the limit): another address is still heard."""
+    async with (
+        app(
+            tmp_path,
+            redis_url,
+            limit_checkout_per_customer="3/hour",
+            limit_notify_per_ip="2/hour",
+            limit_sign_in_per_ip="100/hour",
+            limit_sign_in_code_per_ip="100/hour",
+            limit_join_per_ip="100/hour",
+        ) as server,
+        from_address(server, "127.0.0.1") as one,
+        from_address(server, "127.0.0.2") as two,
+    ):
+        sale = await new_sale(one, stock=10, per_user_limit=5)
+        mei, ann = await join(one, sale, "Mei"), await join(one, sale, "Ann")
+        order = await ok(await buy(one, sale.card_id, mei), 201)
+        pay_it = {"address": ADDRESS}
+        await ok(await one.get(f"/api/orders/{order['id']}/checkout", headers=auth(mei.token)))
+        await ok(await one.post(f"/api/orders/{order['id']}/pay", json=pay_it, headers=auth(mei.token)))
+        await ok(await one.post(f"/api/orders/{order['id']}/pay", json=pay_it, headers=auth(mei.token)))
+        payments = await count(server, Payment)
+        other = await ok(await buy(one, sale.card_id, mei), 201)
+        assert_limited(await one.post(f"/api/orders/{other['id']}/pay", json=pay_it, headers=auth(mei.token)))
+        assert_limited(await one.get(f"/api/orders/{other['id']}/checkout", headers=auth(mei.token)))
+        assert await count(server, Payment) == payments
+        anns = await ok(await buy(one, sale.card_id, ann), 201)
+        await ok(await one.post(f"/api/orders/{anns['id']}/pay", json=pay_it, headers=auth(ann.token)))
+
+        forged = {"LiveCart-Signature": "t=1,v1=" + "0" * 64}
+        for _ in range(2):
+            r = await one.post("/api/payments/stripe/webhook", content=b"{}", headers=forged)
+            assert r.status_code == 422 and r.json()["error"] == "unknown_provider", r.text  # no Stripe here
+        assert_limited(await one.post("/api/payments/wechat/notify", content=b"{}", headers=forged))
+        r = await two.post("/api/payments/alipay/notify", content=b"{}", headers=forged)
+        assert r.status_code == 422, r.text
