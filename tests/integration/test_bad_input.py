@@ -383,6 +383,9 @@ INVITE = "403 invalid_invite"
 SIGN_IN = "401 sign_in_required"
 PHONE = "422 invalid_phone"
 REFUSED = "409 after_sale_refused"
+PROVIDER = "422 unknown_provider"
+PAY = "POST /api/orders/{order_reserved}/pay"
+CHECKOUT = "GET /api/orders/{order_reserved}/checkout"
 ASK = {"kind": "refund", "reason": "坏了"}
 AFTER_SALE = "POST /api/orders/{order_paid}/after-sale"
 AFTER_SALE_B = "POST /api/orders/{order_b_paid}/after-sale"
@@ -685,6 +688,40 @@ CASES: list[Case] = [
     C("pay-someone-elses-order", "POST /api/orders/{order_reserved}/pay", E403, "viewer_a2"),
     C("pay-with-host-token", "POST /api/orders/{order_reserved}/pay", E403, "host_a"),
     C("pay-unknown-order", "POST /api/orders/ord_nope/pay", E404, "viewer_a1"),
+    # Checkout: the address, the provider and the channel are checked before anything is written.
+    C("pay-address-phone-letters", PAY, PHONE, "viewer_a1", {"address": {**ADDRESS, "phone": "abc"}}),
+    C(
+        "pay-address-line-missing",
+        PAY,
+        E422,
+        "viewer_a1",
+        {"address": {k: v for k, v in ADDRESS.items() if k != "line"}},
+    ),
+    C("pay-address-name-too-long", PAY, E422, "viewer_a1", {"address": {**ADDRESS, "name": "王" * 41}}),
+    C("pay-address-name-blank", PAY, E422, "viewer_a1", {"address": {**ADDRESS, "name": "   "}}),
+    C("pay-address-nul", PAY, E422, "viewer_a1", {"address": {**ADDRESS, "line": "1\u0000号"}}),
+    C("pay-address-not-an-object", PAY, E422, "viewer_a1", {"address": "上海市"}),
+    C("pay-address-number-phone", PAY, E422, "viewer_a1", {"address": {**ADDRESS, "phone": 13800138000}}),
+    C("pay-provider-unknown", PAY, E422, "viewer_a1", {"provider": "paypal", "address": ADDRESS}),
+    C("pay-provider-not-here", PAY, PROVIDER, "viewer_a1", {"provider": "wechat", "address": ADDRESS}),
+    C(
+        "pay-channel-not-the-providers",
+        PAY,
+        PROVIDER,
+        "viewer_a1",
+        {"provider": "dev", "channel": "native", "address": ADDRESS},
+    ),
+    C("pay-channel-unknown", PAY, E422, "viewer_a1", {"channel": "cash", "address": ADDRESS}),
+    C("pay-no-token", PAY, E401, None, {"address": ADDRESS}),
+    C("checkout-someone-elses-order", CHECKOUT, E403, "viewer_a2"),
+    C("checkout-with-host-token", CHECKOUT, E403, "host_a"),
+    C("checkout-no-token", CHECKOUT, E401, None),
+    C("checkout-unknown-order", "GET /api/orders/ord_nope/checkout", E404, "viewer_a1"),
+    C("checkout-expired-order", "GET /api/orders/{order_expired}/checkout", NOT_PAYABLE, "viewer_a1"),
+    C("checkout-paid-order", "GET /api/orders/{order_paid}/checkout", NOT_PAYABLE, "viewer_a2"),
+    # Notifications of providers this server does not have; a forged dev one.
+    C("notify-wechat-not-configured", "POST /api/payments/wechat/notify", PROVIDER, None, {"id": "x"}),
+    C("notify-stripe-not-configured", "POST /api/payments/stripe/webhook", PROVIDER, None, {"id": "x"}),
     C(
         "ship-unpaid-order",
         "POST /api/orders/{order_reserved}/ship",
@@ -789,6 +826,17 @@ CASES: list[Case] = [
     C("leader-patch-unknown", "PATCH /api/leaders/ld_nope", E404, "host_a", {"suspended": True}),
     C("leader-get-other-host", "GET /api/leaders/{leader_a}", E404, "host_b"),
     C("shop-patch-empty", "PATCH /api/shop", E422, "host_a", {}),
+    C("shop-patch-provider-unknown", "PATCH /api/shop", E422, "host_a", {"payment_providers": ["paypal"]}),
+    C(
+        "shop-patch-provider-not-here",
+        "PATCH /api/shop",
+        PROVIDER,
+        "host_a",
+        {"payment_providers": ["stripe"]},
+    ),
+    C("shop-patch-provider-twice", "PATCH /api/shop", E422, "host_a", {"payment_providers": ["dev", "dev"]}),
+    C("shop-patch-providers-empty", "PATCH /api/shop", E422, "host_a", {"payment_providers": []}),
+    C("shop-patch-providers-not-a-list", "PATCH /api/shop", E422, "host_a", {"payment_providers": "dev"}),
     C("shop-patch-rate-negative", "PATCH /api/shop", E422, "host_a", {"commission_bps": -5}),
     C("shop-patch-viewer", "PATCH /api/shop", E403, "viewer_a1", {"commission_bps": 5}),
     C("card-rate-over-100pc", NEW_CARD, E422, "host_a", card(commission_bps=10001)),
