@@ -257,6 +257,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 "LIVECART_WORKER_URL and LIVECART_WORKER_GROUP are set together (by livecart serve)"
             )
+        if self.wechatpay_enabled and self.wechat_app_id and self.wechat_app_id != self.wechatpay_appid:
+            # A buyer's openid belongs to one Official Account; JSAPI pays with it in that account only.
+            raise ValueError(
+                "LIVECART_WECHATPAY_APPID must be LIVECART_WECHAT_APP_ID, the Official Account that signs "
+                "buyers in: WeChat Pay JSAPI takes the openid it gave"
+            )
         return self
 
     def _check_prod_secrets(self) -> None:

@@ -79,18 +79,6 @@ async def refund_part(
     return Order.of_row(row) if row is not None else None
 
 
-async def set_tracking(session: AsyncSession, order_id: str, tracking_number: str) -> Order | None:
-    """Record a shipment's tracking number; returns the changed order, ``None`` if there is no such order."""
-    stmt = (
-        update(OrderRow)
-        .where(OrderRow.id == order_id)
-        .values(tracking_number=tracking_number)
-        .returning(OrderRow)
-    )
-    row = (await session.execute(stmt)).scalar_one_or_none()
-    return Order.of_row(row) if row is not None else None
-
-
 async def expire_overdue(session: AsyncSession, *, now_ms: int, limit: int = 500) -> list[Order]:
     """Mark reservations past their window as expired; returns the orders changed (now ``expired``)."""
     overdue = (

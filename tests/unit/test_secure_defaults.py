@@ -84,3 +84,21 @@ def test_serve_refuses_to_start_in_prod_with_a_short_key(tmp_path: Path) -> None
     )
     assert done.returncode != 0
     assert "LIVECART_SECRET_KEY is shorter than 32 bytes" in done.stderr
+
+
+def test_wechat_pay_and_wechat_sign_in_must_be_one_official_account(tmp_path: Path) -> None:
+    """JSAPI pays with the openid the sign-in's Official Account gave: another AppID would be refused by
+    WeChat at every checkout, so it is refused at start."""
+    key = tmp_path / "apiclient_key.pem"
+    key.write_text("not read by the settings")
+    pay = {
+        "wechatpay_mchid": "1900000001",
+        "wechatpay_appid": "wx1111111111111111",
+        "wechatpay_apiv3_key": "k" * 32,
+        "wechatpay_merchant_key_file": key,
+        "wechatpay_merchant_serial": "ABC",
+    }
+    with pytest.raises(ValueError, match="LIVECART_WECHATPAY_APPID must be LIVECART_WECHAT_APP_ID"):
+        Settings(**pay, wechat_app_id="wx2222222222222222", wechat_app_secret="s")
+    assert Settings(**pay, wechat_app_id="wx1111111111111111", wechat_app_secret="s").wechatpay_enabled
+    assert Settings(**pay).wechatpay_enabled  # no WeChat sign-in: Native and H5 only
