@@ -255,6 +255,7 @@ function renderProducts() {
       h("li", { dataset: { productId: p.id } },
         h("span", { class: "title" }, p.name),
         h("span", { class: "muted" }, money(p.price)),
+        p.shippable === false ? h("span", { class: "badge" }, t("host.products.no_shipping")) : null,
         p.description ? h("span", { class: "muted desc" }, p.description) : null),
     ),
   );
@@ -276,7 +277,8 @@ onSubmit($("#product-form"), async (data, form) => {
   setText($("#product-error"), "");
   const price = toMinor(data.price);
   if (Number.isNaN(price)) throw new Error(t("host.bad_price"));
-  const body = { name: data.name, price };
+  // An unchecked box is absent from the form's data: a voucher or a service, paid without an address.
+  const body = { name: data.name, price, shippable: data.shippable === "on" };
   if (data.description) body.description = data.description;
   if (data.image_url) body.image_url = data.image_url;
   const product = await call("/api/products", { method: "POST", body });

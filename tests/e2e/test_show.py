@@ -81,12 +81,19 @@ async def test_a_show_from_sign_up_to_shipping(
     token = await host.evaluate("() => localStorage.getItem('livecart.host.token')")
     assert token.startswith("s.")
 
-    # -- a product, a room, a promoter link, a card ------------------------------------------------------
+    # -- products (a voucher that does not ship, then the one on sale), a room, a promoter link, a card --
+    await host.fill("#product-form input[name=name]", "Gift card")
+    await host.fill("#product-form input[name=price]", "50")
+    await host.uncheck("#product-form input[name=shippable]")
+    await host.click("#product-form button")
+    await expect(host.locator("#product-list li .badge")).to_have_text(["No shipping"])
+    await expect(host.locator("#product-form input[name=shippable]")).to_be_checked()  # the form resets
     await host.fill("#product-form input[name=name]", XSS_TITLE)
     await host.fill("#product-form input[name=price]", "19.90")
     await host.fill("#product-form input[name=description]", XSS_DESCRIPTION)
     await host.click("#product-form button")
-    await expect(host.locator("#product-list li .title")).to_have_text(XSS_TITLE)
+    await expect(host.locator("#product-list li .title")).to_have_text(["Gift card", XSS_TITLE])
+    await expect(host.locator("#product-list li .badge")).to_have_count(1)
 
     await host.fill("#room-form input[name=title]", "Friday night flash sale")
     await host.click("#room-form button")

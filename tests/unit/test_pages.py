@@ -107,7 +107,7 @@ DYNAMIC = {
     "host.status": ["scheduled", "live", "ended"],
     "card.status": ["pinned", "open", "closed", "sold_out"],
     "host.card.status": ["pinned", "open", "closed", "sold_out"],
-    "order.status": ["reserved", "paid", "expired", "cancelled", "refunded"],
+    "order.status": ["reserved", "paid", "shipped", "delivered", "completed", "expired", "cancelled", "refunded"],
     "host.socket": ["connecting", "live", "reconnecting", "closed"],
     "lang": list(LANGUAGES),
     "leader.earnings": ["accrued", "clawed_back", "net", "paid_out", "owed", "payable"],
