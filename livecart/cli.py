@@ -1,4 +1,5 @@
-"""The ``livecart`` command: ``serve``, ``migrate``, ``reconcile``."""
+"""The ``livecart`` command: ``serve``, ``migrate``, ``reconcile``, ``reconcile-payments``, ``create-host``,
+``create-session``."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import tempfile
+from datetime import date
 
 from base import db, logs
 from base.clock import SystemClock
@@ -121,6 +124,77 @@ async def _reconcile(settings: Settings) -> list[dict[str, object]]:
             embedded.stop()
 
 
+async def _reconcile_payments(settings: Settings, day: date, names: list[str] | None) -> int:
+    """``livecart reconcile-payments``: our ledger against each provider's statement of ``day``
+    (``shop.payments.reconcile_payments``). Prints one JSON object per provider; 0 when nothing differs,
+    1 when something does, 2 when a provider has no statement or cannot give it (said on stderr)."""
+    from shop.payments.provider import HasStatement, ProviderError
+    from shop.payments.reconcile_payments import NoStatement, reconcile_day, statement_provider
+    from shop.payments.registry import Providers
+
+    def fail(message: str) -> int:
+        print(f"livecart reconcile-payments: {message}", file=sys.stderr)
+        return 2
+
+    try:
+        # (WeChat Pay in platform-certificate mode may download its certificates here: off the loop)
+        providers = await asyncio.to_thread(Providers.of, settings)
+    except ValueError as exc:
+        return fail(f"a payment provider is misconfigured: {exc}")
+    engine = db.create_engine(settings.database_url)
+    try:
+        if names is None:
+            names = [n for n in providers.names if isinstance(providers.find(n), HasStatement)]
+            if not names:
+                return fail(
+                    "no configured payment provider has a statement "
+                    f"(configured: {', '.join(providers.names) or 'none'}; with statements: wechat, stripe)"
+                )
+        for name in names:
+            try:
+                statement_provider(providers, name)
+            except NoStatement as exc:
+                return fail(str(exc))
+        sessions = db.sessionmaker(engine)
+        reports: list[dict[str, object]] = []
+        status, differences = 0, 0
+        for name in names:
+            try:
+                report = await reconcile_day(sessions, providers, name, day)
+            except ProviderError as exc:
+                status = fail(f"{name}: the statement of {day.isoformat()} could not be had: {exc}")
+                continue
+            reports.append(report.as_json())
+            differences += len(report.differences)
+            if report.differences and status == 0:
+                status = 1
+        print(
+            json.dumps(
+                {
+                    "date": day.isoformat(),
+                    "providers": reports,
+                    "differences": differences,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return status
+    finally:
+        await providers.aclose()
+        await engine.dispose()
+
+
+def _statement_day(text: str) -> date | None:
+    """``YYYY-MM-DD`` as a date, or ``None``."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
+
+
 async def _host_session(settings: Settings, *, name: str | None, host_id: str | None) -> dict[str, str]:
     """A new host named ``name`` with a first session, or a new session of the existing ``host_id`` (an
     operator signs a host back in who has lost every device)."""
@@ -184,6 +258,16 @@ def main(argv: list[str] | None = None) -> int:
         "create-session", help="sign an existing host in: print a new session token for them"
     )
     create_session.add_argument("host_id")
+    reconcile_payments = sub.add_parser(
+        "reconcile-payments",
+        help="compare one day of our payment ledger with each provider's statement (exit 1: differences)",
+    )
+    reconcile_payments.add_argument(
+        "--date", required=True, help="the day, YYYY-MM-DD, in the provider's time zone"
+    )
+    reconcile_payments.add_argument(
+        "--provider", help="wechat or stripe (default: every configured provider that has statements)"
+    )
     args = parser.parse_args(argv)
 
     if args.command == "serve":
@@ -203,6 +287,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "create-session":
         print(json.dumps(asyncio.run(_host_session(settings, name=None, host_id=args.host_id))))
         return 0
+    if args.command == "reconcile-payments":
+        day = _statement_day(args.date)
+        if day is None:
+            print(
+                f"livecart reconcile-payments: --date {args.date!r} is not a date YYYY-MM-DD", file=sys.stderr
+            )
+            return 2
+        names = None if args.provider is None else [args.provider.strip()]
+        return asyncio.run(_reconcile_payments(settings, day, names))
     reports = asyncio.run(_reconcile(settings))
     print(json.dumps({"cards": reports, "oversold": any(r["oversold"] for r in reports)}, indent=2))
     return 1 if any(r["oversold"] for r in reports) else 0

@@ -23,7 +23,16 @@ Endpoints: ``POST /v1/checkout/sessions``, ``GET /v1/checkout/sessions`` (``crea
 ``POST /v1/checkout/sessions/{id}/expire`` (an error unless it is open), ``GET
 /v1/payment_intents/search`` (queries of the form ``metadata['key']:'value'`` only; Stripe's search lags
 writes by up to a minute, this one does not), ``GET /v1/payment_intents/{id}``, ``POST /v1/refunds``,
-``GET /v1/refunds`` (``payment_intent``, ``created``), ``GET /v1/refunds/{id}``.
+``GET /v1/refunds`` (``payment_intent``, ``created``), ``GET /v1/refunds/{id}``, ``GET
+/v1/balance_transactions`` (``created``, ``type``; newest first, paged; ``expand[]`` of ``data.source`` and
+``data.source.payment_intent``).
+
+Money moving makes a balance transaction, as on Stripe: a ``charge`` (its source the Charge, which a
+succeeded PaymentIntent now has: ``charges``) when the buyer pays, a ``refund`` (negative, its source the
+Refund) when a refund is made. A test makes the statement differ from what happened with
+``statement_left_out`` (the ``payment_id`` and ``refund_id`` values whose transactions are not listed),
+``statement_amounts`` (an amount to show instead, by the same ids) and ``outside_payment`` (a payment made on
+the account that LiveCart's ledger never saw).
 
 The buyer's side, for tests: ``pay(payment_id)`` pays a payment's open session as if the buyer did
 (without notifying), ``pay(..., delayed=True)`` then ``settle_delayed(...)`` a delayed method (a bank debit),
@@ -161,6 +170,14 @@ class FakeStripe:
     on_expire: Callable[[str], object] | None = None
     #: The server's URL, once ``server()`` made it.
     api_base: str | None = None
+    #: Charges, by id (one per succeeded PaymentIntent).
+    charges: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Balance transactions, by id, in creation order.
+    balance_transactions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Our ids (``payment_id``, ``refund_id``) whose balance transactions the list leaves out.
+    statement_left_out: set[str] = field(default_factory=set)
+    #: Our ids whose balance transaction's source shows this amount instead of the true one.
+    statement_amounts: dict[str, int] = field(default_factory=dict)
     _events: dict[str, bytes] = field(default_factory=dict)
     _idempotent: dict[str, tuple[str, dict[str, Any], Answer]] = field(default_factory=dict)
     _intent_metadata: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -178,6 +195,7 @@ class FakeStripe:
             Route("/v1/refunds", self._route(self._create_refund), methods=["POST"]),
             Route("/v1/refunds", self._route(self._list_refunds), methods=["GET"]),
             Route("/v1/refunds/{id}", self._route(self._get_refund), methods=["GET"]),
+            Route("/v1/balance_transactions", self._route(self._list_balance), methods=["GET"]),
         ]
         server = FakeServer(Starlette(routes=routes))
         self.api_base = server.url
@@ -235,6 +253,8 @@ class FakeStripe:
         self.payment_intents[intent["id"]] = intent
         session.update(status="complete", payment_status="unpaid" if delayed else "paid")
         session["payment_intent"] = intent["id"]
+        if not delayed:
+            self._charge(intent)
         return intent
 
     def settle_delayed(self, payment_id: str, *, succeeded: bool) -> None:
@@ -244,6 +264,7 @@ class FakeStripe:
         if succeeded:
             intent.update(status="succeeded", amount_received=intent["amount"])
             session["payment_status"] = "paid"
+            self._charge(intent)
         else:
             intent["status"] = "requires_payment_method"
 
@@ -259,7 +280,79 @@ class FakeStripe:
         session["created"] -= seconds
         session["expires_at"] -= seconds
         if session["payment_intent"]:
-            self.payment_intents[session["payment_intent"]]["created"] -= seconds
+            intent = self.payment_intents[session["payment_intent"]]
+            intent["created"] -= seconds
+            charge = self.charges.get(intent["latest_charge"])
+            if charge is not None:
+                charge["created"] -= seconds
+                self.balance_transactions[charge["balance_transaction"]]["created"] -= seconds
+
+    def outside_payment(self, amount: int, *, payment_id: str | None = None) -> dict[str, Any]:
+        """A payment made on the account by something other than LiveCart's checkout (no session; its
+        PaymentIntent names ``payment_id`` all the same): charged, in the balance, unknown to our ledger."""
+        intent = {
+            "id": new("pi"),
+            "object": "payment_intent",
+            "amount": amount,
+            "amount_received": amount,
+            "currency": "cny",
+            "created": int(time.time()),
+            "latest_charge": new("ch"),
+            "livemode": False,
+            "metadata": {"payment_id": payment_id or "pay_" + secrets.token_hex(8)},
+            "status": "succeeded",
+        }
+        self.payment_intents[intent["id"]] = intent
+        self._charge(intent)
+        return intent
+
+    def _charge(self, intent: dict[str, Any]) -> None:
+        """The Charge of a PaymentIntent that took the money, and its balance transaction."""
+        now = int(time.time())
+        charge = {
+            "id": intent["latest_charge"],
+            "object": "charge",
+            "amount": intent["amount_received"],
+            "amount_captured": intent["amount_received"],
+            "amount_refunded": 0,
+            "balance_transaction": None,
+            "captured": True,
+            "created": now,
+            "currency": intent["currency"],
+            "livemode": False,
+            "metadata": {},
+            "paid": True,
+            "payment_intent": intent["id"],
+            "refunded": False,
+            "status": "succeeded",
+        }
+        self.charges[charge["id"]] = charge
+        charge["balance_transaction"] = self._balance(
+            "charge", charge["amount"], charge["currency"], charge["id"], now
+        )
+
+    def _balance(self, kind: str, amount: int, currency: str, source: str, created: int) -> str:
+        """A balance transaction (a card's fee as Stripe's standard 2.9% + 30 on a charge), its id."""
+        fee = (amount * 29 + 500) // 1000 + 30 if kind == "charge" else 0
+        txn = {
+            "id": new("txn"),
+            "object": "balance_transaction",
+            "amount": amount,
+            "available_on": created + 2 * 24 * 60 * 60,
+            "created": created,
+            "currency": currency,
+            "description": None,
+            "exchange_rate": None,
+            "fee": fee,
+            "fee_details": [{"amount": fee, "currency": currency, "type": "stripe_fee"}] if fee else [],
+            "net": amount - fee,
+            "reporting_category": kind,
+            "source": source,
+            "status": "pending",
+            "type": kind,
+        }
+        self.balance_transactions[txn["id"]] = txn
+        return str(txn["id"])
 
     # -- webhooks ----------------------------------------------------------------------------------
 
@@ -585,6 +678,14 @@ class FakeStripe:
             "status": self.refund_status,
         }
         self.refunds[refund["id"]] = refund
+        if refund["status"] not in ("failed", "canceled"):
+            charge = self.charges.get(intent["latest_charge"])
+            if charge is not None:
+                charge["amount_refunded"] += amount
+                charge["refunded"] = charge["amount_refunded"] >= charge["amount"]
+            refund["balance_transaction"] = self._balance(
+                "refund", -amount, refund["currency"], refund["id"], refund["created"]
+            )
         return 200, refund
 
     async def _list_refunds(self, request: Request, params: dict[str, Any]) -> Answer:
@@ -598,6 +699,49 @@ class FakeStripe:
         if refund_id not in self.refunds:
             raise StripeFailure(404, f"No such refund: '{refund_id}'", code="resource_missing", param="id")
         return 200, self.refunds[refund_id]
+
+    # -- balance transactions ----------------------------------------------------------------------
+
+    async def _list_balance(self, request: Request, params: dict[str, Any]) -> Answer:
+        expand = params.get("expand", [])
+        expand = expand if isinstance(expand, list) else [expand]
+        for path in expand:
+            if path not in ("data.source", "data.source.payment_intent"):
+                raise StripeFailure(400, f"This property cannot be expanded ({path}).", param="expand")
+        items = [t for t in reversed(self.balance_transactions.values()) if not self._left_out(t)]
+        if "type" in params:
+            items = [t for t in items if t["type"] == params["type"]]
+        page = self._page(items, params, "/v1/balance_transactions")
+        page["data"] = [self._shown(t, expand) for t in page["data"]]
+        return 200, page
+
+    def _source(self, txn: dict[str, Any]) -> dict[str, Any]:
+        return self.charges.get(txn["source"]) or self.refunds[txn["source"]]
+
+    def _our_id(self, source: dict[str, Any]) -> str | None:
+        """The ``payment_id`` of a charge (its PaymentIntent's), the ``refund_id`` of a refund."""
+        if source["object"] == "refund":
+            metadata: dict[str, str] = source["metadata"]
+            return metadata.get("refund_id")
+        metadata = self.payment_intents[source["payment_intent"]]["metadata"]
+        return metadata.get("payment_id")
+
+    def _left_out(self, txn: dict[str, Any]) -> bool:
+        return self._our_id(self._source(txn)) in self.statement_left_out
+
+    def _shown(self, txn: dict[str, Any], expand: list[str]) -> dict[str, Any]:
+        """A balance transaction as listed: its source (and the source's PaymentIntent) expanded when
+        asked, the source's amount as ``statement_amounts`` says."""
+        shown: dict[str, Any] = json.loads(json.dumps(txn))
+        source: dict[str, Any] = json.loads(json.dumps(self._source(txn)))
+        ours = self._our_id(source)
+        if ours in self.statement_amounts:
+            source["amount"] = self.statement_amounts[ours]
+        if "data.source.payment_intent" in expand and source.get("payment_intent"):
+            source["payment_intent"] = json.loads(json.dumps(self.payment_intents[source["payment_intent"]]))
+        if "data.source" in expand or "data.source.payment_intent" in expand:
+            shown["source"] = source
+        return shown
 
     # -- lists -------------------------------------------------------------------------------------
 

@@ -20,7 +20,19 @@ headers, as the SDK checks. Served:
 - ``POST /v3/pay/transactions/out-trade-no/{no}/close`` → 204, or 400 ``ORDERPAID``;
 - ``POST /v3/refund/domestic/refunds`` (amount checked against what was paid and refunded) → the refund,
   ``PROCESSING`` (or ``refund_answer_status``); the same out_refund_no again is the same refund;
-- ``GET /v3/refund/domestic/refunds/{no}``; ``GET /v3/certificates``.
+- ``GET /v3/refund/domestic/refunds/{no}``; ``GET /v3/certificates``;
+- ``GET /v3/bill/tradebill?bill_date=&bill_type=ALL&tar_type=`` → ``{download_url, hash_type: "SHA1",
+  hash_value}`` (400 ``NO_STATEMENT_EXIST`` for a day without trades), and the ``download_url``, ``GET
+  /v3/billdownload/file?token=`` (signed by the merchant like every request; the file itself is not signed,
+  as WeChat's is not: its SHA-1 is the check) → the trade bill in WeChat's CSV (:func:`trade_bill`),
+  gzipped for ``tar_type=GZIP``. The bill of a Beijing day is made from this fake's own state: a
+  ``SUCCESS`` row for each payment paid that day, a ``REFUND`` row for each refund asked that day (the
+  real WeChat gives a day's bill from 10:00 the next day; this one gives today's too).
+
+A test makes the bill differ from what happened with ``bill_left_out`` (out_trade_no and out_refund_no
+values whose rows are left out), ``bill_amounts`` (an amount in 分 to show instead, by the same numbers),
+:meth:`~FakeWeChatPay.outside_payment` (a payment made at WeChat that LiveCart's ledger never saw), or
+``corrupt_bills`` (the file served is not the one hashed).
 
 State: ``payments`` (by out_trade_no) and ``refunds`` (by out_refund_no). A test plays the buyer with
 :meth:`~FakeWeChatPay.pay` (no notification is sent: nothing is) and WeChat's notifications with
@@ -32,12 +44,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import csv
+import gzip
+import hashlib
+import io
 import json
 import secrets
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,6 +77,86 @@ TRADE_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "h5": "MWEB"}
 OUT_NO_CHARS = set("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-|*")
 #: How far a request's timestamp may be from now (WeChat refuses older ones).
 REQUEST_TOLERANCE = 5 * 60
+
+
+#: The columns of WeChat Pay's trade bill (交易账单, ``bill_type=ALL``), in its order.
+TRADE_BILL_COLUMNS = (
+    "交易时间",
+    "公众账号ID",
+    "商户号",
+    "特约商户号",
+    "设备号",
+    "微信订单号",
+    "商户订单号",
+    "用户标识",
+    "交易类型",
+    "交易状态",
+    "付款银行",
+    "货币种类",
+    "应结订单金额",
+    "代金券金额",
+    "微信退款单号",
+    "商户退款单号",
+    "退款金额",
+    "充值券退款金额",
+    "退款类型",
+    "退款状态",
+    "商品名称",
+    "商户数据包",
+    "手续费",
+    "费率",
+    "订单金额",
+    "申请退款金额",
+    "费率备注",
+)
+TRADE_BILL_SUMMARY = (
+    "总交易单数",
+    "应结订单总金额",
+    "退款总金额",
+    "充值券退款总金额",
+    "手续费总金额",
+    "订单总金额",
+    "申请退款总金额",
+)
+#: A refund's status (API v3) as a trade bill's 退款状态 writes it.
+BILL_REFUND_STATES = {
+    "SUCCESS": "SUCCESS",
+    "PROCESSING": "PROCESSING",
+    "ABNORMAL": "CHANGE",
+    "CLOSED": "REFUNDCLOSE",
+}
+
+
+def yuan(fen: int) -> str:
+    """分 as a bill writes yuan: two decimals."""
+    sign = "-" if fen < 0 else ""
+    return f"{sign}{abs(fen) // 100}.{abs(fen) % 100:02d}"
+
+
+def trade_bill(rows: list[list[str]]) -> bytes:
+    """A trade bill file as WeChat writes one: the header line, each row's fields prefixed with a backtick
+    (so that a spreadsheet keeps long numbers as text), then the summary header and its row; UTF-8."""
+
+    def total(name: str) -> str:
+        at = TRADE_BILL_COLUMNS.index(name)
+        return yuan(sum(int(Decimal(row[at]) * 100) for row in rows))
+
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(TRADE_BILL_COLUMNS)
+    writer.writerows(["`" + field for field in row] for row in rows)
+    writer.writerow(TRADE_BILL_SUMMARY)
+    summary = [
+        str(len(rows)),
+        total("应结订单金额"),
+        total("退款金额"),
+        total("充值券退款金额"),
+        total("手续费"),
+        total("订单金额"),
+        total("申请退款金额"),
+    ]
+    writer.writerow(["`" + field for field in summary])
+    return out.getvalue().encode()
 
 
 def rfc3339(moment: datetime) -> str:
@@ -156,6 +253,8 @@ class WeChatRefund:
     request: dict[str, Any]  #: the body the merchant sent
     status: str = "PROCESSING"  #: ``PROCESSING``, ``SUCCESS``, ``ABNORMAL`` or ``CLOSED``
     success_time: datetime | None = None
+    #: When the merchant asked for it (a trade bill lists it on that day).
+    create_time: datetime = field(default_factory=lambda: datetime.now(UTC))
     notification_ids: dict[str, str] = field(default_factory=dict)  #: by event type
 
 
@@ -196,6 +295,14 @@ class FakeWeChatPay:
     #: What a new refund's answer says (WeChat usually answers ``PROCESSING``; the result comes later).
     refund_answer_status: str = "PROCESSING"
     api_base: str | None = None
+    #: out_trade_no / out_refund_no values whose rows trade bills leave out.
+    bill_left_out: set[str] = field(default_factory=set)
+    #: An amount (分) trade bills show instead of the true one, by out_trade_no / out_refund_no.
+    bill_amounts: dict[str, int] = field(default_factory=dict)
+    #: Serve each bill file with a byte changed after it was hashed (a download that went wrong).
+    corrupt_bills: bool = False
+    #: Bill files ready for download, by their URL's token.
+    _bill_files: dict[str, bytes] = field(default_factory=dict)
     _nonces: set[str] = field(default_factory=set)
     _certificate: x509.Certificate | None = None
 
@@ -222,6 +329,8 @@ class FakeWeChatPay:
             Route("/v3/refund/domestic/refunds", self._refund, methods=["POST"]),
             Route("/v3/refund/domestic/refunds/{no:str}", self._query_refund, methods=["GET"]),
             Route("/v3/certificates", self._certificates, methods=["GET"]),
+            Route("/v3/bill/tradebill", self._tradebill, methods=["GET"]),
+            Route("/v3/billdownload/file", self._bill_file, methods=["GET"]),
         ]
         server = FakeServer(Starlette(routes=routes))
         self.api_base = server.url
@@ -427,6 +536,85 @@ class FakeWeChatPay:
             value["amount"]["payer_total"] = payment.amount
         return value
 
+    def outside_payment(self, amount: int, *, out_trade_no: str | None = None) -> WeChatPayment:
+        """A payment made and paid at WeChat on this merchant by something other than LiveCart (its
+        trade bill lists it; our ledger never saw it)."""
+        number = out_trade_no or "ext" + secrets.token_hex(8)
+        self.payments[number] = WeChatPayment(
+            out_trade_no=number,
+            trade_type="NATIVE",
+            request={},
+            amount=amount,
+            currency="CNY",
+            description="门店收款",
+            notify_url="",
+            time_expire=None,
+            payer_openid=None,
+            client_ip=None,
+            prepay_id="wx" + secrets.token_hex(14),
+        )
+        return self.pay(number)
+
+    def trade_bill_rows(self, day: date) -> list[list[str]]:
+        """The rows (no backticks yet) of the trade bill of ``day`` in Beijing time, by trade time."""
+        rows: list[tuple[datetime, list[str]]] = []
+        for payment in self.payments.values():
+            paid = payment.success_time
+            if paid is None or payment.transaction_id is None or paid.astimezone(BEIJING).date() != day:
+                continue
+            if payment.out_trade_no in self.bill_left_out:
+                continue
+            amount = self.bill_amounts.get(payment.out_trade_no, payment.amount)
+            rows.append((paid, self._bill_row(paid, payment, "SUCCESS", amount=amount, refund=None)))
+        for refund in self.refunds.values():
+            if (
+                refund.create_time.astimezone(BEIJING).date() != day
+                or refund.out_refund_no in self.bill_left_out
+            ):
+                continue
+            payment = self.payments[refund.out_trade_no]
+            amount = self.bill_amounts.get(refund.out_refund_no, refund.refund)
+            rows.append(
+                (refund.create_time, self._bill_row(refund.create_time, payment, "REFUND", amount, refund))
+            )
+        return [row for _, row in sorted(rows, key=lambda pair: pair[0])]
+
+    def _bill_row(
+        self, at: datetime, payment: WeChatPayment, state: str, amount: int, refund: WeChatRefund | None
+    ) -> list[str]:
+        paid = state == "SUCCESS"
+        fee = (amount * 6 + 500) // 1000 if paid else 0  # 0.60%, rounded half up
+        values = {
+            "交易时间": at.astimezone(BEIJING).strftime("%Y-%m-%d %H:%M:%S"),
+            "公众账号ID": self.appid,
+            "商户号": self.mchid,
+            "特约商户号": "0",
+            "设备号": "",
+            "微信订单号": payment.transaction_id or "",
+            "商户订单号": payment.out_trade_no,
+            "用户标识": payment.payer_openid or "",
+            "交易类型": payment.trade_type,
+            "交易状态": state,
+            "付款银行": "OTHERS",
+            "货币种类": payment.currency,
+            "应结订单金额": yuan(amount if paid else 0),
+            "代金券金额": "0.00",
+            "微信退款单号": refund.refund_id if refund else "0",
+            "商户退款单号": refund.out_refund_no if refund else "0",
+            "退款金额": yuan(0 if paid else amount),
+            "充值券退款金额": "0.00",
+            "退款类型": "ORIGINAL" if refund else "",
+            "退款状态": BILL_REFUND_STATES.get(refund.status, refund.status) if refund else "",
+            "商品名称": payment.description,
+            "商户数据包": "",
+            "手续费": yuan(fee),
+            "费率": "0.60%",
+            "订单金额": yuan(amount if paid else payment.amount),
+            "申请退款金额": yuan(0 if paid else amount),
+            "费率备注": "",
+        }
+        return [values[name] for name in TRADE_BILL_COLUMNS]
+
     def refunded(self, out_trade_no: str) -> int:
         """What has been refunded of a payment (refunds not closed)."""
         return sum(
@@ -528,6 +716,49 @@ class FakeWeChatPay:
 
     async def _certificates(self, request: Request) -> Response:
         return await self._handle(request, self._list_certificates)
+
+    async def _tradebill(self, request: Request) -> Response:
+        return await self._handle(request, self._make_trade_bill)
+
+    def _make_trade_bill(self, request: Request, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        query = request.query_params
+        try:
+            day = date.fromisoformat(query.get("bill_date", ""))
+        except ValueError:
+            raise WeChatPayError(400, "PARAM_ERROR", "bill_date 格式应为 YYYY-MM-DD") from None
+        if query.get("bill_type", "ALL") != "ALL":
+            raise WeChatPayError(400, "PARAM_ERROR", "本模拟只提供 bill_type=ALL 的账单")
+        tar_type = query.get("tar_type")
+        if tar_type not in (None, "GZIP"):
+            raise WeChatPayError(400, "PARAM_ERROR", "tar_type 只能是 GZIP")
+        rows = self.trade_bill_rows(day)
+        if not rows:
+            raise WeChatPayError(400, "NO_STATEMENT_EXIST", "账单文件不存在")
+        raw = trade_bill(rows)
+        token = secrets.token_urlsafe(24)
+        served = gzip.compress(raw) if tar_type == "GZIP" else raw
+        if self.corrupt_bills:
+            served = gzip.compress(raw.replace(b"`", b"'", 1)) if tar_type == "GZIP" else raw[:-1]
+        self._bill_files[token] = served
+        return 200, {
+            "hash_type": "SHA1",
+            "hash_value": hashlib.sha1(raw, usedforsecurity=False).hexdigest(),
+            "download_url": f"{self.api_base}/v3/billdownload/file?token={token}",
+        }
+
+    async def _bill_file(self, request: Request) -> Response:
+        """A bill file: the request is checked as every request is; the answer is the file, unsigned."""
+        problem = self._check_authorization(request, await request.body())
+        if problem is not None:
+            self.bad_signatures += 1
+            return self._error(WeChatPayError(401, "SIGN_ERROR", problem))
+        self.calls.append((request.method, f"{request.url.path}?{request.url.query}"))
+        if self.fail_with is not None:
+            return self._error(WeChatPayError(*self.fail_with))
+        served = self._bill_files.get(request.query_params.get("token", ""))
+        if served is None:
+            return self._error(WeChatPayError(400, "INVALID_REQUEST", "下载地址已失效"))
+        return Response(served, media_type="application/octet-stream")
 
     def _create_order(self, request: Request, data: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         kind = request.path_params["kind"]

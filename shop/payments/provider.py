@@ -14,6 +14,10 @@ for an order (``shop.inventory.rules.decide_payment``), so a provider only trans
 - ``refund``: return (part of) a succeeded payment; the answer may already be final or come later as a
   ``RefundNotice`` through ``verify``.
 
+A provider that publishes a daily statement (WeChat Pay's trade bill, Stripe's balance transactions) is
+also a ``HasStatement``: ``statement`` reads one day of it as ``StatementLine`` values, which
+``livecart reconcile-payments`` compares with our ledger (``shop.payments.statements``).
+
 Amounts are integers in minor units (分, cents). Whatever a provider answers is checked by the service
 against what it asked for (the amount, the ``payment_id``), never trusted.
 """
@@ -23,7 +27,10 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from datetime import date, tzinfo
+from typing import Any, Protocol, runtime_checkable
+
+from shop.payments.statements import StatementLine
 
 
 class Channel(enum.StrEnum):
@@ -171,4 +178,24 @@ class Provider(Protocol):
     async def query_refund(self, refund_id: str, *, payment_id: str) -> RefundNotice:
         """What the provider says of a refund of ``payment_id`` (Alipay finds a refund only through its
         payment)."""
+        ...
+
+
+@runtime_checkable
+class HasStatement(Protocol):
+    """A provider with a daily statement of the money it moved (not every provider has one yet, so this is
+    apart from ``Provider``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def statement_zone(self) -> tzinfo:
+        """The time zone the provider cuts its days in (Beijing time for WeChat Pay, UTC for Stripe)."""
+        ...
+
+    async def statement(self, day: date) -> list[StatementLine]:
+        """Every payment and refund of ``day`` (in ``statement_zone``) as the provider reports it; empty
+        for a day with none. ``ProviderError`` when it cannot be fetched, is not what was asked for, or
+        does not parse."""
         ...

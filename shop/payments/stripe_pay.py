@@ -55,6 +55,16 @@ retry days later cannot refund twice. ``query_refund`` (given only our ``refund_
 refunds of the last 30 days and picks ours by metadata; none there is a FAILED notice, which makes the
 service retry the refund, and that retry (above) finds an existing one rather than making another.
 
+**Statement** (``statement``, for ``livecart reconcile-payments``): the balance transactions of a UTC day
+(``GET /v1/balance_transactions`` with ``created[gte]``/``created[lt]``, every page, ``expand[]`` of
+``data.source`` and ``data.source.payment_intent``), read by ``balance_line``: a ``charge`` (or ``payment``)
+is a payment of the ``payment_id`` in its PaymentIntent's metadata (the charge's own metadata if the
+PaymentIntent has none), a ``refund`` (or ``payment_refund``) a refund of the ``refund_id`` in the refund's
+metadata, its status the refund's. The amount is the source's (the charge's, the refund's, positive), in
+the currency we charged: the transaction's own ``amount`` is in the balance's currency, converted. Any
+other type (fees, payouts, ``refund_failure``, which the refund's status already tells) moved no money of
+a payment; a charge or refund that names none of our ids was made by something else on the account.
+
 **Calls** use the SDK's async methods (``*_async``) over httpx, with ``max_network_retries=0`` (the
 service retries), the HTTP client's timeout and a whole-call deadline, both
 ``payment_provider_timeout_seconds``. ``stripe.HTTPXClient`` sends the form body as ``data=<str>``,
@@ -70,6 +80,7 @@ import math
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -93,6 +104,7 @@ from shop.payments.provider import (
     RefundState,
     Reply,
 )
+from shop.payments.statements import StatementLine
 
 #: Stripe's bounds on a Checkout Session's ``expires_at``, from its creation.
 CHECKOUT_MIN_LIFETIME_S = 30 * 60
@@ -256,6 +268,56 @@ def notices_of(event: Mapping[str, Any]) -> list[Notice]:
             )
         ]
     return []
+
+
+#: Balance transaction types that are a payment's money coming in, or going back.
+CHARGE_TYPES = frozenset({"charge", "payment"})
+REFUND_TYPES = frozenset({"refund", "payment_refund"})
+#: What ``statement`` asks Stripe to expand on each balance transaction.
+STATEMENT_EXPAND = ["data.source", "data.source.payment_intent"]
+
+
+def balance_line(txn: Mapping[str, Any]) -> StatementLine | None:
+    """A balance transaction (its ``source`` expanded, and the source's ``payment_intent``) as a statement
+    line; ``None`` for one that is no payment or refund of ours (module docstring). ``ValueError`` when a
+    charge or refund comes without its expanded source or amount."""
+    kind = txn.get("type")
+    if kind not in CHARGE_TYPES and kind not in REFUND_TYPES:
+        return None
+    source = txn.get("source")
+    if not isinstance(source, Mapping):
+        raise ValueError(f"balance transaction {txn.get('id')} has no expanded source")
+    amount = count(source.get("amount"))
+    created = count(txn.get("created"))
+    if amount is None or created is None:
+        raise ValueError(f"balance transaction {txn.get('id')} has no source amount or created time")
+    intent = source.get("payment_intent")
+    payment_id = (ours(intent, "payment_id") if isinstance(intent, Mapping) else None) or ours(
+        source, "payment_id"
+    )
+    if kind in CHARGE_TYPES:
+        if payment_id is None:
+            return None
+        return StatementLine(
+            kind="payment",
+            payment_id=payment_id,
+            refund_id=None,
+            amount=abs(amount),
+            provider_ref=reference(intent) or text(source.get("id")),
+            at_ms=created * 1000,
+        )
+    refund_id = ours(source, "refund_id")
+    if refund_id is None:
+        return None
+    return StatementLine(
+        kind="refund",
+        payment_id=payment_id or "",
+        refund_id=refund_id,
+        amount=abs(amount),
+        provider_ref=text(source.get("id")),
+        at_ms=created * 1000,
+        status=refund_state(text(source.get("status"))).value,
+    )
 
 
 def search_literal(value: str) -> str:
@@ -538,6 +600,34 @@ class StripePay:
             provider_ref=refund.id,
             error=refund.failure_reason if state is RefundState.FAILED else None,
         )
+
+    # -- statement ---------------------------------------------------------------------------------
+
+    statement_zone = UTC
+
+    async def statement(self, day: date) -> list[StatementLine]:
+        """The balance transactions of ``day`` (UTC) that are our payments and refunds (module docstring)."""
+        start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp())
+        end = int((datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)).timestamp())
+        params: dict[str, Any] = {
+            "created": {"gte": start, "lt": end},
+            "limit": PAGE,
+            "expand": STATEMENT_EXPAND,
+        }
+        lines: list[StatementLine] = []
+        while True:  # page by page, each within the timeout (a busy day has many)
+            async with self._talking(f"listing the balance transactions of {day.isoformat()}"):
+                page = await self._stripe.v1.balance_transactions.list_async(params)  # type: ignore[arg-type]
+            for txn in page.data:
+                try:
+                    line = balance_line(txn.to_dict())
+                except ValueError as exc:
+                    raise ProviderError(f"Stripe's balance transaction does not read: {exc}") from None
+                if line is not None:
+                    lines.append(line)
+            if not page.has_more or not page.data:
+                return lines
+            params["starting_after"] = page.data[-1].id
 
     # -- errors ------------------------------------------------------------------------------------
 

@@ -38,18 +38,35 @@ WeChat reports them; the service checks them); ``REFUND.SUCCESS``, ``REFUND.ABNO
 → a ``RefundNotice``; any other event type is acknowledged with no notice. The event id is the
 notification's ``id`` (WeChat redelivers with the same one). WeChat takes an HTTP 200 or 204 with no body
 as received (``ACCEPTED``); anything else, e.g. ``rejection_reply``, makes it deliver again later.
+
+**Statement** (``statement``, for ``livecart reconcile-payments``). The trade bill of a Beijing day:
+``GET /v3/bill/tradebill?bill_date=&bill_type=ALL&tar_type=GZIP`` (the SDK's ``trade_bill``; a signed
+answer) gives ``download_url``, ``hash_type`` ``SHA1`` and ``hash_value``; the file is fetched with the
+merchant's signature (the SDK's ``download_bill``; WeChat does not sign a file, its SHA-1 is the check, of the
+file as it is once un-gzipped) and read by ``trade_bill_lines``: WeChat's CSV, a header line, one row per
+trade whose every field starts with a backtick, amounts in yuan with two decimals (read exactly, as
+``Decimal``), then a summary header and row (its count of trades is checked against the rows). A
+``SUCCESS`` row is a payment of 商户订单号 for 订单金额 (what the buyer was asked, our ``amount``;
+应结订单金额 leaves out vouchers WeChat does not settle, so it is read only from a bill without
+订单金额); a ``REFUND`` row a refund of 商户退款单号 for 申请退款金额 (what we asked back; 退款金额
+likewise only when the bill lacks it), its 退款状态 its status; ``REVOKED`` rows moved no money. A day
+without a bill (400 ``NO_STATEMENT_EXIST``) is an empty statement.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
+import gzip
+import hashlib
 import json
 import re
 import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -76,6 +93,7 @@ from shop.payments.provider import (
     RefundState,
     Reply,
 )
+from shop.payments.statements import StatementLine
 
 #: WeChat's answer to a received notification: 200 or 204, no body needed.
 ACCEPTED = Reply(status=204, body=b"")
@@ -174,6 +192,117 @@ def rejection_reply(reason: str) -> Reply:
     """The answer WeChat documents for a notification not taken (it delivers it again later)."""
     body = json.dumps({"code": "FAIL", "message": reason}, ensure_ascii=False).encode()
     return Reply(status=401, body=body)
+
+
+#: The trade bill's columns read here (WeChat's names; others, and their order, are not relied on).
+TRADE_TIME = "交易时间"
+TRANSACTION_ID = "微信订单号"
+OUT_TRADE_NO_COLUMN = "商户订单号"
+TRADE_STATE = "交易状态"
+ORDER_AMOUNT = "订单金额"
+SETTLEMENT_AMOUNT = "应结订单金额"
+REFUND_ID = "微信退款单号"
+OUT_REFUND_NO_COLUMN = "商户退款单号"
+REFUND_STATUS = "退款状态"
+REQUESTED_REFUND = "申请退款金额"
+REFUND_AMOUNT = "退款金额"
+SUMMARY_HEADER = "总交易单数"
+#: WeChat's answer for a day that has no bill.
+NO_STATEMENT = "NO_STATEMENT_EXIST"
+#: 退款状态 in a trade bill, as statuses of ``StatementLine``.
+BILL_REFUND_STATES = {"SUCCESS": "succeeded", "PROCESSING": "processing"}
+
+
+def fen(yuan: str) -> int:
+    """A bill amount (yuan, two decimals, e.g. ``12.34``) as an exact integer of 分; ``ValueError`` for
+    anything else (a third decimal would be money this side cannot hold)."""
+    try:
+        value = Decimal(yuan) * 100
+    except InvalidOperation:
+        raise ValueError(f"not an amount: {yuan!r}") from None
+    if not value.is_finite() or value != value.to_integral_value():
+        raise ValueError(f"not an amount in yuan with at most two decimals: {yuan!r}")
+    return int(value)
+
+
+def trade_bill_lines(text: str) -> list[StatementLine]:
+    """WeChat Pay's trade bill (``bill_type=ALL``) as statement lines (module docstring); ``ValueError``
+    saying what is wrong when it is not in WeChat's format or its summary does not add up."""
+    rows = [row for row in csv.reader(text.lstrip("\ufeff").splitlines()) if any(f.strip() for f in row)]
+    if not rows:
+        raise ValueError("the trade bill is empty (not even a header)")
+    header = [name.strip() for name in rows[0]]
+    column = {name: i for i, name in enumerate(header)}
+    for needed in (TRADE_TIME, TRANSACTION_ID, OUT_TRADE_NO_COLUMN, TRADE_STATE, OUT_REFUND_NO_COLUMN):
+        if needed not in column:
+            raise ValueError(f"the trade bill has no column {needed}")
+    order_amount = ORDER_AMOUNT if ORDER_AMOUNT in column else SETTLEMENT_AMOUNT
+    refund_amount = REQUESTED_REFUND if REQUESTED_REFUND in column else REFUND_AMOUNT
+    for needed in (order_amount, refund_amount):
+        if needed not in column:
+            raise ValueError(f"the trade bill has no column {needed}")
+    body = rows[1:]
+    at = next((i for i, row in enumerate(body) if row and row[0].strip() == SUMMARY_HEADER), None)
+    if at is None or at + 1 >= len(body):
+        raise ValueError("the trade bill has no summary (总交易单数 and its row)")
+    trades, summary_names, summary = body[:at], body[at], body[at + 1]
+    lines: list[StatementLine] = []
+    for number, row in enumerate(trades, start=2):
+        if len(row) != len(header) or not all(field.startswith("`") for field in row):
+            raise ValueError(f"trade bill line {number} is not {len(header)} fields each starting with `")
+        fields = dict(zip(header, (field[1:].strip() for field in row), strict=True))
+        at_ms = _beijing_ms(fields[TRADE_TIME])
+        state = fields[TRADE_STATE]
+        if state == "SUCCESS":
+            amount = fen(fields[order_amount])
+            lines.append(
+                StatementLine(
+                    kind="payment",
+                    payment_id=fields[OUT_TRADE_NO_COLUMN],
+                    refund_id=None,
+                    amount=amount,
+                    provider_ref=fields[TRANSACTION_ID] or None,
+                    at_ms=at_ms,
+                )
+            )
+        elif state == "REFUND":
+            amount = fen(fields[refund_amount])
+            lines.append(
+                StatementLine(
+                    kind="refund",
+                    payment_id=fields[OUT_TRADE_NO_COLUMN],
+                    refund_id=fields[OUT_REFUND_NO_COLUMN],
+                    amount=amount,
+                    provider_ref=fields.get(REFUND_ID) or None,
+                    at_ms=at_ms,
+                    status=BILL_REFUND_STATES.get(fields.get(REFUND_STATUS, ""), "failed"),
+                )
+            )
+        elif state != "REVOKED":
+            raise ValueError(f"trade bill line {number} has an unknown 交易状态 {state!r}")
+    _check_summary(summary_names, summary, count=len(trades))
+    return lines
+
+
+def _check_summary(names: list[str], row: list[str], *, count: int) -> None:
+    """The summary's 总交易单数 is the number of trade rows (a cut-short file that still hashes right, e.g.
+    one WeChat wrote short, is refused). Its sums are not checked: which rows each one counts is not
+    documented precisely enough to hold WeChat to it."""
+    totals = dict(zip((n.strip() for n in names), (f.strip().lstrip("`") for f in row), strict=False))
+    try:
+        stated = int(totals.get(SUMMARY_HEADER, ""))
+    except ValueError:
+        raise ValueError("the trade bill's summary has no 总交易单数") from None
+    if stated != count:
+        raise ValueError(f"the trade bill's summary counts {stated} trades, its rows {count}")
+
+
+def _beijing_ms(text: str) -> int:
+    try:
+        moment = datetime.strptime(text, "%Y-%m-%d %H:%M:%S").replace(tzinfo=BEIJING)
+    except ValueError:
+        raise ValueError(f"not a trade time (YYYY-MM-DD HH:MM:SS): {text!r}") from None
+    return int(moment.timestamp()) * 1000
 
 
 def _whole(value: object) -> int | None:
@@ -469,6 +598,56 @@ class WeChatPay:
         if answer.status != 200:
             raise answer.refusal("query the refund")
         return self._refund_notice(answer.body, event_id=None, prefix="query")
+
+    # -- the trade bill -----------------------------------------------------------------------------------
+
+    statement_zone = BEIJING
+
+    async def statement(self, day: date) -> list[StatementLine]:
+        """The trade bill of ``day`` (Beijing time), fetched, checked and read (module docstring)."""
+        what = f"give the trade bill of {day.isoformat()}"
+        answer = await self._call(
+            what, lambda: self._sdk.trade_bill(bill_date=day.isoformat(), bill_type="ALL", tar_type="GZIP")
+        )
+        if answer.status == 400 and answer.code == NO_STATEMENT:
+            return []
+        if answer.status != 200:
+            raise answer.refusal(what)
+        url = self._field(answer, "download_url")
+        hash_type, hash_value = answer.body.get("hash_type"), self._field(answer, "hash_value")
+        if hash_type != "SHA1":
+            raise ProviderError(f"WeChat Pay's trade bill comes with a {hash_type!r} hash, not SHA1")
+        if not url.startswith(self._core._gate_way + "/"):
+            # (the SDK would sign and send it to the API base with the whole URL as the path)
+            raise ProviderError("WeChat Pay's trade bill download_url is not on the API base")
+        raw = await self._download(url)
+        if raw[:2] == b"\x1f\x8b":  # gzip's magic: tar_type=GZIP
+            try:
+                raw = gzip.decompress(raw)
+            except (OSError, EOFError):
+                raise ProviderError("WeChat Pay's trade bill is not a whole gzip file") from None
+        if hashlib.sha1(raw, usedforsecurity=False).hexdigest() != hash_value.lower():
+            raise ProviderError("WeChat Pay's trade bill does not match its SHA1 hash_value")
+        try:
+            return trade_bill_lines(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            raise ProviderError(f"WeChat Pay's trade bill does not read: {str(exc)[:200]}") from None
+
+    async def _download(self, url: str) -> bytes:
+        """The bill file at ``url`` (the SDK signs the request and checks nothing of the answer)."""
+        content = bytearray()
+
+        def download() -> tuple[int, Any]:
+            status, body = self._sdk.download_bill(url)
+            if status != 200:
+                return status, body  # an error answer: JSON, read by ``_call``
+            content.extend(body if isinstance(body, bytes) else body.encode())
+            return status, None  # a file, not JSON
+
+        answer = await self._call("download the trade bill", download)
+        if answer.status != 200:
+            raise answer.refusal("download the trade bill")
+        return bytes(content)
 
     # -- what WeChat says, as notices -------------------------------------------------------------------
 
