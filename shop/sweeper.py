@@ -123,10 +123,13 @@ class Sweeper:
         if not await self.inventory.redis.exists(SENTINEL):
             log.warning("Redis has no sentinel: it lost its data; rebuilding every sale from SQL")
             await self.reconciler.reconcile_all(trigger="redis_data_lost")
-        await self._money(counts)
+        # One instant for the pass: the reservations whose payments are closed are the ones expired after.
         now = self.clock.now_ms()
+        async with self.sessions() as session:
+            due = await repo.overdue_reservations(session, now_ms=now)
+        await self._money(counts, due)
         async with self.sessions() as session, session.begin():
-            overdue = await repo.expire_overdue(session, now_ms=now)
+            overdue = await repo.expire_overdue(session, due, now_ms=now)
         for order in overdue:
             if await self.inventory.release(order.card_id, order.id, mode="expire", now_ms=now) == "released":
                 counts["expired"] += 1
@@ -140,11 +143,12 @@ class Sweeper:
         await self._fulfilment(counts)
         return counts
 
-    async def _money(self, counts: dict[str, int]) -> None:
-        """The payment providers' part of a pass (before expiry: an open payment is closed first). A provider
-        that fails is logged and skipped: the stock's part of the pass goes on regardless."""
+    async def _money(self, counts: dict[str, int], due: list[str]) -> None:
+        """The payment providers' part of a pass: the open payments of the reservations about to expire
+        (``due``) are closed first. A provider that fails is logged and skipped: the stock's part of the pass
+        goes on regardless."""
         try:
-            counts["closed_payments"] = await self.payments.close_expiring()
+            counts["closed_payments"] = await self.payments.close_expiring(due)
             counts["queried_payments"] = await self.payments.query_overdue()
             sent = await self.payments.refunder.retry_due()
             counts["refunds_sent"] = sent["sent"] + sent["queried"]

@@ -79,17 +79,18 @@ async def refund_part(
     return Order.of_row(row) if row is not None else None
 
 
-async def expire_overdue(session: AsyncSession, *, now_ms: int, limit: int = 500) -> list[Order]:
-    """Mark reservations past their window as expired; returns the orders changed (now ``expired``)."""
-    overdue = (
-        select(OrderRow.id)
-        .where(OrderRow.status == OrderStatus.RESERVED.value, OrderRow.expires_ms < now_ms)
-        .limit(limit)
-        .scalar_subquery()
-    )
+async def expire_overdue(session: AsyncSession, order_ids: Sequence[str], *, now_ms: int) -> list[Order]:
+    """Mark these reservations expired if they are still reserved and past their window at ``now_ms``;
+    returns the orders changed (now ``expired``)."""
+    if not order_ids:
+        return []
     stmt = (
         update(OrderRow)
-        .where(OrderRow.id.in_(overdue), OrderRow.status == OrderStatus.RESERVED.value)
+        .where(
+            OrderRow.id.in_(order_ids),
+            OrderRow.status == OrderStatus.RESERVED.value,
+            OrderRow.expires_ms < now_ms,
+        )
         .values(status=OrderStatus.EXPIRED.value, closed_ms=now_ms)
         .returning(OrderRow)
         .execution_options(synchronize_session=False)
@@ -190,10 +191,11 @@ async def taken_payment(session: AsyncSession, order_id: str) -> Payment | None:
 
 
 async def overdue_reservations(session: AsyncSession, *, now_ms: int, limit: int = 500) -> list[str]:
-    """Reserved orders past their window (the ones ``expire_overdue`` is about to expire)."""
+    """Reserved orders past their window at ``now_ms``, oldest first (what ``expire_overdue`` expires)."""
     stmt = (
         select(OrderRow.id)
         .where(OrderRow.status == OrderStatus.RESERVED.value, OrderRow.expires_ms < now_ms)
+        .order_by(OrderRow.expires_ms, OrderRow.id)
         .limit(limit)
     )
     return list((await session.execute(stmt)).scalars())

@@ -20,6 +20,7 @@ then, under the late-payment rule.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -79,6 +80,8 @@ from shop.views import address_json, order_json
 log = logging.getLogger("livecart.payments")
 
 MAX_PAYMENT_ID = 40  # the length of ``payments.id``
+#: Provider payments closed at once when reservations expire (a show's wave of expiries).
+CLOSING_AT_ONCE = 16
 #: Where each provider sends its notifications (the dev provider keeps its v1 webhook).
 NOTIFY_PATHS = {
     "wechat": "/api/payments/wechat/notify",
@@ -525,29 +528,38 @@ class PaymentService:
             await self._query_and_apply(payment_id, name)
         return len(due)
 
-    async def close_expiring(self, *, limit: int = 50) -> int:
-        """Before the sweeper expires overdue reservations: close their open provider payments, so nobody
-        pays for stock that goes back on sale; one already paid is settled now (the late-payment rule
+    async def close_expiring(self, order_ids: list[str]) -> int:
+        """Before the sweeper expires these overdue reservations: close their open provider payments, so
+        nobody pays for stock that goes back on sale; one already paid is settled now (the late-payment rule
         decides). A provider that cannot be reached does not hold the expiry up: its payment stays pending,
-        and the query settles it later under the same rule."""
-        now = self.clock.now_ms()
+        and the query settles it later under the same rule. At most ``CLOSING_AT_ONCE`` calls at a time.
+        Returns how many payments were closed or settled."""
         async with self.sessions() as session:
-            overdue = await repo.overdue_reservations(session, now_ms=now)
-            payments = [p for p in await repo.open_payments(session, overdue) if p.provider != "dev"]
-        for payment in payments[:limit]:
-            provider = self.providers.find(payment.provider)
-            if provider is None:
-                continue
-            try:
-                await provider.close(payment.id)
-            except PaymentAlreadyPaid:
-                await self._query_and_apply(payment.id, payment.provider)
-                continue
-            except ProviderError as exc:
-                log.warning("payment %s: close at %s failed: %s", payment.id, payment.provider, exc)
-                continue
-            await self._set_payment(payment.id, status="closed")
-        return len(payments)
+            payments = [p for p in await repo.open_payments(session, order_ids) if p.provider != "dev"]
+        if not payments:
+            return 0
+        gate = asyncio.Semaphore(CLOSING_AT_ONCE)
+
+        async def close(payment: Payment) -> bool:
+            async with gate:
+                return await self._close(payment)
+
+        return sum(await asyncio.gather(*(close(p) for p in payments)))
+
+    async def _close(self, payment: Payment) -> bool:
+        provider = self.providers.find(payment.provider)
+        if provider is None:
+            return False
+        try:
+            await provider.close(payment.id)
+        except PaymentAlreadyPaid:
+            await self._query_and_apply(payment.id, payment.provider)
+            return True
+        except ProviderError as exc:
+            log.warning("payment %s: close at %s failed: %s", payment.id, payment.provider, exc)
+            return False
+        await self._set_payment(payment.id, status="closed")
+        return True
 
     async def _query_and_apply(self, payment_id: str, name: str) -> str:
         provider = self.providers.find(name)
