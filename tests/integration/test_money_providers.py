@@ -378,9 +378,10 @@ async def test_a_refund_the_provider_refuses_is_kept_shown_and_sent_again(world:
     assert w.rig.refund_amount(refund.id) is None
     w.rig.failing(False)
 
-    async def sent() -> bool:
-        return w.rig.refund_amount(refund.id) == 1234
+    async def taken() -> bool:  # the provider has it, and we have its answer (written just after it came)
+        [row] = await w.sql(select(Refund).where(Refund.id == refund.id))
+        return w.rig.refund_amount(refund.id) == 1234 and row.status != "pending"
 
-    await eventually(sent)  # the sweeper sends it again (refund_retry_seconds = 0.3)
+    await eventually(taken)  # the sweeper sends it again (refund_retry_seconds = 0.3)
     [again] = await w.sql(select(Refund).where(Refund.id == refund.id))
     assert again.status in ("processing", "succeeded") and again.attempts >= 2 and again.last_error is None
