@@ -18,9 +18,12 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/livecart serve --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
 
-## Lint, type-check and run every test (integration tests need Redis and PostgreSQL, see README).
+## Lint, type-check and run every test (integration tests need Redis and PostgreSQL, see README), in
+## TEST_WORKERS parallel workers (pytest-xdist; each has its own Redis and PostgreSQL database, see
+## docs/testing.md). Most tests wait on servers, sockets and timers, so more workers than cores pays.
+TEST_WORKERS ?= 3
 test: $(STAMP) browser lint typecheck
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist worksteal
 
 ## The browser tests (tests/e2e/) drive Debian's chromium; Playwright's own browser download is not used.
 ## A Chinese font too: the pages are zh-CN first, and their screenshots (docs/*.png) must show it.

@@ -7,6 +7,11 @@
 
 When a service is unreachable the tests that need it are skipped locally but *fail* under ``CI=true``.
 
+Run in parallel (``pytest -n N``, pytest-xdist: ``make test`` does), each worker has its own: worker ``gwK``
+takes the Redis database K below the given one (15, 14, ...) and the PostgreSQL database named
+``<given>_gwK`` (created on first use). Nothing else is shared: every server, Redis instance or cluster a test
+starts listens on a port it holds.
+
 The server on a held port (``LiveServer``) and ``reset_postgres`` are the harness's (``loadtests/harness``),
 shared with the benchmarks; they are imported from here too.
 """
@@ -14,12 +19,14 @@ shared with the benchmarks; they are imported from here too.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -35,9 +42,31 @@ from loadtests.harness import LiveServer, reset_postgres
 
 __all__ = ["IN_CI", "PG_URL", "REDIS_URL", "LiveServer", "make_settings", "reset_postgres"]
 
-REDIS_URL = os.environ.get("LIVECART_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-PG_URL = os.environ.get("LIVECART_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+#: The pytest-xdist worker this process is (``gw0``, ``gw1``, ...), or ``""`` when not run in parallel.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def for_this_worker(redis_url: str, pg_url: str) -> tuple[str, str]:
+    """The worker's own Redis database and PostgreSQL database (see the module's docstring)."""
+    if not WORKER:
+        return redis_url, pg_url
+    index = int(WORKER.removeprefix("gw"))
+    redis_parts = urlsplit(redis_url)
+    base = int(redis_parts.path.lstrip("/") or "0")
+    if base - index < 0:
+        raise RuntimeError(f"{WORKER}: no Redis database {base} - {index}; give fewer workers")
+    pg_parts = urlsplit(pg_url)
+    return (
+        redis_parts._replace(path=f"/{base - index}").geturl(),
+        pg_parts._replace(path=f"{pg_parts.path}_{WORKER}").geturl(),
+    )
+
+
+REDIS_URL, PG_URL = for_this_worker(
+    os.environ.get("LIVECART_TEST_REDIS_URL", "redis://127.0.0.1:6379/15"),
+    os.environ.get("LIVECART_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"),
+)
 
 
 #: Test modules whose in-process server runs on uvloop, the loop ``livecart serve`` runs on (uvicorn picks it
@@ -53,6 +82,15 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> d
 
         return {"uvloop": uvloop.new_event_loop}
     return {"asyncio": asyncio.new_event_loop}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _worker_database() -> None:
+    """A parallel worker's PostgreSQL database exists before any test uses it (made, or emptied, once per
+    run). Unreachable, the tests that need it say so themselves."""
+    if WORKER:
+        with contextlib.suppress(OSError):
+            asyncio.run(reset_postgres(PG_URL, create=True))
 
 
 def _unavailable(what: str) -> None:
