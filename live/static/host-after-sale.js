@@ -44,6 +44,42 @@ const ORDER_STATUS = {
 
 const errorTo = (node) => (error) => setText(node, describe(error));
 
+// -- the payment providers the shop offers (收款方式) --------------------------------------------------------
+// Every provider this server is configured for, as a checkbox, in the order buyers see them; checked: the
+// ones the shop offers now (all of them while the shop has not chosen). Saving sends the checked ones.
+
+const PROVIDER_NAME = {
+  wechat: "checkout.provider.wechat",
+  alipay: "checkout.provider.alipay",
+  stripe: "checkout.provider.stripe",
+  dev: "checkout.provider.dev",
+};
+
+async function loadProviders() {
+  renderProviders(await call("/api/shop"));
+}
+
+function renderProviders(shop) {
+  const offered = new Set(shop.offered_providers);
+  fill($("#provider-choices"), shop.server_providers.map((name) =>
+    h("label", { class: "check provider" },
+      h("input", { type: "checkbox", name: "provider", value: name, checked: offered.has(name) }),
+      " ", t(PROVIDER_NAME[name] ?? name))));
+  if (!shop.server_providers.length) setText($("#provider-choices"), t("host.providers.none"));
+}
+
+$("#provider-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  setText($("#provider-error"), "");
+  const chosen = [...$("#provider-choices").querySelectorAll("input:checked")].map((box) => box.value);
+  if (!chosen.length) return setText($("#provider-error"), t("host.providers.pick_one"));
+  try {
+    renderProviders(await call("/api/shop", { method: "PATCH", body: { payment_providers: chosen } }));
+  } catch (error) {
+    setText($("#provider-error"), describe(error));
+  }
+});
+
 function when(iso) {
   return iso ? new Date(iso).toLocaleString(document.documentElement.lang) : "";
 }
@@ -52,6 +88,7 @@ export function initAfterSale(authenticatedCall, { orderChanged }) {
   call = authenticatedCall;
   onOrderChanged = orderChanged;
   registerTab("aftersale", () => Promise.all([
+    loadProviders().catch(errorTo($("#provider-error"))),
     loadRequests().catch(errorTo($("#after-sale-error"))),
     loadRefunds().catch(errorTo($("#refund-error"))),
   ]));

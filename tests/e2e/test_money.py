@@ -192,6 +192,20 @@ async def test_after_sale_filed_by_the_buyer_decided_by_the_host(
     await expect(order.locator("button.after-sale-open")).to_be_hidden()  # one open request at a time
 
     await console.click("#tabs [data-tab=aftersale]")
+    # The shop's payment methods: every provider this server has (the dev one here), offered while unchosen.
+    choices = console.locator("#provider-choices label")
+    await expect(choices).to_have_text(["测试支付"])
+    await expect(choices.locator("input")).to_be_checked()
+    await choices.locator("input").uncheck()
+    await console.locator("#provider-form button").click()
+    await expect(console.locator("#provider-error")).to_have_text("请至少选择一种收款方式。")
+    await choices.locator("input").check()
+    async with console.expect_response(
+        lambda r: r.url.endswith("/api/shop") and r.request.method == "PATCH"
+    ) as saved:
+        await console.locator("#provider-form button").click()
+    assert (await (await saved.value).json())["payment_providers"] == ["dev"]
+    await expect(console.locator("#provider-error")).to_have_text("")
     asked = console.locator("#after-sale-list tr")
     await expect(asked).to_have_count(1)
     await expect(asked.locator(".kind")).to_have_text("仅退款")
