@@ -149,6 +149,7 @@ class Sweeper:
         goes on regardless."""
         try:
             counts["closed_payments"] = await self.payments.close_expiring(due)
+            counts["closed_payments"] += await self.payments.close_abandoned()
             counts["queried_payments"] = await self.payments.query_overdue()
             sent = await self.payments.refunder.retry_due()
             counts["refunds_sent"] = sent["sent"] + sent["queried"]

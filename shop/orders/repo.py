@@ -179,6 +179,23 @@ async def open_payments(session: AsyncSession, order_ids: Sequence[str]) -> list
     return list((await session.execute(stmt)).scalars())
 
 
+async def abandoned_payments(session: AsyncSession, *, limit: int) -> list[Payment]:
+    """Provider payments still open of orders that no longer wait for one (cancelled, expired with a close
+    that failed, paid through another payment, refunded): oldest first."""
+    stmt = (
+        select(Payment)
+        .join(OrderRow, OrderRow.id == Payment.order_id)
+        .where(
+            Payment.status == "pending",
+            Payment.provider != "dev",
+            OrderRow.status != OrderStatus.RESERVED.value,
+        )
+        .order_by(Payment.created_ms)
+        .limit(limit)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
 async def taken_payment(session: AsyncSession, order_id: str) -> Payment | None:
     """The payment whose money the order took (its refunds return money from it)."""
     stmt = (

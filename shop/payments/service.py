@@ -15,7 +15,9 @@ after the commit (``shop.payments.refunds``).
 Notifications get lost: a payment still pending after ``LIVECART_PAYMENT_QUERY_AFTER_SECONDS`` is asked
 about at its provider and settled from the answer (``query_overdue``), and before a reservation expires its
 open payments are closed at their providers (``close_expiring``) — a payment that made it first is settled
-then, under the late-payment rule.
+then, under the late-payment rule — and a payment left open by an order that no longer waits for it (the
+buyer cancelled, paid another way, or the close failed while the provider was down) is closed by the next
+pass (``close_abandoned``), tried again until the provider takes the close.
 """
 
 from __future__ import annotations
@@ -528,6 +530,15 @@ class PaymentService:
             await self._query_and_apply(payment_id, name)
         return len(due)
 
+    async def close_abandoned(self, *, limit: int = 50) -> int:
+        """Close the provider payments still open of orders that no longer wait for one: the buyer cancelled,
+        paid through another payment, or the reservation expired while the provider could not be reached.
+        One the buyer paid meanwhile is settled (the late-payment rule, or refunded as a duplicate); one the
+        provider cannot close now is tried again next pass. Returns how many were closed or settled."""
+        async with self.sessions() as session:
+            payments = await repo.abandoned_payments(session, limit=limit)
+        return await self._close_all(payments)
+
     async def close_expiring(self, order_ids: list[str]) -> int:
         """Before the sweeper expires these overdue reservations: close their open provider payments, so
         nobody pays for stock that goes back on sale; one already paid is settled now (the late-payment rule
@@ -536,6 +547,9 @@ class PaymentService:
         Returns how many payments were closed or settled."""
         async with self.sessions() as session:
             payments = [p for p in await repo.open_payments(session, order_ids) if p.provider != "dev"]
+        return await self._close_all(payments)
+
+    async def _close_all(self, payments: list[Payment]) -> int:
         if not payments:
             return 0
         gate = asyncio.Semaphore(CLOSING_AT_ONCE)

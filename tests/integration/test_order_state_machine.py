@@ -898,10 +898,17 @@ class Model:
         outcome, as each settles its own order), ask about silent ones, send the refunds due.
         ``queried``: each query's outcome as its metric."""
         overdue = {o.id for o in self.orders.values() if o.sql == "reserved" and o.expires < now}
+        # ``close_expiring`` (the overdue reservations' payments), then ``close_abandoned`` (those of orders
+        # no longer reserved: cancelled, paid another way, expired while the close failed).
+        abandoned = {o.id for o in self.orders.values() if o.sql is not None and o.sql != "reserved"}
         closing = [
             p
             for p in self.payments.values()
             if p.order_id in overdue and p.status == "pending" and p.provider != "dev"
+        ] + [
+            p
+            for p in self.payments.values()
+            if p.order_id in abandoned and p.status == "pending" and p.provider != "dev"
         ]
         counts["closed_payments"] = 0  # closed, or found paid and settled
         for p in closing:
@@ -2842,14 +2849,14 @@ def test_a_buyer_who_pays_twice_and_payments_open_when_reservations_expire(redis
 
 
 def test_no_wechat_payment_is_left_open_for_an_order_that_no_longer_needs_it(redis_url: str) -> None:
-    """The machine's minimal failing example (issue 13, reported; fails until the product closes such
-    payments): a buyer starts paying at WeChat, then cancels. ``OrderService.cancel`` never closes the
-    WeChat payment, and ``PaymentService.close_expiring`` only closes those of reservations that expire, so
-    the payment stays open at WeChat (``NOTPAY``: the buyer may still pay it until its ``time_expire``, and
-    the late rule then decides) and ``pending`` here for good: ``query_overdue`` asks WeChat about it again
-    every ``payment_query_after_seconds``, for ever. The same happens to a WeChat payment of an order paid
-    through another provider, and to one whose close failed while WeChat was down when its reservation
-    expired (nothing tries the close again)."""
+    """A bug this machine found (issue 13), kept as its regression test: a buyer starts paying at WeChat,
+    then cancels. Only the payments of reservations that expire were closed, so this one stayed open at
+    WeChat (``NOTPAY``: the buyer could still pay it until its ``time_expire``, and the late rule then
+    decided) and ``pending`` here for good, asked about every ``payment_query_after_seconds`` for ever. The
+    same happened to a WeChat payment of an order paid through another provider, and to one whose close
+    failed while WeChat was down when its reservation expired. Now the sweeper closes every open provider
+    payment of an order that no longer waits for one (``PaymentService.close_abandoned``), again each pass
+    until the provider takes the close."""
     replay(
         redis_url,
         [
