@@ -58,8 +58,10 @@ from realtime.publisher import Publisher
 from realtime.service import Realtime
 from realtime.stock import StockPublisher
 from reporting.api import ReportingServices
+from shop.after_sale import AfterSales
 from shop.cards import Catalog
 from shop.covers import RoomCovers
+from shop.fulfilment import Fulfilment
 from shop.inventory.store import SENTINEL, Inventory
 from shop.orders.service import OrderService
 from shop.orders.writer import OrderWriter
@@ -205,8 +207,10 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         metrics=metrics_,
         events=publisher,
     )
+    fulfilment = Fulfilment(settings=settings, sessions=sessions, clock=clock, events=publisher)
     sweeper = Sweeper(
         payments=payments,
+        fulfilment=fulfilment,
         sessions=sessions,
         inventory=inventory,
         reconciler=reconciler,
@@ -268,6 +272,8 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
             catalog=catalog,
             orders=orders,
             payments=payments,
+            fulfilment=fulfilment,
+            after_sales=AfterSales(orders=orders, settings=settings, sessions=sessions, clock=clock),
         ),
         reporting=ReportingServices(
             settings=settings,

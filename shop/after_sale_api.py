@@ -27,7 +27,6 @@ from base.openapi import ErrorSpec, doc
 from identity.errors import InvalidToken, NotPermitted
 from identity.guards import bearer
 from identity.tokens import HostIdentity, customer_cookie
-from shop.after_sale import AfterSales
 from shop.after_sale_schemas import (
     AfterSaleIn,
     AfterSaleOut,
@@ -47,24 +46,14 @@ from shop.errors import (
     RefundStateConflict,
     UnknownResource,
 )
-from shop.fulfilment import BuyerIdentity, Fulfilment, buyer_key
+from shop.fulfilment import BuyerIdentity, buyer_key
 from shop.leaders_api import host_caller
 from shop.schemas import OrderOut
-from shop.services import ShopServices, services
+from shop.services import services
 
 #: What a route that takes the buyer's token or cookie answers for who is calling (``auth="optional"``: the
 #: cookie needs no bearer token).
 BUYER_AUTH: list[ErrorSpec] = [InvalidToken, (InvalidToken, "token_expired"), NotPermitted]
-
-
-def fulfilment(st: ShopServices) -> Fulfilment:
-    """The fulfilment service of these shop services (it keeps no state of its own: one per request)."""
-    return Fulfilment(settings=st.settings, sessions=st.sessions, clock=st.clock, events=st.orders.events)
-
-
-def after_sales(st: ShopServices) -> AfterSales:
-    """The after-sale service of these shop services (it keeps no state of its own: one per request)."""
-    return AfterSales(orders=st.orders, settings=st.settings, sessions=st.sessions, clock=st.clock)
 
 
 async def caller(request: Request) -> HostIdentity | BuyerIdentity:
@@ -110,7 +99,7 @@ async def ship_order(request: Request) -> JSONResponse:
     st = services(request)
     host = await st.auth.require_host(request)
     body = await read_json(request, ShipIn)
-    order = await fulfilment(st).ship(
+    order = await st.fulfilment.ship(
         host, request.path_params["order"], tracking_number=body.tracking_number, carrier=body.carrier
     )
     return JSONResponse(order)
@@ -124,7 +113,7 @@ async def ship_order(request: Request) -> JSONResponse:
 async def deliver_order(request: Request) -> JSONResponse:
     st = services(request)
     host = await st.auth.require_host(request)
-    return JSONResponse(await fulfilment(st).deliver(host, request.path_params["order"]))
+    return JSONResponse(await st.fulfilment.deliver(host, request.path_params["order"]))
 
 
 @doc(
@@ -136,7 +125,7 @@ async def deliver_order(request: Request) -> JSONResponse:
 )
 async def receive_order(request: Request) -> JSONResponse:
     who = await buyer(request)
-    return JSONResponse(await fulfilment(services(request)).receive(who, request.path_params["order"]))
+    return JSONResponse(await services(request).fulfilment.receive(who, request.path_params["order"]))
 
 
 # -- after-sale ---------------------------------------------------------------------------------------------
@@ -160,7 +149,7 @@ async def receive_order(request: Request) -> JSONResponse:
 async def request_after_sale(request: Request) -> JSONResponse:
     who = await buyer(request, limited=True)
     body = await read_json(request, AfterSaleIn)
-    filed = await after_sales(services(request)).request(
+    filed = await services(request).after_sales.request(
         who, request.path_params["order"], kind=body.kind, reason=body.reason, amount=body.amount
     )
     return JSONResponse(filed, status_code=201)
@@ -175,7 +164,7 @@ async def request_after_sale(request: Request) -> JSONResponse:
 )
 async def order_after_sales(request: Request) -> JSONResponse:
     who = await caller(request)
-    return JSONResponse(await after_sales(services(request)).of_order(who, request.path_params["order"]))
+    return JSONResponse(await services(request).after_sales.of_order(who, request.path_params["order"]))
 
 
 @doc(
@@ -188,7 +177,7 @@ async def order_after_sales(request: Request) -> JSONResponse:
 async def withdraw_after_sale(request: Request) -> JSONResponse:
     who = await buyer(request, limited=True)
     st = services(request)
-    return JSONResponse(await after_sales(st).withdraw(who, request.path_params["after_sale"]))
+    return JSONResponse(await st.after_sales.withdraw(who, request.path_params["after_sale"]))
 
 
 @doc(
@@ -200,7 +189,7 @@ async def withdraw_after_sale(request: Request) -> JSONResponse:
 async def list_after_sales(request: Request) -> JSONResponse:
     st, host = await host_caller(request, Limit.REPORTS_PER_HOST)
     status = read_query(request, AfterSalesQuery).status
-    return JSONResponse(await after_sales(st).of_shop(host, status=status))
+    return JSONResponse(await st.after_sales.of_shop(host, status=status))
 
 
 @doc(
@@ -219,7 +208,7 @@ async def approve_after_sale(request: Request) -> JSONResponse:
     st = services(request)
     host = await st.auth.require_host(request)
     body = await read_json(request, ApproveIn, empty_ok=True)
-    approved = await after_sales(st).approve(
+    approved = await st.after_sales.approve(
         host, request.path_params["after_sale"], amount=body.amount, restock=body.restock, note=body.note
     )
     return JSONResponse(approved)
@@ -236,7 +225,7 @@ async def reject_after_sale(request: Request) -> JSONResponse:
     host = await st.auth.require_host(request)
     body = await read_json(request, RejectIn)
     return JSONResponse(
-        await after_sales(st).reject(host, request.path_params["after_sale"], reason=body.reason)
+        await st.after_sales.reject(host, request.path_params["after_sale"], reason=body.reason)
     )
 
 
@@ -252,7 +241,7 @@ async def reject_after_sale(request: Request) -> JSONResponse:
 async def list_refunds(request: Request) -> JSONResponse:
     st, host = await host_caller(request, Limit.REPORTS_PER_HOST)
     status = read_query(request, RefundsQuery).status
-    return JSONResponse(await after_sales(st).refunds(host, status=status))
+    return JSONResponse(await st.after_sales.refunds(host, status=status))
 
 
 @doc(
@@ -262,7 +251,7 @@ async def list_refunds(request: Request) -> JSONResponse:
 )
 async def retry_refund(request: Request) -> JSONResponse:
     st, host = await host_caller(request, Limit.SETTLEMENT_PER_HOST)
-    return JSONResponse(await after_sales(st).retry_refund(host, request.path_params["refund"]))
+    return JSONResponse(await st.after_sales.retry_refund(host, request.path_params["refund"]))
 
 
 routes = [

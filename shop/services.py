@@ -13,7 +13,9 @@ from base.clock import Clock
 from base.limits import RateLimits
 from base.settings import Settings
 from identity.guards import Authenticator
+from shop.after_sale import AfterSales
 from shop.cards import Catalog
+from shop.fulfilment import Fulfilment
 from shop.orders.service import OrderService
 from shop.payments.service import PaymentService
 
@@ -28,6 +30,8 @@ class ShopServices:
     catalog: Catalog
     orders: OrderService
     payments: PaymentService
+    fulfilment: Fulfilment
+    after_sales: AfterSales
 
 
 def services(conn: HTTPConnection) -> ShopServices:

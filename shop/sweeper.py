@@ -43,6 +43,7 @@ class Sweeper:
         self,
         *,
         payments: PaymentService,
+        fulfilment: Fulfilment,
         sessions: async_sessionmaker[AsyncSession],
         inventory: Inventory,
         reconciler: Reconciler,
@@ -68,10 +69,8 @@ class Sweeper:
         #: told of every order this sweeper expired (the buyer's ``order`` frame)
         self.events = events
         self.currency = currency
-        #: completes what was shipped long enough ago (the payments' settings say how long)
-        self.fulfilment = Fulfilment(
-            settings=payments.settings, sessions=sessions, clock=clock, events=events
-        )
+        #: completes what was shipped long enough ago
+        self.fulfilment = fulfilment
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="sweeper")

@@ -516,6 +516,7 @@ async def test_the_sweeper_stops_when_asked_in_the_middle_of_a_sweep(redis_url: 
         for attempt in range(STOPS):
             sweeper = Sweeper(
                 payments=st.payments,
+                fulfilment=st.shop.fulfilment,
                 sessions=st.sessions,
                 inventory=st.inventory,
                 reconciler=st.reconciler,
