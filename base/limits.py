@@ -48,6 +48,9 @@ class Limit(StrEnum):
     AFTER_SALE_PER_CUSTOMER = "after_sale_per_customer"
     CHECKOUT_PER_CUSTOMER = "checkout_per_customer"
     NOTIFY_PER_IP = "notify_per_ip"
+    HLS_PER_IP = "hls_per_ip"
+    REPLAY_PER_CUSTOMER = "replay_per_customer"
+    REPLAY_PER_HOST = "replay_per_host"
 
 
 def rate_of(settings: Settings, limit: Limit) -> RateLimitItem:

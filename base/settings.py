@@ -156,6 +156,33 @@ class Settings(BaseSettings):
     video_external_url: str | None = None
     #: ``overflow``: WHEP viewers past the cap are redirected there; ``always``: WHIP and WHEP both are.
     video_external_mode: Literal["overflow", "always"] = "overflow"
+    # --- video for the whole audience: HLS and replays (SPEC §11, docs/video.md) ---
+    #: Encode every live WHIP ingest once into HLS (``LIVECART_DATA_DIR``/hls/ROOM), for any number of
+    #: viewers and for the replay. Off: WHEP only, up to ``whep_max_viewers``.
+    hls_enabled: bool = True
+    #: The longest an HLS segment lasts (a keyframe starts each one); the live delay is about three of them.
+    hls_segment_seconds: float = Field(default=2.0, ge=1.0, le=6.0)
+    #: Segments in the live playlist (the replay playlist has them all).
+    hls_live_window: int = Field(default=6, ge=3, le=60)
+    #: Frames are scaled down so that their shorter side is at most this (720: 1280x720, or 720x1280 from a
+    #: phone held upright); never scaled up.
+    hls_max_short_side: int = Field(default=720, ge=144, le=2160)
+    #: H.264 (libx264) bit-rate cap and preset, and the AAC bit rate.
+    hls_video_kbps: int = Field(default=1500, ge=100, le=20_000)
+    hls_x264_preset: Literal["ultrafast", "superfast", "veryfast", "faster", "fast", "medium"] = "veryfast"
+    hls_audio_kbps: int = Field(default=96, ge=32, le=320)
+    #: Frames waiting for an encoder that fell behind; past it the oldest are dropped (ingest never waits).
+    hls_queue_frames: int = Field(default=8, ge=1, le=120)
+    #: A crashed encoder is restarted after this long, doubling (up to 30 s) while it keeps crashing.
+    hls_restart_seconds: float = Field(default=0.5, gt=0)
+    #: A signed playlist URL is valid this long at least; its expiry is rounded up to a multiple of
+    #: ``hls_grant_bucket_seconds``, so every viewer of a room gets the same URL for a while (one cache entry
+    #: at a CDN).
+    hls_grant_seconds: int = Field(default=3600, ge=60)
+    hls_grant_bucket_seconds: int = Field(default=600, ge=1)
+    #: Replays are kept this many days after their show ends (a shop may choose its own); 0: deleted when
+    #: the show ends.
+    replay_keep_days: int = Field(default=30, ge=0, le=3650)
     #: How long a worker waits for the sibling that holds a room's video to answer a forwarded WHIP/WHEP
     #: request (its negotiation included) before it answers ``503``.
     video_forward_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -226,6 +253,12 @@ class Settings(BaseSettings):
     #: Payment notifications from one address (a provider sends from a few: generous, so a show's rush of
     #: payments is never refused; a refused genuine one is redelivered, and the query settles it anyway).
     limit_notify_per_ip: str = "6000/minute"
+    #: HLS playlists and segments fetched from one address (a player asks about once a second; a CDN or a
+    #: carrier NAT in front puts many players behind one address: raise it there).
+    limit_hls_per_ip: str = "1200/minute"
+    #: A customer's (or guest viewer's) reads of a replay; a host's replay changes (publish, hide, delete).
+    limit_replay_per_customer: str = "120/minute"
+    limit_replay_per_host: str = "60/minute"
     #: Sockets one viewer may hold open at once; opening one more closes their oldest (close code 4509).
     ws_max_per_viewer: int = Field(default=3, ge=1)
     #: WHEP sessions one viewer may hold (a new one replaces the old); an offer never answered by ICE is

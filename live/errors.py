@@ -2,10 +2,11 @@
 
 LiveError
 ├── UnknownRoom, UnknownVideoSession, NoThumbnail,
-│   UnknownSession                                     (not found)
+│   UnknownSession, NoHls                              (not found)
 ├── PhoneTaken                                         (a conflict)
 ├── RoomStateConflict, NotLive, ViewerCap              (the room's state does not allow it)
-├── SignupClosed, ForgedForward, NotYourVideo          (refused)
+├── SignupClosed, ForgedForward, NotYourVideo,
+│   HlsForbidden                                       (refused)
 ├── InvalidSdp                                         (a bad offer)
 ├── InvalidPage                                        (a bad page of a list)
 └── VideoUnavailable                                   (shutting down, or a sibling did not answer)
@@ -90,3 +91,16 @@ class PhoneTaken(LiveError):
     """Another host signed up with this phone number."""
 
     default_code = "phone_taken"
+
+
+class HlsForbidden(LiveError):
+    """An HLS URL whose grant is forged, for another room, malformed (``forbidden``) or expired
+    (``hls_expired``)."""
+
+    default_code = "forbidden"
+
+
+class NoHls(LiveError):
+    """No such HLS file: the room has no recording (yet), or not that segment."""
+
+    default_code = "not_found"

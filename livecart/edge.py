@@ -52,6 +52,8 @@ STATUS: dict[type[base.LiveCartError], int] = {
     live.SignupClosed: 403,
     live.ForgedForward: 403,
     live.NotYourVideo: 403,
+    live.HlsForbidden: 403,
+    live.NoHls: 404,
     live.InvalidSdp: 400,
     live.InvalidPage: 422,
     live.VideoUnavailable: 503,
