@@ -5,7 +5,8 @@
 // the live dashboard over the room's websocket and /stats (the promoter leaderboard is the server's);
 // chat (the host's own lines badged); orders (where each ships, ship with carrier and tracking number, mark
 // delivered, refund, CSV); "End show" asks first. The shop-wide tabs (团长, 结算, 客户) are host-leaders.js's,
-// 售后 (after-sale requests, refunds at the providers) host-after-sale.js's. An expired or signed-out session sends the host back to
+// 售后 (after-sale requests, refunds at the providers) host-after-sale.js's; a show's HLS state and replay,
+// and the shop's replay settings, host-video.js's. An expired or signed-out session sends the host back to
 // sign in.
 // Every string is the catalogue's (i18n.js); all user text is rendered with textContent (dom.js).
 
@@ -16,6 +17,7 @@ import { CLOSE } from "./close-codes.js";
 import { $, clock, copyText, fill, h, onSubmit, remaining, setText, show } from "./dom.js";
 import { initAfterSale, resetAfterSale } from "./host-after-sale.js";
 import { initTeam, resetTeam, saveCsv, showTab } from "./host-leaders.js";
+import { closeRoomVideo, initHostVideo, openRoomVideo, roomStatus } from "./host-video.js";
 import { RoomSocket, routeFrames } from "./hub.js";
 import { languageSwitch, t } from "./i18n.js";
 import { publish } from "./webrtc.js";
@@ -370,6 +372,7 @@ function closeRoom() {
   clearInterval(active.statsEvery);
   clearTimeout(active.statsTimer);
   stopCamera();
+  closeRoomVideo();
   active = null;
   show($("#room"), false);
   renderObsServer();
@@ -399,6 +402,7 @@ async function openRoom(roomId) {
   show($("#promoter-made"), false);
   setText($("#room-error-line"), "");
   renderRoom(room);
+  openRoomVideo(room.id, room.status);
   $("#invite-url").value = room.invite_url || "";
   $("#whip-url").value = whipUrl(room.id);
   renderObsServer();
@@ -433,6 +437,7 @@ function renderRoom(room) {
   $("#go-live").disabled = active.room.status !== "scheduled";
   $("#end-show").disabled = active.room.status === "ended";
   $("#camera-start").disabled = active.room.status === "ended";
+  roomStatus(active.room.status);
 }
 
 async function lifecycle(action) {
@@ -915,6 +920,7 @@ $("#orders-csv").addEventListener("click", () =>
 
 languageSwitch($("#lang"));
 initTeam(call);
+initHostVideo(call);
 // An after-sale approved in the 售后 tab refunds an order: the open show's table shows it afresh.
 initAfterSale(call, { orderChanged: () => active && loadOrders().catch(errorTo($("#order-error"))) });
 // Earlier consoles kept each room's promoters in this browser; the leaderboard is the server's now.

@@ -5,8 +5,10 @@
 // watch (WHEP); cards with live stock, countdowns and a log of price and stock changes; one-tap buy →
 // checkout (checkout.js: address, provider, QR code or the provider's page) → the order's status from the
 // personal `order` frames, with 确认收货 and 申请售后 (mine.js); 我的订单 across the shop's shows; chat (the
-// host's lines badged); the viewer's own share link. Every refusal has its own state, in the page's
-// language. All user text is rendered with textContent (dom.js).
+// host's lines badged); the viewer's own share link. The video is viewer-video.js's (WHEP, or HLS past the
+// cap or by choice); once the show has ended its replay takes over (replay.js), also for a viewer of the
+// show who comes back later, and 从头看 plays it during the show. Every refusal has its own state, in the
+// page's language. All user text is rendered with textContent (dom.js).
 
 import { api, ApiError, describe, money, randomKey } from "./api.js";
 import { $, clock, copyText, h, onSubmit, remaining, setText, show } from "./dom.js";
@@ -17,8 +19,9 @@ import { RoomSocket, routeFrames } from "./hub.js";
 import { languageSwitch, pageConfig, t, waitText } from "./i18n.js";
 import { codeRequest } from "./code-sign-in.js";
 import { buyerOrder, fetchMe, when } from "./mine.js";
+import { ReplayView } from "./replay.js";
+import { LiveVideo } from "./viewer-video.js";
 import { setUpSharing, updateSharing } from "./wechat.js";
-import { play } from "./webrtc.js";
 
 const roomId = decodeURIComponent(location.pathname.split("/").filter(Boolean)[1] || "");
 const params = new URLSearchParams(location.search);
@@ -36,7 +39,6 @@ let synced = false; // the first snapshot arrived: later differences are changes
 const cards = new Map(); // card id -> {card, node, update, tick}
 const orders = new Map(); // order id -> this show's order on screen (mine.js buyerOrder, plus tick)
 const mineShown = new Map(); // order id -> its line in 我的订单 (mine.js buyerOrder)
-const videoState = { session: null, retry: null };
 
 function readStored() {
   try {
@@ -303,9 +305,12 @@ function renderRoom(next) {
   setText(badge, t(`room.status.${room.status}`));
   badge.className = `badge ${room.status}`;
   show(badge);
+  show($("#watch-from-start"), room.status === "live");
   if (room.status === "ended") {
     stopVideo(t("video.ended"));
     for (const entry of cards.values()) entry.update(entry.card);
+    // The show just ended in front of the viewer: its replay takes over (when it has one).
+    if (was !== "ended" && me && me.token && !$("#show").hidden) watchReplay({ ended: true });
   } else if (room.status === "live" && was !== "live") {
     startVideo(); // the host just went live: try now rather than at the next retry
   }
@@ -386,7 +391,13 @@ function createCard(card) {
     entry.node.className = `card ${c.status}`;
     entry.tick();
   };
-  button.addEventListener("click", () => buy(entry, message));
+  button.addEventListener("click", () => buy(entry.card, {
+    message,
+    busy: (flag) => {
+      entry.buying = flag;
+      entry.tick();
+    },
+  }));
   entry.update(card);
   cards.set(card.id, entry);
   $("#cards").append(entry.node);
@@ -420,29 +431,36 @@ async function reserve(card) {
   throw failure;
 }
 
-async function buy(entry, message) {
+/** Buy one of `card` (a live card, or a replay's whose sale is open): reserve, then the checkout sheet.
+ * `message`: where a refusal is said; `busy(flag)`: the card's button shows the reservation under way. */
+async function buy(card, { message, busy }) {
   setText(message, "");
-  entry.buying = true;
-  entry.tick();
+  busy(true);
   try {
-    const order = await reserve(entry.card);
+    const order = await reserve(card);
     upsertOrder(order);
     await pay(order);
   } catch (error) {
-    if (error instanceof ApiError && error.status === 401 && !rejoined) return reauthenticate();
+    if (error instanceof ApiError && error.status === 401 && !rejoined && !watchingReplay) return reauthenticate();
     setText(message, describe(error));
   } finally {
-    entry.buying = false;
-    entry.tick();
+    busy(false);
   }
+}
+
+/** The product name of a card of this show: from the live cards, else the replay's. */
+function productName(cardId) {
+  const entry = cards.get(cardId);
+  if (entry) return entry.card.product.name;
+  const card = replay.card(cardId);
+  return card ? card.product.name : null;
 }
 
 /** The checkout sheet for a reserved order (checkout.js): address, provider, then the provider's way. */
 async function pay(order) {
-  const entry = cards.get(order.card_id);
   await openCheckout(order, {
     token: me.token,
-    productName: entry ? entry.card.product.name : "",
+    productName: productName(order.card_id) || "",
     onOrder: upsertOrder,
   });
 }
@@ -468,9 +486,8 @@ async function refreshOrders() {
 }
 
 function orderLine(o) {
-  const card = cards.get(o.card_id);
   return t("order.line", {
-    product: card ? card.card.product.name : t("order.unknown_product"),
+    product: productName(o.card_id) || t("order.unknown_product"),
     quantity: o.quantity,
     amount: money(o.amount, o.currency),
   });
@@ -585,7 +602,7 @@ $("#share").addEventListener("click", async () => {
   setText($("#share-status"), copied ? t("share.copied") : t("share.copy_it"));
 });
 
-// -- video (WHEP) ----------------------------------------------------------------------------------------
+// -- video: live (viewer-video.js) and the replay (replay.js) -------------------------------------------------
 
 const video = $("#video");
 video.addEventListener("playing", () => {
@@ -603,52 +620,66 @@ function videoMessage(text) {
   show($("#video-status"), Boolean(text));
 }
 
-function retryVideo(ms) {
-  clearTimeout(videoState.retry);
-  videoState.retry = setTimeout(startVideo, ms);
-}
+const live = new LiveVideo({
+  roomId,
+  token: () => me.token,
+  canStart: () => room.status !== "ended" && Boolean(me && me.token) && !$("#show").hidden && !watchingReplay,
+  message: videoMessage,
+});
+const replay = new ReplayView({ roomId, token: () => me.token, buy });
+let watchingReplay = false; // the replay plays instead of the live video (从头看, or the show has ended)
+let replayTries = 0;
 
-async function startVideo() {
-  clearTimeout(videoState.retry);
-  if (videoState.session || videoState.connecting || room.status === "ended" || !me || !me.token) return;
-  if ($("#show").hidden) return;
-  videoState.connecting = true;
-  try {
-    const session = await play(roomId, me.token, video);
-    videoState.session = session;
-    const lost = () => {
-      if (videoState.session !== session) return;
-      videoState.session = null;
-      session.pc.close();
-      videoMessage(t("video.reconnecting"));
-      retryVideo(1000);
-    };
-    session.pc.addEventListener("connectionstatechange", () => {
-      const s = session.pc.connectionState;
-      if (s === "failed" || s === "closed") lost();
-      if (s === "disconnected") setTimeout(() => session.pc.connectionState === "disconnected" && lost(), 4000);
-    });
-  } catch (error) {
-    const waiting = error instanceof ApiError && (error.code === "not_live" || error.status === 409);
-    videoMessage(waiting ? t("video.waiting_host") : t("video.unavailable", { reason: describe(error) }));
-    retryVideo(waiting ? 3000 : 8000);
-  } finally {
-    videoState.connecting = false;
-  }
+function startVideo() {
+  live.start();
 }
 
 function stopVideo(text) {
-  clearTimeout(videoState.retry);
-  const session = videoState.session;
-  videoState.session = null;
-  if (session) session.stop();
-  video.srcObject = null;
-  videoMessage(text);
+  live.stop(text);
 }
 
-window.addEventListener("pagehide", () => {
-  if (videoState.session) videoState.session.stop();
-});
+/** Play the replay in place of the live video: the show ended (`ended`: the live sections go too), or 从头看
+ * during it. A show without one (404 no_replay) says so; one the encoder is still finishing is asked for
+ * again. */
+async function watchReplay({ ended }) {
+  watchingReplay = true;
+  stopVideo("");
+  replayMode(ended ? "replaying" : "catching-up");
+  show($("#replay-back"), !ended);
+  try {
+    await replay.open();
+    replayTries = 0;
+  } catch (error) {
+    replay.close();
+    watchingReplay = false;
+    replayMode(null);
+    if (ended && error instanceof ApiError && error.code === "no_replay" && replayTries++ < 3) {
+      videoMessage(t("video.ended"));
+      return setTimeout(() => room.status === "ended" && watchReplay({ ended }), 3000);
+    }
+    videoMessage(error instanceof ApiError && error.status === 404 ? t("replay.none") : describe(error));
+    if (!ended) startVideo();
+  }
+}
+
+/** What the replay replaces: "replaying" (the ended show: every live section), "catching-up" (从头看: the
+ * live video only), null (nothing: the live page). */
+function replayMode(mode) {
+  $("#show").classList.toggle("replaying", mode === "replaying");
+  $("#show").classList.toggle("catching-up", mode === "catching-up");
+}
+
+function backToLive() {
+  replay.close();
+  watchingReplay = false;
+  replayMode(null);
+  startVideo();
+}
+
+$("#watch-from-start").addEventListener("click", () => watchReplay({ ended: false }));
+$("#replay-back").addEventListener("click", backToLive);
+
+window.addEventListener("pagehide", () => live.leave());
 
 // -- start -----------------------------------------------------------------------------------------------
 
@@ -663,8 +694,28 @@ async function start() {
   }
   renderIntro();
   setUpSharing(roomId, preview, { link: (me && me.share_url) || location.href }).catch(() => {});
-  if (preview.status === "ended") return showState("ended", { intro: true });
+  if (preview.status === "ended") return enterEnded();
   await enter();
+}
+
+/** The show has ended: a viewer of it (this device kept their token) watches its replay; anyone else, or a
+ * show without a replay, reads that it has ended. */
+async function enterEnded() {
+  if (!(me && me.token)) return showState("ended", { intro: true });
+  try {
+    await replay.load();
+  } catch (error) {
+    if (error instanceof ApiError && error.code === "no_replay") return showState("no_replay", { intro: true });
+    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) return showState("ended", { intro: true });
+    return refused(error);
+  }
+  show($("#state"), false);
+  show($("#intro"), false);
+  show($("#show"));
+  show($("#mine-button"), Boolean(shopId() && me.customer_id));
+  renderRoom({ status: "ended" }); // the show's page as it was left: its replay in place of the video
+  await watchReplay({ ended: true });
+  refreshOrders();
 }
 
 languageSwitch($("#lang"));

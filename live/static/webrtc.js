@@ -70,9 +70,10 @@ export async function publish(roomId, token, stream) {
   }
 }
 
-/** WHEP: watch the room's video in `video` (a viewer token, or the host's). */
-export async function play(roomId, token, video) {
-  const pc = new RTCPeerConnection({ iceServers: await iceServers(roomId, token) });
+/** WHEP: watch the room's video in `video` (a viewer token, or the host's). `servers`: the room's ICE
+ * servers when the caller has just asked for them (GET /video), else they are asked for here. */
+export async function play(roomId, token, video, servers = null) {
+  const pc = new RTCPeerConnection({ iceServers: servers || (await iceServers(roomId, token)) });
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addTransceiver("audio", { direction: "recvonly" });
   const stream = new MediaStream();
@@ -85,5 +86,33 @@ export async function play(roomId, token, video) {
   } catch (error) {
     pc.close();
     throw error;
+  }
+}
+
+/** How far behind the sender a WHEP picture is, from the peer's statistics: the video's jitter buffer
+ * delay over the last interval (`jitterBufferDelay` / `jitterBufferEmittedCount`, both cumulative) plus
+ * half the round trip of the selected candidate pair. `sample()` answers seconds, or null before frames. */
+export class WhepDelay {
+  constructor(pc) {
+    this.pc = pc;
+    this.last = null; // {delay, count} at the previous sample
+  }
+
+  async sample() {
+    const stats = await this.pc.getStats();
+    let buffer = null;
+    let rtt = 0;
+    stats.forEach((report) => {
+      if (report.type === "inbound-rtp" && report.kind === "video" && report.jitterBufferEmittedCount > 0) {
+        const now = { delay: report.jitterBufferDelay, count: report.jitterBufferEmittedCount };
+        const last = this.last && now.count > this.last.count ? this.last : { delay: 0, count: 0 };
+        buffer = (now.delay - last.delay) / (now.count - last.count);
+        this.last = now;
+      }
+      if (report.type === "candidate-pair" && report.nominated && Number.isFinite(report.currentRoundTripTime)) {
+        rtt = report.currentRoundTripTime;
+      }
+    });
+    return buffer === null ? null : buffer + rtt / 2;
   }
 }
