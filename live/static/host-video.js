@@ -6,7 +6,7 @@
 // host.js tells this module which show is open and when its status changes.
 
 import { ApiError, describe } from "./api.js";
-import { $, onSubmit, setText, show } from "./dom.js";
+import { $, clock, onSubmit, setText, show } from "./dom.js";
 import { registerTab } from "./host-leaders.js";
 import { t } from "./i18n.js";
 
@@ -107,8 +107,11 @@ function renderHls(s) {
   setText(badge, s ? t(HLS_STATE[state] || state) : "…");
   setText($("#hls-segments"), s ? s.segments : "–");
   setText($("#hls-duration"), s ? durationText(s.duration_seconds) : "–");
-  const age = s && s.last_segment_at ? Math.max(0, Math.round((Date.now() - Date.parse(s.last_segment_at)) / 1000)) : null;
-  setText($("#hls-last"), age === null ? "–" : t("host.hls.ago", { seconds: age }));
+  // While it encodes, how long ago (a stalled encoder shows at once); afterwards, when.
+  const last = s && s.last_segment_at ? new Date(s.last_segment_at) : null;
+  const running = s && (s.state === "encoding" || s.state === "restarting");
+  const age = last ? Math.max(0, Math.round((Date.now() - last.getTime()) / 1000)) : 0;
+  setText($("#hls-last"), !last ? "–" : running ? t("host.hls.ago", { seconds: age }) : clock(last));
   setText($("#hls-restarts"), s ? s.restarts : "–");
   setText($("#hls-size"), s ? sizeText(s.bytes) : "–");
   setText($("#hls-picture"), s && s.width ? `${s.width}×${s.height}` : "–");
@@ -192,8 +195,10 @@ function renderReplaySettings(shop) {
   const keep = shop.replay_keep_days;
   form.querySelector("input[name=keep_days]").value = keep === null || keep === undefined ? "" : String(keep);
   form.querySelector("input[name=sales_hours]").value = String(shop.replay_sales_hours ?? 0);
+  const days = shop.default_replay_keep_days;
+  if (Number.isInteger(days)) form.querySelector("input[name=keep_days]").placeholder = String(days);
   setText($("#replay-settings-note"), keep === null || keep === undefined
-    ? t("host.replay_settings.keep_default")
+    ? t("host.replay_settings.keep_default", { days: days ?? "?" })
     : keep === 0 ? t("host.replay_settings.keep_none") : t("host.replay_settings.keep_days", { days: keep }));
 }
 
