@@ -21,6 +21,10 @@ class Host(Base):
     commission_bps: Mapped[int | None]
     #: The payment providers the shop takes, comma-separated, best first (``None``: every one configured).
     payment_providers: Mapped[str | None] = mapped_column(String(100))
+    #: Days a show's replay is kept after it ends (``None``: ``LIVECART_REPLAY_KEEP_DAYS``; 0: not kept).
+    replay_keep_days: Mapped[int | None]
+    #: Hours a show's open cards stay on sale after it ends, for its replay's viewers (0: closed at the end).
+    replay_sales_hours: Mapped[int] = mapped_column(default=0, server_default="0")
 
     __table_args__ = (Index("uq_hosts_phone", "phone", unique=True),)
 
@@ -38,6 +42,10 @@ class Room(Base):
     started_ms: Mapped[int | None]
     ended_ms: Mapped[int | None]
     created_ms: Mapped[int]
+    #: What became of its recording (``shop.replay_rules.ReplayState``): ``None``, kept and published (or
+    #: none was made); ``hidden``; ``deleting`` (deleted during the show: its files go once it ended);
+    #: ``deleted``.
+    replay: Mapped[str | None] = mapped_column(String(16))
 
 
 class Viewer(Base):

@@ -12,6 +12,10 @@ per second per card, and always the final value:
 
 The value is read from the domain (``StockSource``) when published, not taken from the change, so a late
 publish never sends a stale value.
+
+Sold out. When a stock of 0 passes the gate (once per change, whichever process publishes it), the optional
+``on_sold_out(card_id, room_id, at_ms)`` is told (the replay's timeline records it), in a task of its own:
+publishing never waits on it, and its failure is logged, never raised.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 
 from base.clock import Clock
 from realtime.broker import Broker, Later
@@ -28,6 +33,9 @@ log = logging.getLogger("livecart.realtime.stock")
 
 #: The gates of the stock counters are named this and the card id (a snapshot reads what they let through).
 GATE_PREFIX = "stock:"
+
+#: ``(card_id, room_id, at_ms)``: a stock of 0 was published for the card at ``at_ms``.
+SoldOutHook = Callable[[str, str, int], Awaitable[None]]
 
 
 class StockPublisher:
@@ -40,9 +48,12 @@ class StockPublisher:
         interval: float = 0.1,
         tick: float = 0.01,
         retry: float = 1.0,
+        on_sold_out: SoldOutHook | None = None,
     ) -> None:
         self.source, self.broker, self.clock = source, broker, clock
         self.interval, self.tick, self.retry = interval, tick, retry
+        self.on_sold_out = on_sold_out
+        self._told: set[asyncio.Task[None]] = set()  # on_sold_out calls still running
         self._dirty: set[str] = set()  # card ids whose stock changed and is not published yet
         self._not_before: dict[str, int] = {}  # card id -> when its gate opens (ms), as the gate said
         self._changed = asyncio.Event()
@@ -69,6 +80,8 @@ class StockPublisher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        if self._told:  # what sold out before the stop is still recorded
+            await asyncio.wait(self._told, timeout=5)
 
     async def _run(self) -> None:
         wait: float | None = None  # until the next held-back card is due (None: until a change)
@@ -121,6 +134,22 @@ class StockPublisher:
                 self._not_before[card_id] = now + outcome.wait_ms
             else:
                 self._not_before.pop(card_id, None)
+                if left == 0 and isinstance(outcome, int):  # published (not "same": told already)
+                    self._tell_sold_out(card_id, room_id, now)
+
+    def _tell_sold_out(self, card_id: str, room_id: str, at_ms: int) -> None:
+        if self.on_sold_out is None:
+            return
+        task = asyncio.create_task(self._sold_out(self.on_sold_out, card_id, room_id, at_ms))
+        self._told.add(task)
+        task.add_done_callback(self._told.discard)
+
+    @staticmethod
+    async def _sold_out(hook: SoldOutHook, card_id: str, room_id: str, at_ms: int) -> None:
+        try:
+            await hook(card_id, room_id, at_ms)
+        except Exception as exc:
+            log.warning("card %s: the sold-out hook failed: %s", card_id, exc)
 
     def _next_due(self) -> float | None:
         if not self._dirty:

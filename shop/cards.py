@@ -1,4 +1,7 @@
-"""Products and cards: the host's catalogue and the sales pinned in rooms. SQL first, then Redis."""
+"""Products and cards: the host's catalogue and the sales pinned in rooms. SQL first, then Redis.
+
+Every change a show's replay shows (a card pinned, opened, its price changed, closed) is recorded as a
+moment of the card (``shop.card_timeline``) in the SQL transaction of the change itself."""
 
 from __future__ import annotations
 
@@ -15,13 +18,15 @@ from base.ids import new_id
 from identity.guards import Caller, require_in_room, require_room_owner
 from identity.tokens import HostIdentity
 from live.host_rooms import owned_room
-from live.models import Room
+from live.models import Host, Room
 from live.rooms import accepts_sales
+from shop import card_timeline
 from shop.errors import CardStateConflict, NothingToChange, UnknownResource
 from shop.inventory.rules import CardStatus
 from shop.inventory.store import Inventory
 from shop.models import Card, Product
 from shop.reconcile import Reconciler
+from shop.replay_rules import CardEventKind, closes_after_end, price_event, stays_open
 from shop.schemas import CardIn, CardOpenIn, CardPatchIn, ProductIn
 from shop.views import card_json, product_json
 
@@ -97,6 +102,15 @@ class Catalog:
                 created_ms=now,
             )
             session.add(card)
+            await session.flush()  # the card's row before its first moment (which refers to it)
+            await card_timeline.record(
+                session,
+                room_id=room_id,
+                card_id=card.id,
+                event=CardEventKind.PINNED,
+                at_ms=now,
+                price=card.price,
+            )
         await self.inventory.create_sale(
             card.id,
             room_id=room_id,
@@ -144,13 +158,26 @@ class Catalog:
             await session.execute(
                 update(Card).where(Card.id == card_id).values(status="open", opened_ms=now, closes_ms=closes)
             )
+            await card_timeline.record(
+                session, room_id=room.id, card_id=card_id, event=CardEventKind.OPENED, at_ms=now
+            )
         await self._sync(card_id, status="open", closes_at=closes or 0)
         return await self._announce(await self.view(host, card_id))
 
     async def close_card(self, host: HostIdentity, card_id: str) -> dict[str, Any]:
+        now = self.clock.now_ms()
         async with self.sessions() as session, session.begin():
-            await self._owned(session, host, card_id)
-            await session.execute(update(Card).where(Card.id == card_id).values(status="closed"))
+            _, room, _ = await self._owned(session, host, card_id)
+            closed = await session.execute(
+                update(Card)
+                .where(Card.id == card_id, Card.status != "closed")
+                .values(status="closed")
+                .returning(Card.id)
+            )
+            if closed.first() is not None:  # (closing a closed card again is no moment of the show)
+                await card_timeline.record(
+                    session, room_id=room.id, card_id=card_id, event=CardEventKind.CLOSED, at_ms=now
+                )
         await self._sync(card_id, status="closed")
         return await self._announce(await self.view(host, card_id))
 
@@ -158,8 +185,10 @@ class Catalog:
         rate_given = "commission_bps" in body.model_fields_set
         if body.price is None and body.add_stock is None and not rate_given:
             raise NothingToChange("Give price, add_stock and/or commission_bps.")
+        now = self.clock.now_ms()
         async with self.sessions() as session, session.begin():
-            await self._owned(session, host, card_id)
+            card, room, _ = await self._owned(session, host, card_id)
+            price_before = card.price  # (read outside the write: a concurrent change may have moved it)
             values: dict[str, Any] = {}
             if body.price is not None:
                 values["price"] = body.price
@@ -168,6 +197,20 @@ class Catalog:
             if rate_given:
                 values["commission_bps"] = body.commission_bps
             await session.execute(update(Card).where(Card.id == card_id).values(**values))
+            if body.price is not None:
+                # The card's row is locked from the update on: its last recorded price is the one this
+                # change replaces, whatever other change committed since it was read above.
+                before = await card_timeline.last_price(session, card_id)
+                event = price_event(price_before if before is None else before, body.price)
+                if event is not None:
+                    await card_timeline.record(
+                        session,
+                        room_id=room.id,
+                        card_id=card_id,
+                        event=event,
+                        at_ms=now,
+                        price=body.price,
+                    )
         if body.price is not None:
             await self._sync(card_id, price=body.price)
         if body.add_stock is not None and await self.inventory.add_stock(card_id, body.add_stock) is None:
@@ -243,20 +286,67 @@ class Catalog:
         )
 
     async def close_room_cards(self, room_id: str) -> None:
-        """Ending a show closes every card in it that is still pinned or open."""
+        """Ending a show closes every card in it that is still pinned or open; in a shop with replay sales
+        (``hosts.replay_sales_hours`` N > 0) its *open* cards stay on sale for the replay's viewers until
+        N hours after the end at the latest (``replay_rules.closes_after_end``)."""
+        now = self.clock.now_ms()
         async with self.sessions() as session, session.begin():
-            ids = list(
+            closed = list(
                 (
                     await session.execute(
                         update(Card)
-                        .where(Card.room_id == room_id, Card.status.in_(["pinned", "open"]))
+                        .where(
+                            Card.room_id == room_id,
+                            Card.status.in_(["pinned", "open"]),
+                            # The shop's replay sales, read inside the write: one statement decides.
+                            ~(
+                                (Card.status == "open")
+                                & select(Host.replay_sales_hours > 0)
+                                .join(Room, Room.host_id == Host.id)
+                                .where(Room.id == room_id)
+                                .scalar_subquery()
+                            ),
+                        )
                         .values(status="closed")
                         .returning(Card.id)
                     )
                 ).scalars()
             )
-        for card_id in ids:
+            await card_timeline.record_many(
+                session, room_id=room_id, card_ids=closed, event=CardEventKind.CLOSED, at_ms=now
+            )
+            kept = await self._keep_for_replay(session, room_id, now_ms=now)
+        for card_id in closed:
             await self._sync(card_id, status="closed")
+        for card_id, closes_ms in kept:
+            await self._sync(card_id, closes_at=closes_ms)
+
+    async def _keep_for_replay(
+        self, session: AsyncSession, room_id: str, *, now_ms: int
+    ) -> list[tuple[str, int]]:
+        """The open cards a show that just ended keeps on sale, each with the end of its sale now."""
+        row = (
+            await session.execute(
+                select(Room.ended_ms, Host.replay_sales_hours)
+                .join(Host, Host.id == Room.host_id)
+                .where(Room.id == room_id)
+            )
+        ).first()
+        if row is None:
+            return []
+        ended_ms, hours = row
+        cards = (
+            await session.execute(select(Card.id, Card.status, Card.closes_ms).where(Card.room_id == room_id))
+        ).all()
+        kept = []
+        for card_id, status, closes_ms in cards:
+            if not stays_open(status, sales_hours=hours):
+                continue
+            closes = closes_after_end(closes_ms, ended_ms=ended_ms or now_ms, sales_hours=hours)
+            if closes != closes_ms:
+                await session.execute(update(Card).where(Card.id == card_id).values(closes_ms=closes))
+            kept.append((card_id, closes))
+        return kept
 
 
 def _or(value: int | None, default: int) -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from base.db import Base
@@ -38,6 +38,25 @@ class Card(Base):
     opened_ms: Mapped[int | None]
     closes_ms: Mapped[int | None]
     created_ms: Mapped[int]
+
+
+class CardEvent(Base):
+    """A moment of a card that its show's replay shows (``shop.replay_rules.CardEventKind``), written in the
+    transaction of the change itself (``sold_out``: when the stock counter first publishes 0). In order of
+    ``id`` among events of the same millisecond."""
+
+    __tablename__ = "card_events"
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    room_id: Mapped[str] = mapped_column(ForeignKey("rooms.id"))
+    card_id: Mapped[str] = mapped_column(ForeignKey("cards.id"))
+    event: Mapped[str] = mapped_column(String(16))
+    at_ms: Mapped[int]
+    #: The card's price from then on (``pinned``, ``price_cut``, ``price_raised``); ``None`` otherwise.
+    price: Mapped[int | None]
+
+    __table_args__ = (Index("ix_card_events_room_at", "room_id", "at_ms"),)
 
 
 class Order(Base):
