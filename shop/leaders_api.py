@@ -1,4 +1,5 @@
-"""HTTP endpoints of the host's roster of leaders (团长) and the shop's own commission rate (SPEC §9).
+"""HTTP endpoints of the host's roster of leaders (团长) and the shop's own commission rate (SPEC §9), and of
+how the shop keeps its replays and sells in them (issue 14: ``replay_keep_days``, ``replay_sales_hours``).
 
 Every call is the host's, on their own leaders only (another host's leader reads as unknown). Reads count
 against ``LIVECART_LIMIT_REPORTS_PER_HOST``, changes against ``LIVECART_LIMIT_SETTLEMENT_PER_HOST``.
@@ -205,10 +206,13 @@ def _shop_json(st: ShopServices, host: Host) -> dict[str, Any]:
         "payment_providers": host.payment_providers.split(",") if host.payment_providers else None,
         "offered_providers": st.payments.providers.for_shop(host.payment_providers),
         "server_providers": st.payments.providers.names,
+        "replay_keep_days": host.replay_keep_days,
+        "default_replay_keep_days": st.settings.replay_keep_days,
+        "replay_sales_hours": host.replay_sales_hours,
     }
 
 
-@doc(responses={200: ShopOut}, errors=[RateLimited], summary="Your shop's commission terms")
+@doc(responses={200: ShopOut}, errors=[RateLimited], summary="Your shop's commission terms and replays")
 async def get_shop(request: Request) -> JSONResponse:
     st, host = await host_caller(request, Limit.REPORTS_PER_HOST)
     async with st.sessions() as session:
@@ -222,7 +226,7 @@ async def get_shop(request: Request) -> JSONResponse:
     body=ShopPatchIn,
     responses={200: ShopOut},
     errors=[RateLimited, UnknownProvider],
-    summary="Set your shop's commission rate and the payment providers it offers",
+    summary="Set your shop's commission rate, the payment providers it offers and how it keeps replays",
 )
 async def patch_shop(request: Request) -> JSONResponse:
     st, host = await host_caller(request, Limit.SETTLEMENT_PER_HOST)
@@ -239,6 +243,9 @@ async def patch_shop(request: Request) -> JSONResponse:
                 f" (it has: {', '.join(st.payments.providers.names) or 'none'})."
             )
         changes["payment_providers"] = ",".join(chosen) if chosen else None
+    for name in ("replay_keep_days", "replay_sales_hours"):
+        if name in body.model_fields_set:
+            changes[name] = getattr(body, name)
     async with st.sessions() as session, session.begin():
         await session.execute(update(Host).where(Host.id == host.host_id).values(**changes))
         row = await session.get(Host, host.host_id)

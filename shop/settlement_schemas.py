@@ -105,6 +105,11 @@ class ShopOut(BaseModel):
     offered_providers: list[str]
     #: Every provider this server is configured for.
     server_providers: list[str]
+    #: Days a show's replay is kept after it ends (``None``: the server's default below; 0: not kept).
+    replay_keep_days: int | None
+    default_replay_keep_days: int
+    #: Hours a show's open cards stay on sale after it ends, for its replay's viewers (0: closed at the end).
+    replay_sales_hours: int
 
 
 class ShopPatchIn(RequestBody):
@@ -116,11 +121,21 @@ class ShopPatchIn(RequestBody):
     )
     #: The payment providers to offer buyers, best first; ``null``: every one this server has.
     payment_providers: list[ProviderName] | None = Field(default=None, min_length=1, max_length=4)
+    #: Days a show's replay is kept after it ends; 0: deleted when it ends; ``null``: the server's default.
+    replay_keep_days: int | None = Field(
+        default=None, ge=0, le=3650, description="days; 0: deleted when the show ends; null: default"
+    )
+    #: Hours a show's open cards stay on sale after it ends (回放带货); 0: ending a show closes them.
+    replay_sales_hours: int | None = Field(default=None, ge=0, le=720, description="hours (0: none)")
 
     @model_validator(mode="after")
     def something(self) -> ShopPatchIn:
         if not self.model_fields_set:
-            raise ValueError("Give commission_bps and/or payment_providers.")
+            raise ValueError(
+                "Give commission_bps, payment_providers, replay_keep_days and/or replay_sales_hours."
+            )
+        if "replay_sales_hours" in self.model_fields_set and self.replay_sales_hours is None:
+            raise ValueError("replay_sales_hours: a number of hours (0: none).")
         chosen = self.payment_providers or []
         if len(set(chosen)) != len(chosen):
             raise ValueError("payment_providers: each provider once.")

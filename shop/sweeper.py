@@ -9,7 +9,9 @@ passes do no harm. Each pass:
    checked against SQL and released, confirmed or marked committed (``rules.decide_stale``); refunds
    begun longer than the grace period ago that Redis never applied are applied as SQL says;
 4. shipped (or delivered) orders nobody confirmed within ``LIVECART_AUTO_COMPLETE_DAYS`` are completed
-   (``Fulfilment.auto_complete``), their buyers told.
+   (``Fulfilment.auto_complete``), their buyers told;
+5. the replays kept long enough (the shop's ``replay_keep_days``, else ``LIVECART_REPLAY_KEEP_DAYS``), and
+   those their host deleted during the show, are deleted (``Replays.sweep``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from shop.orders import repo
 from shop.orders.order import Order
 from shop.payments.service import PaymentService
 from shop.reconcile import Reconciler
+from shop.replay import Replays
 from shop.views import order_json
 
 log = logging.getLogger("livecart.sweeper")
@@ -53,6 +56,7 @@ class Sweeper:
         grace_ms: int,
         events: Events,
         currency: str,
+        replays: Replays | None = None,
     ) -> None:
         self.sessions = sessions
         #: closes expiring provider payments, asks about silent ones, sends refunds not yet taken
@@ -71,6 +75,8 @@ class Sweeper:
         self.currency = currency
         #: completes what was shipped long enough ago
         self.fulfilment = fulfilment
+        #: deletes the replays kept long enough (``None``: a sweeper that keeps every recording)
+        self.replays = replays
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="sweeper")
@@ -140,6 +146,7 @@ class Sweeper:
             await self._sweep_card(card_id, now, counts)
         self.metrics.active_reservations.set(await self.inventory.active_reservations(cards))
         await self._fulfilment(counts)
+        await self._replays(counts)
         return counts
 
     async def _money(self, counts: dict[str, int], due: list[str]) -> None:
@@ -161,6 +168,15 @@ class Sweeper:
             counts["completed"] = await self.fulfilment.auto_complete()
         except Exception as exc:
             log.warning("sweep: auto-completing orders failed: %s", exc)
+
+    async def _replays(self, counts: dict[str, int]) -> None:
+        """Recordings past their keeping time. A failure is logged: the rest of the pass is done already."""
+        if self.replays is None:
+            return
+        try:
+            counts["replays_deleted"] = await self.replays.sweep()
+        except Exception as exc:
+            log.warning("sweep: deleting replays failed: %s", exc)
 
     async def _tell(self, order: Order) -> None:
         await self.events.order_changed(order_json(order, currency=self.currency))
