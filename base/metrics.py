@@ -55,6 +55,20 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.hls_segments = Counter(
+            "livecart_hls_segments_total", "HLS segments written by this process's encoders.", registry=r
+        )
+        self.hls_restarts = Counter(
+            "livecart_hls_encoder_restarts_total",
+            "HLS encoder processes that exited during an ingest and were started again.",
+            registry=r,
+        )
+        self.hls_dropped = Counter(
+            "livecart_hls_dropped_frames_total",
+            "Frames not encoded because the room's HLS encoder was behind (or restarting), by kind.",
+            ["kind"],
+            registry=r,
+        )
         self.payments = Counter(
             "livecart_payment_events_total", "Payment webhook events by outcome.", ["outcome"], registry=r
         )

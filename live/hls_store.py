@@ -92,7 +92,8 @@ class HlsStore:
         folder = self.prepare(room_id)
         with (folder / RECORDS).open("a") as records:
             records.write(json.dumps(asdict(segment), separators=(",", ":")) + "\n")
-        self.write_playlists(room_id, segments, ended=False)
+        # The show may have ended meanwhile (its end reached another worker): the playlists stay finished.
+        self.write_playlists(room_id, segments, ended=self.is_ended(room_id))
 
     def finish(self, room_id: str) -> None:
         """The show ended: both playlists get ``#EXT-X-ENDLIST``; the recording stays as the replay."""

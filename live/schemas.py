@@ -178,12 +178,20 @@ class IceServerOut(BaseModel):
 
 
 class VideoOut(BaseModel):
-    """How a browser connects to the room's video: the ICE servers for its RTCPeerConnection"""
+    """How a browser connects to the room's video: the ICE servers for its RTCPeerConnection (WHEP), and
+    the signed HLS playlist for everyone past the WHEP cap or who prefers it"""
 
     ice_servers: list[IceServerOut]
+    #: The room's live HLS playlist (a path under the deployment's base URL), signed for this room until
+    #: ``hls_expires_at``; it needs no other credential. 404 until the first segment is written. ``None``:
+    #: HLS is off (``LIVECART_HLS_ENABLED=false``).
+    hls: str | None = None
+    hls_expires_at: str | None = None
 
     @classmethod
-    def of(cls, servers: Sequence[IceServer]) -> VideoOut:
+    def of(
+        cls, servers: Sequence[IceServer], *, hls: str | None = None, hls_expires_at: str | None = None
+    ) -> VideoOut:
         """The configured servers (``LIVECART_ICE_SERVERS``), each ``urls`` as a list."""
         return cls(
             ice_servers=[
@@ -193,8 +201,27 @@ class VideoOut(BaseModel):
                     credential=s.credential,
                 )
                 for s in servers
-            ]
+            ],
+            hls=hls,
+            hls_expires_at=hls_expires_at,
         )
+
+
+class HlsStatusOut(BaseModel):
+    """The room's HLS encoder, for its host: ``off`` (HLS is off), ``waiting`` (no ingest now), ``encoding``,
+    ``restarting`` (the encoder crashed and starts again), ``ended`` (the show ended: a replay)"""
+
+    state: Literal["off", "waiting", "encoding", "restarting", "ended"]
+    segments: int
+    duration_seconds: float
+    bytes: int
+    last_segment_at: str | None
+    #: Encoder restarts during the current ingest.
+    restarts: int
+    width: int | None
+    height: int | None
+    #: Frames of the current ingest not encoded because the encoder was behind or restarting.
+    dropped_frames: int
 
 
 # -- sign-in by WeChat, the JS-SDK share set-up (SPEC §8) ----------------------------------------------

@@ -13,6 +13,9 @@ be) are in ``live/video_rules.py``; who may publish or watch is checked by ``liv
   answer is removed (a WHEP session: the ``connect_timeout`` its ``play`` was given, so an offer whose client
   never completes ICE frees its slot of the room's cap soon); ending the room, deleting the ingest and
   shutting down close all of its peers.
+- Encode once for everyone else: while an ingest lives, its frames also go to the room's HLS recording
+  (``live/hls_encoder.py``: one encoder process per room, whatever the number of viewers), which ending the
+  room finishes as the replay.
 - One viewer holds at most ``max_per_viewer`` WHEP sessions of a room: their new offer replaces their
   oldest (``replaced_by``, decided by ``live.video_rules.sessions_to_replace``), whose peer is closed. Hosts
   are not held to it.
@@ -50,6 +53,8 @@ from base.metrics import Metrics
 from base.settings import IceServer
 from identity.tokens import HostIdentity, Identity, ViewerIdentity
 from live.errors import InvalidSdp, NotLive, NotYourVideo, UnknownVideoSession, VideoUnavailable
+from live.hls_encoder import EncoderOptions, Recorder
+from live.hls_store import HlsStore
 from live.thumbnail import jpeg
 from live.video_rules import sessions_to_replace
 from live.video_siblings import Siblings
@@ -76,6 +81,8 @@ class _Ingest:
     viewers: dict[str, _Playback] = field(default_factory=dict)  # negotiating ones included
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     stopped: bool = False
+    #: Its HLS recording (``None``: HLS is off, or not started yet).
+    recorder: Recorder | None = None
 
 
 @dataclass(eq=False)
@@ -101,8 +108,12 @@ class Video:
         thumbnail_every: float = 3.0,
         connect_timeout: float = 20.0,
         siblings: Siblings | None = None,
+        hls_store: HlsStore | None = None,
+        hls_options: EncoderOptions | None = None,
     ) -> None:
         self._ice_servers = list(ice_servers)
+        self._hls_store = hls_store
+        self._hls_options = hls_options or EncoderOptions()
         self._siblings = siblings
         self._metrics = metrics
         self._thumbnail_every = thumbnail_every
@@ -146,6 +157,11 @@ class Video:
         ]
         return sessions_to_replace(theirs, max_per_viewer=max_per_viewer)
 
+    def recorder(self, room_id: str) -> Recorder | None:
+        """The HLS recording of the room's ingest in this process, while there is one."""
+        ingest = self._ingests.get(room_id)
+        return ingest.recorder if ingest is not None else None
+
     def thumbnail(self, room_id: str) -> bytes | None:
         """The newest JPEG grabbed from the room's video (kept across a re-publish, dropped when it ends)."""
         return self._thumbnails.get(room_id)
@@ -184,6 +200,7 @@ class Video:
             await self._claim(self._siblings, ingest)
         if previous is not None:
             await self._stop_ingest(previous, reason="replaced by a new publish")
+        await self._record(ingest)
         return Negotiated(ingest.id, answer)
 
     async def stop_publish(self, room_id: str, session_id: str, *, who: Identity) -> None:
@@ -262,7 +279,8 @@ class Video:
 
     async def end_room(self, room_id: str, *, ask_siblings: bool = True) -> None:
         """The show ended: close its ingest and every viewer of it, here or, when a sibling worker holds
-        them and ``ask_siblings``, there. Never raises (commerce goes on)."""
+        them and ``ask_siblings``, there; its HLS recording is finished (``#EXT-X-ENDLIST``) and stays as
+        the replay. Never raises (commerce goes on)."""
         ingest = self._ingests.get(room_id)
         if ingest is not None:
             try:
@@ -270,8 +288,26 @@ class Video:
             except Exception:
                 log.exception("room %s: closing its video failed", room_id)
         elif ask_siblings and self._siblings is not None:
-            await self._siblings.end_room(room_id)
+            try:
+                elsewhere = await self._siblings.elsewhere(room_id)
+            except (RedisError, OSError):
+                elsewhere = None
+            if elsewhere is not None:
+                await self._siblings.end_room(room_id)  # that worker finishes the recording
+                self._thumbnails.pop(room_id, None)
+                return
         self._thumbnails.pop(room_id, None)
+        await self._finish_recording(room_id)
+
+    async def _finish_recording(self, room_id: str) -> None:
+        store = self._hls_store
+        if store is None:
+            return
+        try:
+            if await asyncio.to_thread(store.exists, room_id):
+                await asyncio.to_thread(store.finish, room_id)
+        except OSError:
+            log.exception("room %s: finishing its HLS recording failed", room_id)
 
     async def close(self) -> None:
         """Shutdown: refuse new sessions and close every peer connection."""
@@ -350,6 +386,8 @@ class Video:
         try:
             while True:
                 frame = await proxy.recv()
+                if ingest.recorder is not None and isinstance(frame, av.VideoFrame | av.AudioFrame):
+                    ingest.recorder.feed(kind, frame)
                 if isinstance(frame, av.VideoFrame) and loop.time() >= next_grab:
                     next_grab = loop.time() + self._thumbnail_every
                     try:
@@ -373,6 +411,8 @@ class Video:
         self._cancel(ingest.tasks)
         await ingest.pc.close()
         self._count()
+        if ingest.recorder is not None:
+            await ingest.recorder.stop()  # its last segment is listed before the room's recording finishes
         if self._siblings is not None:
             try:
                 await self._siblings.release(ingest.room_id, ingest.id)
@@ -380,6 +420,27 @@ class Video:
                 log.warning(
                     "room %s: could not drop the owner record of %s: %s", ingest.room_id, ingest.id, exc
                 )
+
+    async def _record(self, ingest: _Ingest) -> None:
+        """Start the ingest's HLS recording (after the one it replaced has finished its last segment)."""
+        if self._hls_store is None or ingest.stopped:
+            return
+        recorder = Recorder(
+            ingest.room_id,
+            self._hls_store,
+            self._hls_options,
+            kinds=ingest.tracks.keys(),
+            metrics=self._metrics,
+        )
+        try:
+            await recorder.start()
+        except OSError:
+            log.exception("room %s: the HLS recording could not start; WHEP goes on", ingest.room_id)
+            return
+        if ingest.stopped:  # it ended while the recording started
+            await recorder.stop()
+            return
+        ingest.recorder = recorder
 
     async def _claim(self, siblings: Siblings, ingest: _Ingest) -> None:
         """Record this process as the owner of the room's ingest, and keep the record alive while it lives.

@@ -18,15 +18,19 @@ room counts as not live: WHIP publishes here, WHEP is ``409 not_live``, the rest
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from base.clock import iso
 from base.errors import WrongMediaType
 from base.http import read_body
 from base.openapi import ErrorSpec, Header, Reply, doc
+from live import host_rooms
 from live.api import visible_room
 from live.errors import (
     ForgedForward,
@@ -40,9 +44,12 @@ from live.errors import (
     VideoUnavailable,
     ViewerCap,
 )
+from live.hls_api import signed_url
+from live.hls_rules import LIVE_PLAYLIST
+from live.hls_store import HlsStore
 from live.models import Room
 from live.rooms import RoomStatus
-from live.schemas import VideoOut
+from live.schemas import HlsStatusOut, VideoOut
 from live.services import services
 from live.video import Negotiated
 from live.video_rules import (
@@ -268,11 +275,63 @@ async def thumbnail(request: Request) -> Response:
 )
 async def video_config(request: Request) -> Response:
     """The host or a viewer of the room only, and never cached: TURN credentials may be in it. The pages
-    ask before each WHIP or WHEP offer, so a rotated credential takes effect at the next connection."""
+    ask before each WHIP or WHEP offer, so a rotated credential takes effect at the next connection. With
+    HLS on it also signs the room's live playlist (``hls``) for anyone past the WHEP cap."""
     st = services(request)
-    await visible_room(request, await st.auth.identify(request))
-    body = VideoOut.of(st.settings.ice_servers).model_dump_json(exclude_none=True)
+    room = await visible_room(request, await st.auth.identify(request))
+    hls = expires = None
+    if st.settings.hls_enabled:
+        hls, expires_s = signed_url(st.settings, room.id, LIVE_PLAYLIST, st.clock.now_ms())
+        expires = iso(expires_s * 1000)
+    body = VideoOut.of(st.settings.ice_servers, hls=hls, hls_expires_at=expires).model_dump_json(
+        exclude_none=True
+    )
     return Response(body, media_type="application/json", headers={"Cache-Control": "private, no-store"})
+
+
+@doc(
+    summary="The room's HLS encoder: its state, segments, size and restarts (the room's host)",
+    responses={200: Reply("The encoder's state", {"application/json": HlsStatusOut}, _PRIVATE_CACHE)},
+    errors=[UnknownRoom, *SIBLING_ERRORS],
+)
+async def hls_status(request: Request) -> Response:
+    """Where the room's ingest is held by a sibling worker, that worker answers (its encoder is there)."""
+    st = services(request)
+    host = await st.auth.require_host(request)
+    async with st.sessions() as session:
+        room = await host_rooms.owned_room(session, host, request.path_params["room"])
+    relayed = await _at_owner(request, room.id)
+    if isinstance(relayed, Response):
+        return relayed
+    recorder = st.video.recorder(room.id)
+    if recorder is not None:
+        found = recorder.status()
+    else:
+        found = await asyncio.to_thread(_recorded, st.hls_store, room.id)
+        if found["state"] == "waiting" and not st.settings.hls_enabled:
+            found["state"] = "off"
+    last = found.pop("last_segment_ms")
+    out = HlsStatusOut(**found, last_segment_at=iso(last))
+    return Response(
+        out.model_dump_json(), media_type="application/json", headers={"Cache-Control": "private, no-store"}
+    )
+
+
+def _recorded(store: HlsStore, room_id: str) -> dict[str, Any]:
+    """What the room's files say when no encoder of this process records it."""
+    segments = store.segments(room_id)
+    last = segments[-1] if segments else None
+    return {
+        "state": "ended" if store.is_ended(room_id) else "waiting",
+        "segments": len(segments),
+        "duration_seconds": round(sum(s.duration for s in segments), 3),
+        "bytes": store.size_bytes(room_id),
+        "last_segment_ms": last.end_ms if last else None,
+        "restarts": 0,
+        "width": last.width if last else None,
+        "height": last.height if last else None,
+        "dropped_frames": 0,
+    }
 
 
 async def end_video(request: Request) -> Response:
@@ -292,4 +351,5 @@ routes = [
     Route("/api/rooms/{room:id}/thumbnail.jpg", thumbnail, methods=["GET"]),
     Route("/internal/video/rooms/{room:id}/end", end_video, methods=["POST"], include_in_schema=False),
     Route("/api/rooms/{room:id}/video", video_config, methods=["GET"]),
+    Route("/api/rooms/{room:id}/hls", hls_status, methods=["GET"]),
 ]

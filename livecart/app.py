@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 import live.api
+import live.hls_api
 import live.host_account
 import live.leader_links
 import live.pages
@@ -28,6 +29,7 @@ import reporting.customers_api
 import shop.after_sale_api
 import shop.api
 import shop.leaders_api
+import shop.replay_api
 import shop.settlement_api
 from base import db, openapi
 from base.clock import Clock, SystemClock
@@ -44,6 +46,8 @@ from identity.sessions import HostSessions, StreamKeys
 from identity.sms import check_sms, sms_sender
 from identity.tokens import TokenSigner
 from identity.wechat import check_wechat, wechat_client
+from live.hls_encoder import EncoderOptions
+from live.hls_store import HlsStore
 from live.services import LiveServices
 from live.video import Video
 from live.video_rules import forward_token
@@ -59,6 +63,7 @@ from realtime.service import Realtime
 from realtime.stock import StockPublisher
 from reporting.api import ReportingServices
 from shop.after_sale import AfterSales
+from shop.card_timeline import CardTimeline
 from shop.cards import Catalog
 from shop.covers import RoomCovers
 from shop.fulfilment import Fulfilment
@@ -69,6 +74,7 @@ from shop.payments.refunds import Refunder
 from shop.payments.registry import Providers
 from shop.payments.service import NOTIFY_PATHS, PaymentService
 from shop.reconcile import Reconciler
+from shop.replay import Replays
 from shop.room_source import ShopRoomSource
 from shop.services import ShopServices
 from shop.sweeper import Sweeper
@@ -133,7 +139,10 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
     )
     # The stock counters read what the inventory below changes and announces: an inventory of their own
     # (the same Redis, announcing nothing) spares the two a construction that needs each other.
-    publisher = Publisher(broker, StockPublisher(Inventory(redis), broker, clock), clock)
+    timeline = CardTimeline(sessions=sessions)
+    publisher = Publisher(
+        broker, StockPublisher(Inventory(redis), broker, clock, on_sold_out=timeline.sold_out), clock
+    )
 
     inventory = Inventory(redis, events=publisher)
     grace_ms = int(settings.orphan_grace_seconds * 1000)
@@ -175,7 +184,18 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
             timeout=settings.video_forward_timeout_seconds,
             metrics=metrics_,
         )
-    video = Video(ice_servers=settings.ice_servers, metrics=metrics_, siblings=siblings)
+    hls_store = HlsStore(
+        settings.data_dir / "hls",
+        target_seconds=settings.hls_segment_seconds,
+        window=settings.hls_live_window,
+    )
+    video = Video(
+        ice_servers=settings.ice_servers,
+        metrics=metrics_,
+        siblings=siblings,
+        hls_store=hls_store if settings.hls_enabled else None,
+        hls_options=EncoderOptions.of(settings),
+    )
     # A thread: WeChat Pay's SDK may download its platform certificates while it is built.
     providers = await asyncio.to_thread(Providers.of, settings)
     refunder = Refunder(
@@ -208,6 +228,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         events=publisher,
     )
     fulfilment = Fulfilment(settings=settings, sessions=sessions, clock=clock, events=publisher)
+    replays = Replays(settings=settings, sessions=sessions, clock=clock, catalog=catalog, store=hls_store)
     sweeper = Sweeper(
         payments=payments,
         fulfilment=fulfilment,
@@ -220,6 +241,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         grace_ms=grace_ms,
         events=publisher,
         currency=settings.currency,
+        replays=replays,
     )
     return AppState(
         settings=settings,
@@ -238,6 +260,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         orders=orders,
         payments=payments,
         sweeper=sweeper,
+        replays=replays,
         realtime=realtime,
         video=video,
         siblings=siblings,
@@ -251,6 +274,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
             events=publisher,
             room_ended=catalog.close_room_cards,
             video=video,
+            hls_store=hls_store,
             codes=SignInCodes(
                 redis,
                 secret=settings.signing_keys[0].encode(),
@@ -323,6 +347,7 @@ def create_app(
                 "shop": st.shop,
                 "reporting": st.reporting,
                 "realtime": st.realtime,
+                "replays": st.replays,
             }
         finally:
             await st.video.close()
@@ -350,11 +375,13 @@ def create_app(
         *live.sign_in_api.routes,
         *live.wechat_api.routes,
         *live.video_api.routes,
+        *live.hls_api.routes,
         *realtime.endpoint.routes,
         *shop.api.routes[1:],
         *shop.after_sale_api.routes,
         *shop.leaders_api.routes,
         *shop.settlement_api.routes,
+        *shop.replay_api.routes,
         *reporting.api.routes,
         *reporting.customers_api.routes,
         *live.leader_links.routes,
