@@ -14,18 +14,21 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import av
 import httpx
 import pytest
-from aiortc import RTCPeerConnection
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import AudioStreamTrack
 
 from live.hls_rules import sign_grant
+from loadtests.harness.video import ClockPattern, read_clock
 from tests.conftest import LiveServer
 from tests.integration.test_video import Room, new_room, publish, settings
-from tests.shop_api import auth
+from tests.shop_api import auth, ok
 
 pytestmark = pytest.mark.integration
 
@@ -280,3 +283,86 @@ async def test_with_hls_off_video_has_no_playlist_and_nothing_is_encoded(
         await asyncio.sleep(3)
         assert encoder_pids(room.id) == []
         assert not (live.settings.data_dir / "hls" / room.id).exists()
+
+
+async def publish_clock(client: httpx.AsyncClient, peers: list[Any], room: Room) -> ClockPattern:
+    """The host publishes frames that carry their capture time (and silence)."""
+    camera = ClockPattern(640, 360, 15)
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    peers.append(pc)
+    pc.addTransceiver(camera, direction="sendonly")
+    pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    r = await client.post(
+        f"/api/rooms/{room.id}/whip",
+        content=pc.localDescription.sdp,
+        headers={**auth(room.host_token), "Content-Type": "application/sdp"},
+    )
+    assert r.status_code == 201, r.text
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+    return camera
+
+
+def frame_at(playlist: str, segments: dict[str, bytes], t: float) -> av.VideoFrame:
+    """The frame of the replay shown ``t`` seconds in: found through the playlist's durations."""
+    elapsed = 0.0
+    lines = playlist.splitlines()
+    for n, line in enumerate(lines):
+        if line.startswith("#EXTINF:"):
+            duration = float(line[8:].rstrip(","))
+            name = lines[n + 1]
+            if t < elapsed + duration or n + 2 >= len(lines) - 1:
+                frames = decode(segments[name])
+                first = float(frames[0].time)
+                return min(frames, key=lambda f: abs(float(f.time) - first - (t - elapsed)))
+            elapsed += duration
+    raise AssertionError(f"no segment at {t}")
+
+
+async def test_the_replay_timeline_points_at_the_moments_in_the_video(
+    client: httpx.AsyncClient, peers: list[Any]
+) -> None:
+    room = await new_room(client)
+    await publish_clock(client, peers, room)
+    host = auth(room.host_token)
+    url = await hls_url(client, room)
+    await playlist_with(client, url, more_than=1)
+    product = await ok(await client.post("/api/products", json={"name": "茶", "price": 990}, headers=host))
+    body = {
+        "product_id": product["id"],
+        "price": 990,
+        "stock": 5,
+        "per_user_limit": 1,
+        "reserve_seconds": 300,
+    }
+    card = await ok(await client.post(f"/api/rooms/{room.id}/cards", json=body, headers=host))
+    await asyncio.sleep(2.5)
+    await ok(await client.post(f"/api/cards/{card['id']}/open", json={}, headers=host))
+    await asyncio.sleep(2.5)
+    await ok(await client.patch(f"/api/cards/{card['id']}", json={"price": 800}, headers=host))
+    await asyncio.sleep(2.5)
+    await ok(await client.post(f"/api/rooms/{room.id}/end", headers=host))
+
+    async with asyncio.timeout(WAIT):
+        while True:
+            replay = await ok(
+                await client.get(f"/api/rooms/{room.id}/replay", headers=auth(room.viewer_token))
+            )
+            if replay["state"] == "ready":
+                break
+            await asyncio.sleep(0.2)
+    events = [(m["event"], m["card_id"]) for m in replay["timeline"]]
+    assert events[:3] == [("pinned", card["id"]), ("opened", card["id"]), ("price_cut", card["id"])]
+    assert events[-1] == ("closed", card["id"])
+    full = (await client.get(replay["hls"])).text
+    assert "#EXT-X-ENDLIST" in full
+    base = replay["hls"].rsplit("/", 1)[0]
+    segments = {name: (await client.get(f"{base}/{name}")).content for name in segments_of(full)}
+    # Each moment's offset shows the picture the camera took at that moment: its barcode reads the same
+    # wall-clock time (within what capture, network and a frame of 15 fps take).
+    for moment in replay["timeline"][:3]:
+        at_ms = round(datetime.fromisoformat(moment["at"]).timestamp() * 1000)
+        shown = read_clock(frame_at(full, segments, moment["t"]))
+        assert shown is not None, moment
+        assert -300 <= at_ms - shown <= 700, (moment, shown, at_ms)
+    assert replay["timeline"][1]["t"] - replay["timeline"][0]["t"] == pytest.approx(2.5, abs=0.6)
