@@ -33,7 +33,7 @@ from live import bindings, host_rooms, invites
 from live.bindings import Bringer
 from live.errors import InvalidPage, RoomStateConflict, UnknownRoom
 from live.models import Host, Invite, Room, Viewer
-from live.rooms import RoomAction, transition
+from live.rooms import RoomAction, admits_joins, transition
 from live.schemas import (
     InviteIn,
     InviteOut,
@@ -310,7 +310,9 @@ async def _join(
         room = await session.get(Room, room_id)
         if room is None:
             raise UnknownRoom("No such room.")
-        if room.status == "ended":
+        published = room.replay is None  # kept and published (``shop.replay_rules.ReplayState.KEPT``)
+        recorded = published and room.status == "ended" and st.hls_store.exists(room.id)
+        if not admits_joins(room.status, replay_published=published, recorded=recorded):
             raise InvalidInvite("This show has ended.")
         brought: Bringer | None = None
         if claim is None and not hmac.compare_digest(body.invite.encode(), room.invite_token.encode()):

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 
+from base.errors import RateLimited
 from base.http import client_ip
 from base.limits import Limit
 from base.openapi import Header, Reply, doc
@@ -65,7 +66,7 @@ def signed_url(settings: Settings, room_id: str, name: str, now_ms: int) -> tupl
         ),
         206: "A range of the file (a Range request)",
     },
-    errors=[HlsForbidden, (HlsForbidden, "hls_expired"), NoHls],
+    errors=[RateLimited, HlsForbidden, (HlsForbidden, "hls_expired"), NoHls, (NoHls, "no_replay")],
 )
 async def hls_file(request: Request) -> Response:
     st = services(request)

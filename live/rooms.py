@@ -40,3 +40,12 @@ def transition(current: str, action: RoomAction) -> RoomStatus:
 def accepts_sales(status: str) -> bool:
     """Cards may be pinned and sold before the show goes live and during it, never after it ended."""
     return RoomStatus(status) is not RoomStatus.ENDED
+
+
+def admits_joins(status: str, *, replay_published: bool, recorded: bool) -> bool:
+    """Whether a room takes new viewers: before and during the show; after it only for its replay (回放),
+    while the host keeps it published and a recording exists. The invite rules apply as during the show:
+    a replay is as private as its room."""
+    if RoomStatus(status) is not RoomStatus.ENDED:
+        return True
+    return replay_published and recorded

@@ -52,7 +52,7 @@ from shop.inventory.store import Inventory, card_keys
 from shop.models import CardEvent
 from shop.replay_rules import DAY_MS, HOUR_MS
 from tests.conftest import LiveServer, fresh_database, make_settings
-from tests.shop_api import Buyer, auth, buy, ok, pay
+from tests.shop_api import Buyer, auth, buy, ok, pay, sign_in
 
 pytestmark = pytest.mark.integration
 
@@ -671,3 +671,38 @@ async def _last_is(events: Callable[[], Awaitable[list[int]]], value: int) -> bo
 
 async def _truthy(value: bool) -> bool:
     return value
+
+
+# -- who may still join once the show ended ----------------------------------------------------------------
+
+
+async def join_answer(client: httpx.AsyncClient, show: Show, invite: str | None = None) -> httpx.Response:
+    """A new customer signs in and asks to join the show's room (with its invite, unless given another)."""
+    customer = await sign_in(client, show.room)
+    body = {"invite": invite or show.invite, "name": "迟到的人"}
+    return await client.post(f"/api/rooms/{show.room}/join", json=body, headers=auth(customer))
+
+
+async def test_after_the_show_only_its_published_replay_admits_new_viewers(
+    database_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    async with app(database_url, redis_url, tmp_path) as (server, client, _):
+        recorded, unrecorded = await new_show(client), await new_show(client)
+        short_recording(store_of(server), recorded.room, int(time.time() * 1000))
+        await end(client, recorded)
+        await end(client, unrecorded)
+        # Someone who missed the show arrives with its invite: the replay takes them in (as privately as
+        # the room did: the invite is still needed); a show without a recording does not.
+        late = await viewer(client, recorded, "迟到的人")
+        got = await ok(await client.get(f"/api/rooms/{recorded.room}/replay", headers=auth(late.token)))
+        assert got["state"] == "ready"
+        assert error_of(await join_answer(client, unrecorded), 403) == "invalid_invite"
+        assert error_of(await join_answer(client, recorded, "not-the-invite"), 403) == "invalid_invite"
+        # Hidden: no new viewers; published again: welcome; deleted: never again.
+        replay = f"/api/rooms/{recorded.room}/replay"
+        await ok(await client.patch(replay, json={"visible": False}, headers=auth(recorded.host)))
+        assert error_of(await join_answer(client, recorded), 403) == "invalid_invite"
+        await ok(await client.patch(replay, json={"visible": True}, headers=auth(recorded.host)))
+        assert (await join_answer(client, recorded)).status_code in (200, 201)
+        assert (await client.delete(replay, headers=auth(recorded.host))).status_code == 204
+        assert error_of(await join_answer(client, recorded), 403) == "invalid_invite"

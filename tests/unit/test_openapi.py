@@ -61,10 +61,23 @@ def test_the_video_configuration_is_documented(tmp_path: Path) -> None:
     schema = op["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema["$ref"].endswith("/VideoOut")
     components = spec["components"]["schemas"]
-    assert set(components["VideoOut"]["properties"]) == {"ice_servers"}
+    assert set(components["VideoOut"]["properties"]) == {"ice_servers", "hls", "hls_expires_at"}
     assert set(components["IceServerOut"]["properties"]) == {"urls", "username", "credential"}
     assert components["IceServerOut"]["required"] == ["urls"]
     assert {"401", "403", "404"} <= set(op["responses"])
+
+
+def test_the_hls_files_are_documented_without_a_bearer_token(tmp_path: Path) -> None:
+    spec = create_app(Settings(data_dir=tmp_path, secret_key="k")).state.openapi
+    op = spec["paths"]["/api/rooms/{room}/hls/{grant}/{name}"]["get"]
+    assert set(op["responses"]["200"]["content"]) == {"application/vnd.apple.mpegurl", "video/mp2t"}
+    assert {"206", "403", "404", "429"} <= set(op["responses"])
+    assert "security" not in op or op["security"] == []
+    status = spec["paths"]["/api/rooms/{room}/hls"]["get"]
+    assert status["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/HlsStatusOut"
+    )
+    assert status["security"] == [{"bearer": []}]
 
 
 # -- the document says exactly what the code does (issue 10) ------------------------------------------------
