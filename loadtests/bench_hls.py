@@ -22,8 +22,10 @@ connection that fetches the playlist every ``--poll`` seconds (from a random pha
 is new in it, starting like hls.js three segments behind the live edge. Responses are parsed only as far as
 the status line and ``Content-Length``; segment bodies are counted, not kept.
 
-Phases, mirrored against drift: ``/healthz`` closed loop, one segment closed loop, the players, the segment
-again, ``/healthz`` again (``--connections`` keep-alive connections each, one request in flight on each).
+Phases, mirrored against drift: closed loops on ``/healthz``, the playlist and one segment, the players, the
+closed loops again in reverse order (``--connections`` keep-alive connections, one request in flight on
+each); then, unless ``--no-bare``, the same segment from a bare Starlette app under uvicorn (``bare_app``:
+as a ``FileResponse`` like the app, read whole in one thread hop, from memory), the floor.
 Printed: requests/s and MB/s of each phase, the CPU (cores) of the server process and of the load
 generator, server CPU per request, and for the players what fraction of them got every segment:
 
@@ -514,13 +516,26 @@ def _pct(values: list[float], q: float) -> float:
 async def measure(
     server: psutil.Process, name: str, each: list[dict[str, Any]], t0: float, t1: float, within: float
 ) -> tuple[list[dict[str, Any]], float]:
-    """Run a phase in the agents; the server's cores over [t0, t1)."""
+    """Run a phase in the agents; the server's cores over [t0, t1) (and the machine's busy cores, kept in
+    ``BUSY`` under ``name``)."""
     task = asyncio.create_task(in_agents(name, each, within=within))
     await asyncio.sleep(max(0.0, t0 - time.time()))
-    s0 = cpu_seconds(server)
+    me = psutil.Process()
+    s0, b0, m0 = cpu_seconds(server), _busy(), cpu_seconds(me)
     await asyncio.sleep(max(0.0, t1 - time.time()))
-    s1 = cpu_seconds(server)
+    s1, b1, m1 = cpu_seconds(server), _busy(), cpu_seconds(me)
+    BUSY[name] = (b1 - b0) / (t1 - t0)
+    BUSY[f"{name} me"] = (m1 - m0) / (t1 - t0)
     return await task, (s1 - s0) / (t1 - t0)
+
+
+BUSY: dict[str, float] = {}
+
+
+def _busy() -> float:
+    """CPU seconds the whole machine has been busy (all but idle and iowait)."""
+    times = psutil.cpu_times()
+    return float(sum(times) - times.idle - getattr(times, "iowait", 0.0))
 
 
 async def closed(
@@ -599,11 +614,11 @@ async def main_async(args: argparse.Namespace) -> int:
         segment_path = playlist_path.rsplit("/", 1)[0] + "/" + f"seg-{1:06d}.ts"
         host, port = "127.0.0.1", server.port
         proc = psutil.Process(server.pid)
-        me = psutil.Process()
         results: dict[str, list[dict[str, Any]]] = {}
         feeding = asyncio.create_task(feeder.run(until=time.time() + 10_000))
 
         await closed(args, proc, port, "healthz", "/healthz", results)
+        await closed(args, proc, port, "playlist", playlist_path, results)
         await closed(args, proc, port, "segment", segment_path, results)
 
         t_start = time.time() + 2.0
@@ -626,10 +641,10 @@ async def main_async(args: argparse.Namespace) -> int:
             }
             for i in range(args.agents)
         ]
-        m0 = cpu_seconds(me)
         agents, cores = await measure(proc, "players", per, t0, t1, within=stop - time.time() + 120)
-        bench_cores = (cpu_seconds(me) - m0) / (time.time() - t0)
+        bench_cores = BUSY["players me"]
         await closed(args, proc, port, "segment", segment_path, results)
+        await closed(args, proc, port, "playlist", playlist_path, results)
         await closed(args, proc, port, "healthz", "/healthz", results)
         feeding.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -701,7 +716,9 @@ async def main_async(args: argparse.Namespace) -> int:
     )
     print(
         f"server {cores:.2f} cores ({player_us:.0f} us/request); load generator {agent_cores:.2f} cores "
-        f"(+ this process, feeder and bookkeeping, {bench_cores:.2f})"
+        f"(+ this process, feeder and bookkeeping, {bench_cores:.2f}); the machine "
+        f"{BUSY['players']:.2f} cores busy, of which others "
+        f"{BUSY['players'] - cores - agent_cores - bench_cores:.2f}"
     )
     print(
         f"segments judged: {len(judged)}; players with every one within the live window: "
@@ -716,6 +733,12 @@ async def main_async(args: argparse.Namespace) -> int:
         f"baselines: /healthz closed loop {healthz_rps:.0f} req/s at {healthz_us:.0f} us/req; one segment "
         f"closed loop {closed_rps:.0f} req/s ({closed_rps / healthz_rps:.2f}x healthz), "
         f"{statistics.mean(r['mbps'] for r in segment):.0f} MB/s"
+    )
+    playlist_us = statistics.mean(r["server_us"] for r in results["playlist"])
+    print(
+        f"playlist closed loop {statistics.mean(r['rps'] for r in results['playlist']):.0f} req/s at "
+        f"{playlist_us:.0f} us/req ({playlist_us / healthz_us:.2f}x healthz); segment "
+        f"{statistics.mean(r['server_us'] for r in segment):.0f} us/req"
     )
     print(f"ratio: server CPU per player request / per healthz request = {player_us / healthz_us:.2f}")
     app_segment_us = statistics.mean(r["server_us"] for r in segment)
@@ -739,6 +762,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 "server_cores": cores,
                 "agent_cores": agent_cores,
                 "bench_cores": bench_cores,
+                "machine_cores": BUSY["players"],
                 "errors": errors,
                 "holds_window": in_window / args.players,
                 "holds_real_time": real_time / args.players,
@@ -747,6 +771,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 "delay_max": max(delays, default=None),
                 "healthz": healthz,
                 "segment": segment,
+                "playlist": results["playlist"],
                 "bare": {k: v for k, v in results.items() if k.startswith("bare")},
                 "clip_segment_bytes": clip_bytes,
             }

@@ -221,7 +221,7 @@ async def main_async(args: argparse.Namespace) -> int:
         flush=True,
     )
     rows = []
-    for text in args.sizes.split(","):
+    for text in filter(None, args.sizes.split(",")):
         width, height = _size(text)
         row = await direct(width, height, args, settings)
         rows.append(row)
