@@ -83,6 +83,8 @@ class _Ingest:
     stopped: bool = False
     #: Its HLS recording (``None``: HLS is off, or not started yet).
     recorder: Recorder | None = None
+    #: Set once stopping it has finished (its recording's last segment written, its record dropped).
+    finished: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass(eq=False)
@@ -122,6 +124,7 @@ class Video:
         self._playbacks: dict[str, _Playback] = {}  # by session, once answered
         self._thumbnails: dict[str, bytes] = {}  # by room
         self._replaced: set[asyncio.Task[None]] = set()  # replaced viewers' peers being closed
+        self._ending: set[_Ingest] = set()  # ingests being stopped (no longer in ``_ingests``)
         self._closing = False
         self._count()  # both series exist (at 0) from the start
 
@@ -282,9 +285,11 @@ class Video:
         them and ``ask_siblings``, there; its HLS recording is finished (``#EXT-X-ENDLIST``) and stays as
         the replay. Never raises (commerce goes on)."""
         ingest = self._ingests.get(room_id)
-        if ingest is not None:
+        stopping = [i for i in self._ending if i.room_id == room_id]  # its publisher just went away
+        if ingest is not None or stopping:
             try:
-                await self._stop_ingest(ingest, reason="room ended")
+                for each in [*stopping, *([ingest] if ingest is not None else [])]:
+                    await self._stop_ingest(each, reason="room ended")
             except Exception:
                 log.exception("room %s: closing its video failed", room_id)
         elif ask_siblings and self._siblings is not None:
@@ -312,7 +317,7 @@ class Video:
     async def close(self) -> None:
         """Shutdown: refuse new sessions and close every peer connection."""
         self._closing = True
-        ingests = list(self._ingests.values())
+        ingests = list(self._ingests.values()) + list(self._ending)  # those stopping: their stop finishes
         await asyncio.gather(
             *(self._stop_ingest(i, reason="shutdown") for i in ingests), return_exceptions=True
         )
@@ -400,11 +405,23 @@ class Video:
             proxy.stop()
 
     async def _stop_ingest(self, ingest: _Ingest, *, reason: str) -> None:
+        """Stop the ingest; when it is already stopping, wait until that has finished (so that ending the
+        room, or shutting down, never finishes its recording before its last segment is written)."""
         if ingest.stopped:
+            if asyncio.current_task() not in ingest.tasks:  # one of its own tasks would wait for itself
+                await ingest.finished.wait()
             return
         ingest.stopped = True
         if self._ingests.get(ingest.room_id) is ingest:
             del self._ingests[ingest.room_id]
+        self._ending.add(ingest)
+        try:
+            await self._end_ingest(ingest, reason=reason)
+        finally:
+            self._ending.discard(ingest)
+            ingest.finished.set()
+
+    async def _end_ingest(self, ingest: _Ingest, *, reason: str) -> None:
         log.info("room %s: ingest %s stopped: %s", ingest.room_id, ingest.id, reason)
         viewers = list(ingest.viewers.values())
         await asyncio.gather(*(self._stop_playback(p) for p in viewers), return_exceptions=True)

@@ -27,7 +27,7 @@ from aiortc.mediastreams import AudioStreamTrack
 from live.hls_rules import sign_grant
 from loadtests.harness.video import ClockPattern, read_clock
 from tests.conftest import LiveServer
-from tests.integration.test_video import Room, new_room, publish, settings
+from tests.integration.test_video import Room, frames, new_room, publish, settings, watch
 from tests.shop_api import auth, ok
 
 pytestmark = pytest.mark.integration
@@ -366,3 +366,30 @@ async def test_the_replay_timeline_points_at_the_moments_in_the_video(
         assert shown is not None, moment
         assert -300 <= at_ms - shown <= 700, (moment, shown, at_ms)
     assert replay["timeline"][1]["t"] - replay["timeline"][0]["t"] == pytest.approx(2.5, abs=0.6)
+
+
+async def test_a_stuck_encoder_drops_frames_and_never_holds_the_ingest(
+    client: httpx.AsyncClient, peers: list[Any]
+) -> None:
+    room = await new_room(client)
+    await publish(client, peers, room)
+    url = await hls_url(client, room)
+    text = await playlist_with(client, url, more_than=1)
+    [pid] = encoder_pids(room.id)
+    viewer = await watch(client, peers, room)
+    assert viewer.response.status_code == 201, viewer.response.text
+    os.kill(pid, signal.SIGSTOP)  # the encoder stops reading: its pipe fills, then its queue
+    try:
+        await asyncio.sleep(2.0)
+        # The ingest goes on: the WHEP viewer keeps getting frames, the thumbnail keeps coming.
+        got = await frames(viewer.tracks["video"], 15)
+        assert len(got) == 15
+        found = await status(client, room)
+        assert found["dropped_frames"] > 0 and found["state"] == "encoding"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    stuck_at = int(segments_of(text)[-1][4:10])
+    after = await playlist_with(client, url, more_than=stuck_at + 2)
+    assert encoder_pids(room.id) == [pid]  # the same encoder caught up: nothing crashed
+    base = url.rsplit("/", 1)[0]
+    assert decode((await client.get(f"{base}/{segments_of(after)[-1]}")).content)
