@@ -14,6 +14,7 @@ const VENDOR = "/static/vendor/hls.js";
 const RETRY_MS = 2000;
 const FAILED_RETRY_MS = 5000;
 const REFRESH_BEFORE_MS = 120_000; // ask for a new grant this long before the old one expires
+const STALL_MS = 3000; // waiting this long for data: the overlay says so
 const GRANT = /\/hls\/[^/]+\//;
 
 let hlsModule = null;
@@ -47,7 +48,8 @@ const grantOf = (url) => (GRANT.exec(url) || [""])[0];
  * answering `{url, expiresAt}` (a signed playlist path and its ISO expiry), asked at the start, before the
  * grant expires and after a 403 (`initial`: such an answer the caller already has). `live`: a live window (the delay is shown; it starts at the live edge) or
  * a recording (`startAt` seconds, 0 by default). `onState(state, detail)`: "waiting" (no segment yet),
- * "playing", "retrying" (lost, trying again), "unsupported". */
+ * "playing", "stalled" (no picture for a while: the live stream stopped growing, the host's camera is off),
+ * "retrying" (lost, trying again), "unsupported". */
 export class HlsPlayer {
   constructor(video, { source, initial = null, live = true, startAt = 0, onState = () => {} }) {
     this.video = video;
@@ -84,6 +86,7 @@ export class HlsPlayer {
       return this.restartIn(FAILED_RETRY_MS);
     }
     if (run !== this.run) return;
+    this.watch(run);
     if (this.kind === "hls.js") this.attachHlsJs(Hls, run);
     else this.attachNative(run);
   }
@@ -122,6 +125,9 @@ export class HlsPlayer {
   // -- internals ------------------------------------------------------------------------------------------
 
   detach() {
+    if (this.watching) this.watching.abort();
+    this.watching = null;
+    clearTimeout(this.stallTimer);
     if (this.hls) {
       this.hls.destroy();
       this.hls = null;
@@ -130,6 +136,21 @@ export class HlsPlayer {
       this.video.removeAttribute("src");
       this.video.load();
     }
+  }
+
+  /** "playing" whenever the picture moves, "stalled" once it has waited STALL_MS for data. */
+  watch(run) {
+    this.watching = new AbortController();
+    const { signal } = this.watching;
+    const video = this.video;
+    video.addEventListener("playing", () => {
+      clearTimeout(this.stallTimer);
+      if (run === this.run) this.onState("playing");
+    }, { signal });
+    video.addEventListener("waiting", () => {
+      clearTimeout(this.stallTimer);
+      this.stallTimer = setTimeout(() => run === this.run && !video.paused && this.onState("stalled"), STALL_MS);
+    }, { signal });
   }
 
   restartIn(ms) {
@@ -215,7 +236,6 @@ export class HlsPlayer {
       this.onState("retrying", data);
       this.restartIn(RETRY_MS);
     });
-    this.video.addEventListener("playing", () => run === this.run && this.onState("playing"), { once: true });
     hls.attachMedia(this.video);
     hls.loadSource(this.url);
   }
@@ -230,7 +250,6 @@ export class HlsPlayer {
       this.restartIn(RETRY_MS);
     };
     video.addEventListener("error", failed);
-    video.addEventListener("playing", () => run === this.run && this.onState("playing"), { once: true });
     if (!this.live && this.startAt) {
       video.addEventListener("loadedmetadata", () => (video.currentTime = this.startAt), { once: true });
     }

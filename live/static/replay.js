@@ -108,7 +108,7 @@ export class ReplayView {
       },
       onState: (state) => {
         if (state === "waiting") this.status(t("replay.waiting"));
-        else if (state === "retrying") this.status(t("video.reconnecting"));
+        else if (state === "retrying" || state === "stalled") this.status(t("video.reconnecting"));
         else if (state === "unsupported") this.status(t("video.hls_unsupported"));
         else if (state === "playing") this.status("");
       },

@@ -28,12 +28,14 @@ function seconds(value) {
 
 export class LiveVideo {
   /** `roomId`; `token()`: the viewer's token now; `canStart()`: whether the page wants video now (joined,
-   * in the show, the room not ended); `message(text)`: the overlay's sentence ("" hides it). */
-  constructor({ roomId, token, canStart, message }) {
+   * in the show, the room not ended); `message(text)`: the overlay's sentence ("" hides it); `onHls(ok)`:
+   * whether the room has HLS that this browser plays, each time the page learns it. */
+  constructor({ roomId, token, canStart, message, onHls = () => {} }) {
     this.roomId = roomId;
     this.token = token;
     this.canStart = canStart;
     this.message = message;
+    this.onHls = onHls; // told whether the room has HLS this browser plays (so also a replay to catch up on)
     this.video = $("#video");
     this.wanted = storedChoice();
     this.mode = null; // what plays now: "webrtc" | "hls" | null
@@ -70,6 +72,7 @@ export class LiveVideo {
       }
       this.hlsOk = Boolean(config.hls) && Boolean(hlsSupport(this.video));
       this.renderToggle();
+      this.onHls(this.hlsOk);
       if (!this.canStart()) return;
       if (this.wanted === "hls" && this.hlsOk) return this.startHls();
       try {
@@ -181,7 +184,7 @@ export class LiveVideo {
       },
       onState: (state) => {
         if (this.player !== player) return;
-        if (state === "waiting") this.message(t("video.hls_waiting"));
+        if (state === "waiting" || state === "stalled") this.message(t("video.hls_waiting"));
         else if (state === "retrying") this.message(t("video.reconnecting"));
         else if (state === "unsupported") this.message(t("video.hls_unsupported"));
         else if (state === "playing") this.message("");

@@ -305,7 +305,7 @@ function renderRoom(next) {
   setText(badge, t(`room.status.${room.status}`));
   badge.className = `badge ${room.status}`;
   show(badge);
-  show($("#watch-from-start"), room.status === "live");
+  renderFromStart();
   if (room.status === "ended") {
     stopVideo(t("video.ended"));
     for (const entry of cards.values()) entry.update(entry.card);
@@ -625,6 +625,7 @@ const live = new LiveVideo({
   token: () => me.token,
   canStart: () => room.status !== "ended" && Boolean(me && me.token) && !$("#show").hidden && !watchingReplay,
   message: videoMessage,
+  onHls: () => renderFromStart(),
 });
 const replay = new ReplayView({ roomId, token: () => me.token, buy });
 let watchingReplay = false; // the replay plays instead of the live video (从头看, or the show has ended)
@@ -632,6 +633,11 @@ let replayTries = 0;
 
 function startVideo() {
   live.start();
+}
+
+/** 从头看 where there is a recording to watch: the show is live and has HLS this browser plays. */
+function renderFromStart() {
+  show($("#watch-from-start"), room.status === "live" && live.hlsOk);
 }
 
 function stopVideo(text) {
