@@ -138,7 +138,7 @@ onSubmit($("#signin-form"), async ({ code, name }) => {
   // The answer also set the sign-in cookie: this device stays signed in at this shop.
   await join({ name: name.trim() || undefined, token: signedIn.token });
   enterShow();
-}, (error) => setText($("#signin-error"), describe(error)));
+}, (error) => noReplay(error) || setText($("#signin-error"), describe(error)));
 
 // -- joining ---------------------------------------------------------------------------------------------
 
@@ -168,7 +168,7 @@ onSubmit($("#join-form"), async ({ name }) => {
   setText($("#join-error"), "");
   await join({ name });
   enterShow();
-}, (error) => setText($("#join-error"), describe(error)));
+}, (error) => noReplay(error) || setText($("#join-error"), describe(error)));
 
 function askName(message = "") {
   show($("#signin"), false);
@@ -188,6 +188,8 @@ async function enter() {
     if (!(error instanceof ApiError)) throw error;
     if (error.code === "sign_in_required") return askSignIn();
     if (error.status === 401 && verified) return askSignIn(describe(error));
+    // An ended show admits viewers only while its replay is published: without one, that is what to say.
+    if (noReplay(error)) return;
     if (error.code === "invalid_invite") return refused(error);
     if (verified) return refused(error);
     askName(describe(error));
@@ -207,7 +209,16 @@ function enterShow() {
   $("#share-url").value = me.share_url;
   show($("#mine-button"), Boolean(shopId() && me.customer_id));
   connect();
-  startVideo();
+  // An ended show (a viewer back for its replay, or someone who missed it): the replay instead of the video.
+  if (room.status === "ended") watchReplay({ ended: true });
+  else startVideo();
+}
+
+/** An ended show refused the join (invalid_invite): it has no published replay to watch. True if so. */
+function noReplay(error) {
+  if (!(preview && preview.status === "ended" && error instanceof ApiError && error.code === "invalid_invite")) return false;
+  showState("no_replay", { intro: true });
+  return true;
 }
 
 function connect() {
@@ -253,6 +264,7 @@ async function reauthenticate() {
     await join({ name: preview.sign_in === "verified" ? undefined : me && me.name });
     return enterShow();
   } catch (error) {
+    if (noReplay(error)) return; // the show ended and its replay was hidden meanwhile
     if (error instanceof ApiError && error.status === 401 && preview.sign_in === "verified") {
       renderIntro();
       return askSignIn(t("signin.again"));
@@ -700,28 +712,24 @@ async function start() {
   }
   renderIntro();
   setUpSharing(roomId, preview, { link: (me && me.share_url) || location.href }).catch(() => {});
-  if (preview.status === "ended") return enterEnded();
+  if (preview.status === "ended") return ended();
   await enter();
 }
 
-/** The show has ended: a viewer of it (this device kept their token) watches its replay; anyone else, or a
- * show without a replay, reads that it has ended. */
-async function enterEnded() {
-  if (!(me && me.token)) return showState("ended", { intro: true });
-  try {
-    await replay.load();
-  } catch (error) {
-    if (error instanceof ApiError && error.code === "no_replay") return showState("no_replay", { intro: true });
-    if (error instanceof ApiError && (error.status === 401 || error.status === 403)) return showState("ended", { intro: true });
-    return refused(error);
-  }
-  show($("#state"), false);
-  show($("#intro"), false);
-  show($("#show"));
-  show($("#mine-button"), Boolean(shopId() && me.customer_id));
-  renderRoom({ status: "ended" }); // the show's page as it was left: its replay in place of the video
-  await watchReplay({ ended: true });
-  refreshOrders();
+/** The show has ended. Its replay admits whoever holds the link while the host keeps it published: a
+ * viewer of the show (this device kept their token) goes straight to it, anyone else is offered it (they
+ * sign in or give a name first, as for the show). `preview.replay` false: there is none to offer. */
+function ended() {
+  const offered = preview.replay !== false;
+  if (offered && me && me.token) return enter();
+  showState("ended", {
+    intro: true,
+    action: offered ? "state.ended.replay" : null,
+    onAction: () => {
+      show($("#state"), false);
+      enter().catch(refused);
+    },
+  });
 }
 
 languageSwitch($("#lang"));

@@ -4,11 +4,12 @@ encodes it once into HLS, and the pages play it with the vendored hls.js.
 - The room's ten WHEP slots are taken by aiortc viewers (cheaper than browsers); the eleventh viewer's page
   is refused WHEP (``409 viewer_cap``), plays the show over HLS instead (its ``<video>`` advances), says so
   and shows the delay; when a slot frees, its 实时 switch takes it back to WHEP.
-- A show with a card pinned and opened some seconds in ends in front of a viewer: the page plays the replay
-  from the start and shows the card at its moments (absent before it was pinned, pinned, then on sale);
-  tapping a moment seeks there; the sale the shop kept open after the show is bought from the replay; a
-  reload plays it again. In the console the host saw the encoder's state and the replay, hides it (the
-  viewer is told there is none) and deletes it.
+- A show with a card pinned and opened some seconds in (watched from the start with 从头看 meanwhile) ends in
+  front of a viewer: the page plays the replay from the start and shows the card at its moments (absent
+  before it was pinned, pinned, then on sale); tapping a moment seeks there; the sale the shop kept open
+  after the show is bought from the replay; a reload plays it again, and someone who missed the show is
+  offered it, signs in and watches. In the console the host saw the encoder's state, set the shop's replay
+  settings, and hides the replay (the viewer is told there is none) and deletes it.
 """
 
 from __future__ import annotations
@@ -259,6 +260,16 @@ async def test_the_replay_plays_and_shows_each_card_at_its_moment(
         await expect(page.locator("#replay")).to_be_visible(timeout=WAIT * 1000)
         await advances(page, REPLAY_TIME, by=1.0)
         await expect(page.locator("#replay-state")).to_have_attribute("data-state", "ready")
+
+        # Someone who missed the show is offered its replay, signs in, and watches it.
+        _, missed = await open_page(browser, problems, "missed the show", phone=True)
+        await missed.goto(f"{site.url}/r/{room.id}?invite={room.invite}")
+        await expect(missed.locator("#state")).to_have_attribute("data-state", "ended")
+        await missed.click("#state-action")
+        await sign_in_on_page(missed, "13800138013", name="Late")
+        await expect(missed.locator("#replay")).to_be_visible(timeout=WAIT * 1000)
+        await advances(missed, REPLAY_TIME, by=1.0)
+        await expect(missed.locator("#replay-moments li")).to_have_count(len(replay["timeline"]))
 
         # Hidden by the host: the viewer is told there is no replay. Deleted: gone for the host too.
         await console.click("#host-replay-hide")
