@@ -19,8 +19,10 @@ import asyncio
 import contextlib
 import json
 import logging
+import subprocess
 import sys
 import time
+from asyncio.streams import FlowControlMixin
 from collections import deque
 from collections.abc import Collection
 from dataclasses import asdict, dataclass
@@ -97,6 +99,24 @@ def audio_message(at: float, frame: av.AudioFrame, resampler: av.AudioResampler 
     return messages
 
 
+@dataclass(frozen=True, slots=True)
+class _Child:
+    """A running encoder process and the ends of its pipes."""
+
+    popen: subprocess.Popen[bytes]
+    stdin: asyncio.StreamWriter
+    stdout: asyncio.StreamReader
+
+
+def _reap(popen: subprocess.Popen[bytes]) -> int:
+    """The exit status of an encoder whose output ended (it exited, or closes its pipe and is killed)."""
+    try:
+        return popen.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        return popen.wait()
+
+
 class Recorder:
     """The HLS recording of one ingest of a room. ``start()``, then ``feed()`` each frame, then ``stop()``."""
 
@@ -125,7 +145,7 @@ class Recorder:
         self._wake = asyncio.Event()
         self._stopping = False
         self._discontinuity = False
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: subprocess.Popen[bytes] | None = None
         self._task: asyncio.Task[None] | None = None
         self._resampler: av.AudioResampler | None = None
 
@@ -133,7 +153,7 @@ class Recorder:
     def pid(self) -> int | None:
         """The encoder process now (``None`` between a crash and its restart)."""
         process = self._process
-        return process.pid if process is not None and process.returncode is None else None
+        return process.pid if process is not None and process.poll() is None else None
 
     async def start(self) -> None:
         self.segments = await asyncio.to_thread(self._prepare)
@@ -188,7 +208,7 @@ class Recorder:
 
     def _kill(self) -> None:
         process = self._process
-        if process is not None and process.returncode is None:
+        if process is not None and process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
 
@@ -229,18 +249,8 @@ class Recorder:
         delay = self.options.restart_seconds
         while True:
             config = self._config()
-            fields = {k: v for k, v in asdict(config).items() if k != "folder"}
             try:
-                self._process = process = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "live.hls_worker",
-                    str(config.folder),
-                    "--config",
-                    json.dumps(fields),
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                )
+                child = await self._spawn(config)
             except OSError as exc:  # out of processes or memory: like a crash, try again later
                 log.error("room %s: could not start the HLS encoder: %s", self.room_id, exc)
                 self.state = "restarting"
@@ -249,20 +259,23 @@ class Recorder:
                 if self._stopping:
                     return
                 continue
+            self._process = child.popen
             began = loop.time()
             self.state = "encoding"
-            reader = asyncio.create_task(self._read(process))
-            writer = asyncio.create_task(self._write(process))
+            reader = asyncio.create_task(self._read(child.stdout))
+            writer = asyncio.create_task(self._write(child.stdin))
             try:
-                code = await process.wait()
+                await reader  # to its end: the encoder exited (its records all read)
                 writer.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await writer
-                await reader  # the records it printed before it exited
+                child.stdin.close()
+                code = await asyncio.to_thread(_reap, child.popen)
             except asyncio.CancelledError:
                 self._kill()
                 reader.cancel()
                 writer.cancel()
+                child.stdin.close()
                 raise
             if self._stopping and code == 0:
                 return
@@ -288,6 +301,34 @@ class Recorder:
             if self._stopping:
                 return
 
+    async def _spawn(self, config: Config) -> _Child:
+        """Start an encoder process. ``subprocess.Popen`` in a thread, not the event loop's subprocess
+        support: uvloop's runs Python's after-fork handlers in the child, which can deadlock on a lock that
+        another thread of the app (SQLite, thumbnails) held at the fork (the worker hung in it here)."""
+        fields = {k: v for k, v in asdict(config).items() if k != "folder"}
+        command = [
+            sys.executable,
+            "-m",
+            "live.hls_worker",
+            str(config.folder),
+            "--config",
+            json.dumps(fields),
+        ]
+        popen = await asyncio.to_thread(
+            subprocess.Popen, command, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+        )
+        assert popen.stdin is not None and popen.stdout is not None
+        loop = asyncio.get_running_loop()
+        try:
+            stdout = asyncio.StreamReader()
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout)
+            transport, protocol = await loop.connect_write_pipe(FlowControlMixin, popen.stdin)
+        except BaseException:
+            popen.kill()
+            await asyncio.to_thread(popen.wait)
+            raise
+        return _Child(popen, asyncio.StreamWriter(transport, protocol, None, loop), stdout)
+
     async def _sleep(self, seconds: float) -> None:
         """Wait before a restart; a stop meanwhile ends the wait."""
         deadline = asyncio.get_running_loop().time() + seconds
@@ -299,9 +340,7 @@ class Recorder:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), left)
 
-    async def _write(self, process: asyncio.subprocess.Process) -> None:
-        stdin = process.stdin
-        assert stdin is not None
+    async def _write(self, stdin: asyncio.StreamWriter) -> None:
         try:
             while True:
                 if not self._queue:
@@ -324,9 +363,7 @@ class Recorder:
         except (BrokenPipeError, ConnectionResetError):
             return  # the encoder died: _run sees it exit
 
-    async def _read(self, process: asyncio.subprocess.Process) -> None:
-        stdout = process.stdout
-        assert stdout is not None
+    async def _read(self, stdout: asyncio.StreamReader) -> None:
         while line := await stdout.readline():
             try:
                 record = json.loads(line)

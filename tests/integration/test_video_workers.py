@@ -333,11 +333,27 @@ async def test_the_viewer_cap_holds_across_workers_and_ending_reaches_the_owner(
     assert capped == {True, False}
     assert await sessions(client) == {"whip": 1, "whep": MAX_VIEWERS}
 
-    # The host ends the show through the worker that does not hold its video: the owner closes it all.
+    # Everyone else plays HLS, from whichever worker: the owner encodes once, the files are on the one disk.
+    hls = (await ok(await client.get(f"/api/rooms/{room.id}/video", headers=auth(tokens[0]))))["hls"]
+    async with asyncio.timeout(20):
+        while "seg-" not in (await client.get(hls)).text:
+            await asyncio.sleep(0.25)
+    for _ in range(4):
+        async with fresh(app) as c:
+            assert (await c.get(hls)).status_code == 200
+    async with connection(app, room, to_owner=False) as c:
+        state = await c.get(f"/api/rooms/{room.id}/hls", headers=auth(room.host_token))
+        assert relayed(state) and state.json()["state"] == "encoding", state.text
+
+    # The host ends the show through the worker that does not hold its video: the owner closes it all,
+    # and finishes the recording.
     async with connection(app, room, to_owner=False) as c:
         before = await forwards(c)
         await ok(await c.post(f"/api/rooms/{room.id}/end", headers=auth(room.host_token)))
         assert await forwards(c) == before + 1
+    async with asyncio.timeout(10):
+        while "#EXT-X-ENDLIST" not in (await client.get(hls)).text:
+            await asyncio.sleep(0.25)
     for viewer in viewers:
         await ends(viewer.tracks["video"])
     assert await sessions(client) == {"whip": 0, "whep": 0}
