@@ -260,7 +260,6 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
         orders=orders,
         payments=payments,
         sweeper=sweeper,
-        replays=replays,
         realtime=realtime,
         video=video,
         siblings=siblings,
@@ -298,6 +297,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
             payments=payments,
             fulfilment=fulfilment,
             after_sales=AfterSales(orders=orders, settings=settings, sessions=sessions, clock=clock),
+            replays=replays,
         ),
         reporting=ReportingServices(
             settings=settings,
@@ -347,7 +347,6 @@ def create_app(
                 "shop": st.shop,
                 "reporting": st.reporting,
                 "realtime": st.realtime,
-                "replays": st.replays,
             }
         finally:
             await st.video.close()

@@ -27,7 +27,6 @@ from shop.orders.service import OrderService
 from shop.orders.writer import OrderWriter
 from shop.payments.service import PaymentService
 from shop.reconcile import Reconciler
-from shop.replay import Replays
 from shop.services import ShopServices
 from shop.sweeper import Sweeper
 
@@ -50,8 +49,6 @@ class AppState:
     orders: OrderService
     payments: PaymentService
     sweeper: Sweeper
-    #: a show's replay: its recording, timeline and retention
-    replays: Replays
     realtime: Realtime
     video: Video
     #: The other workers of ``livecart serve --workers N``; ``None`` in a single process.

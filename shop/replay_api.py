@@ -8,9 +8,7 @@ customer, guest viewer or host); only the host changes it (``LIVECART_LIMIT_REPL
 
 from __future__ import annotations
 
-from typing import cast
-
-from starlette.requests import HTTPConnection, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -21,15 +19,10 @@ from base.openapi import ErrorSpec, doc
 from identity.tokens import HostIdentity
 from live.errors import UnknownRoom
 from shop.errors import UnknownResource
-from shop.replay import Replays
 from shop.replay_schemas import ReplayOut, ReplayPatchIn
 from shop.services import ShopServices, services
 
 ERRORS: list[ErrorSpec] = [UnknownRoom, (UnknownResource, "no_replay"), RateLimited]
-
-
-def replays(conn: HTTPConnection) -> Replays:
-    return cast(Replays, conn.state.replays)
 
 
 async def _host(request: Request) -> tuple[ShopServices, HostIdentity]:
@@ -49,7 +42,7 @@ async def get_replay(request: Request) -> JSONResponse:
     who = await st.auth.identify(request)
     key = who.host_id if isinstance(who, HostIdentity) else who.buyer_key
     await st.rate_limits.hit(Limit.REPLAY_PER_CUSTOMER, key, what="replay requests")
-    return JSONResponse(await replays(request).view(who, request.path_params["room"]))
+    return JSONResponse(await services(request).replays.view(who, request.path_params["room"]))
 
 
 @doc(
@@ -62,7 +55,7 @@ async def patch_replay(request: Request) -> JSONResponse:
     _, host = await _host(request)
     body = await read_json(request, ReplayPatchIn)
     return JSONResponse(
-        await replays(request).set_visible(host, request.path_params["room"], visible=body.visible)
+        await services(request).replays.set_visible(host, request.path_params["room"], visible=body.visible)
     )
 
 
@@ -73,7 +66,7 @@ async def patch_replay(request: Request) -> JSONResponse:
 )
 async def delete_replay(request: Request) -> Response:
     _, host = await _host(request)
-    await replays(request).delete(host, request.path_params["room"])
+    await services(request).replays.delete(host, request.path_params["room"])
     return Response(status_code=204)
 
 

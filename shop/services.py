@@ -18,6 +18,7 @@ from shop.cards import Catalog
 from shop.fulfilment import Fulfilment
 from shop.orders.service import OrderService
 from shop.payments.service import PaymentService
+from shop.replay import Replays
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,8 @@ class ShopServices:
     payments: PaymentService
     fulfilment: Fulfilment
     after_sales: AfterSales
+    #: The shows' replays (their timeline, publishing, deletion).
+    replays: Replays
 
 
 def services(conn: HTTPConnection) -> ShopServices:
