@@ -27,6 +27,7 @@ from identity.errors import InvalidInvite
 from identity.tokens import is_invite_token
 from live import bindings, invites
 from live.models import Host, Room
+from live.rooms import RoomStatus, admits_joins
 from live.services import LiveServices, services
 
 
@@ -43,6 +44,8 @@ class PreviewOut(BaseModel):
     sign_in: Literal["verified", "guest"]
     #: The first pinned product's image (an ``https`` link the host chose), ``null`` when none has one.
     cover_url: str | None
+    #: The show ended and its replay (回放) is published: the link still admits whoever holds it, to watch.
+    replay: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,8 +55,9 @@ class Preview:
     status: str
     sign_in: str
     cover_url: str | None
+    replay: bool = False
 
-    def json(self) -> dict[str, str | None]:
+    def json(self) -> dict[str, str | bool | None]:
         return asdict(self)
 
 
@@ -76,6 +80,11 @@ async def preview(st: LiveServices, room_id: str, invite: str) -> Preview:
         ):
             raise InvalidInvite(NOT_VALID)
         host = await session.get(Host, room.host_id)
+    ended = room.status == RoomStatus.ENDED
+    published = room.replay is None  # kept and published
+    replay = ended and admits_joins(
+        room.status, replay_published=published, recorded=st.hls_store.exists(room.id)
+    )
     cover = await st.room_cover(room_id) if st.room_cover is not None else None
     return Preview(
         title=room.title,
@@ -83,6 +92,7 @@ async def preview(st: LiveServices, room_id: str, invite: str) -> Preview:
         status=room.status,
         sign_in=room.sign_in,
         cover_url=cover,
+        replay=replay,
     )
 
 

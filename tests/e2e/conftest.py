@@ -9,11 +9,12 @@ and invite and share links must lead back to this server.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aioice.ice
 import httpx
 import pytest
 from playwright.async_api import (
@@ -170,3 +171,21 @@ async def pay_on_page(
     await page.locator(f'#checkout-provider-list input[value="{provider}"]').check()
     await page.click("#checkout-submit")
     await page.click("#checkout-pay" if outcome == "paid" else "#checkout-fail")
+
+
+def forget_mdns() -> None:
+    """Drop aioice's process-wide mDNS resolver. It is a module global guarded by an ``asyncio.Lock``, which
+    binds to the event loop of the first test whose WHEP offers (Chromium's host candidates are mDNS
+    names) contend for it; a later test's server, on its own loop, then answers every offer that contends
+    for it with ``400 invalid_sdp`` ("bound to a different event loop"). One loop per process in
+    production; one per test here."""
+    for name in ("lock", "protocol", "subscribers"):
+        if hasattr(aioice.ice._mdns, name):
+            delattr(aioice.ice._mdns, name)
+
+
+@pytest.fixture(autouse=True)
+def mdns_of_this_loop() -> Iterator[None]:
+    forget_mdns()
+    yield
+    forget_mdns()

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-import aioice.ice
 import httpx
 import pytest
 from aiortc import RTCPeerConnection
@@ -42,24 +41,6 @@ DECODED = "() => { const v = document.querySelector('#video'); return v.readySta
 @pytest.fixture
 def site_settings() -> dict[str, Any]:
     return {"whep_max_viewers": CAP, "hls_segment_seconds": 1.0}
-
-
-def forget_mdns() -> None:
-    """Drop aioice's process-wide mDNS resolver. It is a module global guarded by an ``asyncio.Lock``, which
-    binds to the event loop of the first test whose WHEP offers (Chromium's host candidates are mDNS
-    names) contend for it; a later test's server, on its own loop, then answers every offer that contends
-    for it with ``400 invalid_sdp`` ("bound to a different event loop"). One loop per process in
-    production; one per test here."""
-    for name in ("lock", "protocol", "subscribers"):
-        if hasattr(aioice.ice._mdns, name):
-            delattr(aioice.ice._mdns, name)
-
-
-@pytest.fixture(autouse=True)
-def mdns_of_this_loop() -> Iterator[None]:
-    forget_mdns()
-    yield
-    forget_mdns()
 
 
 @pytest.fixture

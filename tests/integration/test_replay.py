@@ -691,8 +691,15 @@ async def test_after_the_show_only_its_published_replay_admits_new_viewers(
         short_recording(store_of(server), recorded.room, int(time.time() * 1000))
         await end(client, recorded)
         await end(client, unrecorded)
+
         # Someone who missed the show arrives with its invite: the replay takes them in (as privately as
         # the room did: the invite is still needed); a show without a recording does not.
+        async def preview(show: Show) -> dict[str, Any]:
+            r = await client.get(f"/api/rooms/{show.room}/preview", params={"invite": show.invite})
+            return dict(await ok(r))
+
+        assert (await preview(recorded))["replay"] is True and (await preview(recorded))["status"] == "ended"
+        assert (await preview(unrecorded))["replay"] is False
         late = await viewer(client, recorded, "迟到的人")
         got = await ok(await client.get(f"/api/rooms/{recorded.room}/replay", headers=auth(late.token)))
         assert got["state"] == "ready"
@@ -702,6 +709,7 @@ async def test_after_the_show_only_its_published_replay_admits_new_viewers(
         replay = f"/api/rooms/{recorded.room}/replay"
         await ok(await client.patch(replay, json={"visible": False}, headers=auth(recorded.host)))
         assert error_of(await join_answer(client, recorded), 403) == "invalid_invite"
+        assert (await preview(recorded))["replay"] is False
         await ok(await client.patch(replay, json={"visible": True}, headers=auth(recorded.host)))
         assert (await join_answer(client, recorded)).status_code in (200, 201)
         assert (await client.delete(replay, headers=auth(recorded.host))).status_code == 204
