@@ -178,10 +178,10 @@ def should_cut(elapsed: float, *, frame_interval: float, target: float) -> bool:
 
 def picture_size(width: int, height: int, *, max_short_side: int) -> tuple[int, int]:
     """The encoded size of a ``width`` x ``height`` picture: scaled down (never up) so its shorter side is
-    at most ``max_short_side``, aspect kept, both even (H.264 4:2:0 needs it)."""
+    at most ``max_short_side``, aspect kept, both even (H.264 4:2:0 needs it: an odd side loses a pixel)."""
     short = min(width, height)
     scale = min(1.0, max_short_side / short) if short > 0 else 1.0
-    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+    return max(2, int(width * scale) // 2 * 2), max(2, int(height * scale) // 2 * 2)
 
 
 class MediaClock:
