@@ -18,7 +18,7 @@ import time
 from enum import StrEnum
 
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
 
@@ -53,6 +53,12 @@ class Limit(StrEnum):
     REPLAY_PER_HOST = "replay_per_host"
 
 
+#: Limits counted in each process's memory instead of Redis: HLS files are fetched about once a second by
+#: every player, a Redis round trip each would cost more than serving a segment from memory, and video must
+#: not depend on Redis. With ``livecart serve --workers N`` an address may make up to N times as many.
+LOCAL = frozenset({Limit.HLS_PER_IP})
+
+
 def rate_of(settings: Settings, limit: Limit) -> RateLimitItem:
     """The limit's rate from the settings, its amount scaled (never below 1)."""
     item = parse(getattr(settings, f"limit_{limit.value}"))
@@ -78,15 +84,17 @@ class RateLimits:
             connection_pool=redis.connection_pool,  # type: ignore[arg-type]  # passed to redis-py
         )
         self._limiter = SlidingWindowCounterRateLimiter(storage)
+        self._local = SlidingWindowCounterRateLimiter(MemoryStorage())
         self._rates = {limit: rate_of(settings, limit) for limit in Limit}
 
     async def hit(self, limit: Limit, key: str, *, what: str = "requests") -> None:
         """Count one request against ``limit`` for ``key`` (an IP, a phone, a customer), or raise
         ``RateLimited`` when the limit is reached (the refused request is not counted)."""
         rate = self._rates[limit]
-        if await self._limiter.hit(rate, key):
+        limiter = self._local if limit in LOCAL else self._limiter
+        if await limiter.hit(rate, key):
             return
-        stats = await self._limiter.get_window_stats(rate, key)
+        stats = await limiter.get_window_stats(rate, key)
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise RateLimited(
             f"Too many {what}; try again in {retry_after} s.",

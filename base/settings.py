@@ -180,6 +180,8 @@ class Settings(BaseSettings):
     #: at a CDN).
     hls_grant_seconds: int = Field(default=3600, ge=60)
     hls_grant_bucket_seconds: int = Field(default=600, ge=1)
+    #: Memory each process may keep recent HLS segments in, so that its players are answered without a read.
+    hls_cache_mb: int = Field(default=64, ge=0, le=4096)
     #: Replays are kept this many days after their show ends (a shop may choose its own); 0: deleted when
     #: the show ends.
     replay_keep_days: int = Field(default=30, ge=0, le=3650)
@@ -255,7 +257,7 @@ class Settings(BaseSettings):
     limit_notify_per_ip: str = "6000/minute"
     #: HLS playlists and segments fetched from one address (a player asks about once a second; a CDN or a
     #: carrier NAT in front puts many players behind one address: raise it there).
-    limit_hls_per_ip: str = "1200/minute"
+    limit_hls_per_ip: str = "3000/minute"
     #: A customer's (or guest viewer's) reads of a replay; a host's replay changes (publish, hide, delete).
     limit_replay_per_customer: str = "120/minute"
     limit_replay_per_host: str = "60/minute"

@@ -9,15 +9,18 @@ segment name), a hidden replay (404), the file (404 until it exists).
 - Playlists: ``application/vnd.apple.mpegurl``, ``Cache-Control: public, max-age=1`` while the show is on
   (half a segment: a cache in front still sees each new segment in time), ``max-age=60`` once it ended.
 - Segments: ``video/mp2t``, ``public, max-age=31536000, immutable`` (a segment never changes once listed).
-- Range requests, ``ETag`` and ``Last-Modified`` as Starlette's ``FileResponse`` does them;
-  ``Access-Control-Allow-Origin: *`` so that a player on a page of another origin (a CDN host) may read it.
+- A file is read whole in one thread hop and what many players ask for in the same seconds is answered from
+  memory (``live/hls_files.py``); a ``Range`` request is answered from the file by Starlette's
+  ``FileResponse`` (``206``). ``Access-Control-Allow-Origin: *`` so that a player on a page of another origin
+  (a CDN host) may read them.
+- The per-address limit is counted in this process's memory, not Redis: video never waits on Redis, and
+  Redis never carries a thousand players' requests (with N workers an address may make N times as many).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse, Response
@@ -39,7 +42,6 @@ from live.hls_rules import (
     is_served_name,
     sign_grant,
 )
-from live.hls_store import ENDED, HIDDEN
 from live.services import services
 
 SEGMENT_CACHE = "public, max-age=31536000, immutable"
@@ -75,29 +77,27 @@ async def hls_file(request: Request) -> Response:
     check_grant(st.settings.signing_keys, room_id, request.path_params["grant"], now_ms=st.clock.now_ms())
     if not is_served_name(name):
         raise NoHls("No such file.")
-    folder = st.hls_store.room_dir(room_id)
-    playlist = name.endswith(".m3u8")
+    files = st.hls_files
+    room = await files.room(room_id)
+    if not room.exists:
+        raise NoHls("No such file (yet): the video has not started, or this recording is gone.")
+    if room.hidden and (room.ended or name == FULL_PLAYLIST):
+        raise NoHls("The host has hidden this replay.", code="no_replay")
     try:
-        found, ended, hidden = await asyncio.to_thread(_look, folder, name, read=playlist)
+        if name.endswith(".m3u8"):
+            text = await files.playlist(room_id, name)
+            cache = ENDED_PLAYLIST_CACHE if text.rstrip().endswith(b"#EXT-X-ENDLIST") else LIVE_PLAYLIST_CACHE
+            headers = {"Cache-Control": cache, "Access-Control-Allow-Origin": "*"}
+            return Response(text, media_type=PLAYLIST_TYPE, headers=headers)
+        headers = {"Cache-Control": SEGMENT_CACHE, "Access-Control-Allow-Origin": "*"}
+        if "range" in request.headers:  # a part: Starlette's own range handling, from the file
+            path = st.hls_store.room_dir(room_id) / name
+            stat = await asyncio.to_thread(os.stat, path)
+            return FileResponse(path, media_type=SEGMENT_TYPE, headers=headers, stat_result=stat)
+        body = await files.segment(room_id, name)
     except FileNotFoundError:
         raise NoHls("No such file (yet): the video has not started, or this segment is gone.") from None
-    if hidden and (ended or name == FULL_PLAYLIST):
-        raise NoHls("The host has hidden this replay.", code="no_replay")
-    if isinstance(found, bytes):
-        # A playlist is rewritten (renamed over) every segment: what was read is served whole, never a
-        # mix of a stat of one version and the bytes of the next.
-        cache = ENDED_PLAYLIST_CACHE if ended else LIVE_PLAYLIST_CACHE
-        headers = {"Cache-Control": cache, "Access-Control-Allow-Origin": "*"}
-        return Response(found, media_type=PLAYLIST_TYPE, headers=headers)
-    headers = {"Cache-Control": SEGMENT_CACHE, "Access-Control-Allow-Origin": "*"}
-    return FileResponse(folder / name, media_type=SEGMENT_TYPE, headers=headers, stat_result=found)
-
-
-def _look(folder: Path, name: str, *, read: bool) -> tuple[bytes | os.stat_result, bool, bool]:
-    """The file (its bytes when ``read``, else its stat), whether the recording ended, whether its replay
-    is hidden: one thread hop."""
-    found = (folder / name).read_bytes() if read else os.stat(folder / name)
-    return found, (folder / ENDED).exists(), (folder / HIDDEN).exists()
+    return Response(body, media_type=SEGMENT_TYPE, headers={**headers, "Accept-Ranges": "bytes"})
 
 
 routes = [Route("/api/rooms/{room:id}/hls/{grant}/{name}", hls_file, methods=["GET", "HEAD"])]

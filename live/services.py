@@ -19,6 +19,7 @@ from identity.guards import Authenticator
 from identity.sms import SmsSender
 from identity.tokens import TokenSigner
 from identity.wechat import WeChat
+from live.hls_files import HlsFiles
 from live.hls_store import HlsStore
 from live.video import Video
 from live.video_siblings import Siblings
@@ -42,6 +43,8 @@ class LiveServices:
     video: Video
     #: The rooms' HLS recordings on disk (``LIVECART_DATA_DIR``/hls), whether HLS is on or not (replays).
     hls_store: HlsStore
+    #: What serves those files: whole reads and recent segments in memory.
+    hls_files: HlsFiles
     codes: SignInCodes
     #: Where sign-in codes are sent; ``None``: phone sign-in is off.
     sms: SmsSender | None

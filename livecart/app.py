@@ -47,6 +47,7 @@ from identity.sms import check_sms, sms_sender
 from identity.tokens import TokenSigner
 from identity.wechat import check_wechat, wechat_client
 from live.hls_encoder import EncoderOptions
+from live.hls_files import HlsFiles
 from live.hls_store import HlsStore
 from live.services import LiveServices
 from live.video import Video
@@ -274,6 +275,7 @@ async def build_state(settings: Settings, redis_url: str, *, clock: Clock) -> Ap
             room_ended=catalog.close_room_cards,
             video=video,
             hls_store=hls_store,
+            hls_files=HlsFiles(hls_store, cache_bytes=settings.hls_cache_mb << 20),
             codes=SignInCodes(
                 redis,
                 secret=settings.signing_keys[0].encode(),

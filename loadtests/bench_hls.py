@@ -88,7 +88,7 @@ def start_server(work: Path, **settings: str) -> ServeProcess:
         "LIVECART_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'bench.db'}",
         "LIVECART_DATA_DIR": str(work / "data"),
         "LIVECART_LOG_LEVEL": "WARNING",
-        "LIVECART_SECRET_KEY": "bench-hls-secret",
+        "LIVECART_SECRET_KEY": "bench-secret-key-not-for-production",
         "LIVECART_BASE_URL": ORIGIN,
         "LIVECART_LIMITS_SCALE": LIMITS_SCALE,
         **{f"LIVECART_{k.upper()}": v for k, v in settings.items()},

@@ -721,10 +721,11 @@ async function start() {
  * sign in or give a name first, as for the show). `preview.replay` false: there is none to offer. */
 function ended() {
   const offered = preview.replay !== false;
-  if (offered && me && me.token) return enter();
+  if (!offered) return showState("no_replay", { intro: true });
+  if (me && me.token) return enter();
   showState("ended", {
     intro: true,
-    action: offered ? "state.ended.replay" : null,
+    action: "state.ended.replay",
     onAction: () => {
       show($("#state"), false);
       enter().catch(refused);

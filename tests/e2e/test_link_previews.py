@@ -80,6 +80,7 @@ async def test_the_preview_answers_only_for_a_link_that_admits(site: LiveServer)
         "status": "scheduled",
         "sign_in": "guest",
         "cover_url": None,
+        "replay": False,  # not ended: nothing to replay yet
     }
     async with api(site) as client:
         for invite in (w["room"]["invite_token"], w["invite"], w["share_code"]):

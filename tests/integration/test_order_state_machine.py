@@ -1007,6 +1007,7 @@ class Model:
             if o.sql in ("shipped", "delivered") and started is not None and started <= due:
                 o.sql = "completed"
                 counts["completed"] += 1
+        counts["replays_deleted"] = 0  # no show here has a recording
         return counts, Counter(queried)
 
 

@@ -46,6 +46,7 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,7 @@ import pytest
 import pytest_asyncio
 from sqlalchemy import func, select
 
+from live.hls_rules import sign_grant
 from live.models import Viewer
 from loadtests.harness import Port, new_card, new_host, new_room
 from tests.conftest import REDIS_URL, LiveServer, flushed_redis, fresh_database, make_settings
@@ -282,6 +284,13 @@ def config(w: World, token: str, *, guest_joins: bool = False) -> str:
             f"include-path = {_toml(path)}",
             f"parameters = {{ {_toml(name)} = {_toml(value)} }}",
         ]
+    # A room's HLS files take a signed grant in their path, which the schema cannot make: the world's room's.
+    grant = sign_grant(w.server.settings.signing_keys[0], i["room"], int(time.time()) + 86_400)
+    lines += [
+        "[[operations]]",
+        'include-name = "GET /api/rooms/{room}/hls/{grant}/{name}"',
+        f'parameters = {{ "path.room" = {_toml(i["room"])}, "path.grant" = {_toml(grant)} }}',
+    ]
     lines += ["[[operations]]", f"include-name = {_toml(JOIN)}"]
     if guest_joins:
         lines.append(

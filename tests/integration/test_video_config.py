@@ -40,7 +40,10 @@ async def test_none_by_default(client: httpx.AsyncClient, server: LiveServer) ->
     for headers in (h, auth(viewer)):
         r = await client.get(f"/api/rooms/{room['id']}/video", headers=headers)
         assert r.status_code == 200, r.text
-        assert r.json() == {"ice_servers": []}
+        body = r.json()
+        assert set(body) == {"ice_servers", "hls", "hls_expires_at"}  # HLS is on by default
+        assert body["ice_servers"] == []
+        assert body["hls"].startswith(f"/api/rooms/{room['id']}/hls/") and body["hls"].endswith("/live.m3u8")
 
 
 async def test_the_configured_servers_exactly_for_the_host_and_viewers_only(
@@ -65,7 +68,9 @@ async def test_the_configured_servers_exactly_for_the_host_and_viewers_only(
         for headers in (h, auth(viewer)):
             r = await client.get(path, headers=headers)
             assert r.status_code == 200, r.text
-            assert r.json() == expected  # no "username": null for the STUN server
+            body = r.json()
+            assert {k: body[k] for k in ("ice_servers",)} == expected  # no "username": null for STUN
+            assert set(body) == {"ice_servers", "hls", "hls_expires_at"}
             assert r.headers["content-type"] == "application/json"
             assert "no-store" in r.headers["cache-control"]  # TURN credentials: never kept by a cache
 
