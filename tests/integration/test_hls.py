@@ -108,9 +108,9 @@ async def test_one_encoder_writes_hls_that_decodes_and_ends_with_the_show(
     client: httpx.AsyncClient, peers: list[Any]
 ) -> None:
     room = await new_room(client)
-    await publish(client, peers, room)
-    url = await hls_url(client, room)
     began = time.monotonic()
+    await publish_clock(client, peers, room)  # frames that carry their capture time
+    url = await hls_url(client, room)
     text = await playlist_with(client, url)
     assert time.monotonic() - began < 10.0
     assert text.startswith("#EXTM3U") and "#EXT-X-PROGRAM-DATE-TIME:" in text
@@ -124,8 +124,13 @@ async def test_one_encoder_writes_hls_that_decodes_and_ends_with_the_show(
     assert segment.headers["content-type"] == "video/mp2t"
     assert segment.headers["cache-control"] == "public, max-age=31536000, immutable"
     frames = decode(segment.content)
-    assert frames and all((f.width, f.height) == (320, 240) for f in frames)
+    assert frames and all((f.width, f.height) == (640, 360) for f in frames)
     assert frames[0].key_frame
+    # The picture is the camera's: each frame's barcode reads a capture time, in order, from the last
+    # seconds (decoded through VP8 and H.264 both).
+    stamps = [read_clock(f) for f in frames]
+    assert None not in stamps and stamps == sorted(stamps)
+    assert 0 < time.time() * 1000 - stamps[-1] < 10_000
     assert len(encoder_pids(room.id)) == 1
 
     # The show ends: the playlist is finished within 10 s and kept.
