@@ -41,7 +41,7 @@ import psutil  # type: ignore[import-untyped, unused-ignore]
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests.bench_hls import cpu_seconds, live_room, start_server
-from loadtests.harness.video import ClockPattern
+from loadtests.harness.video import ClockPattern, offer_to
 
 FPS = 30
 
@@ -141,8 +141,7 @@ async def direct(width: int, height: int, args: argparse.Namespace, settings: An
 
 async def publish(url: str, room: str, token: str, camera: ClockPattern) -> Any:
     """An aiortc WHIP publisher of ``camera`` (VP8) and Opus silence; its peer connection."""
-    import httpx
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
     from aiortc.mediastreams import AudioStreamTrack
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -151,16 +150,7 @@ async def publish(url: str, room: str, token: str, camera: ClockPattern) -> Any:
         [c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType == "video/VP8"]
     )
     pc.addTransceiver(AudioStreamTrack(), direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
-        r = await c.post(
-            f"/api/rooms/{room}/whip",
-            content=pc.localDescription.sdp,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"},
-        )
-    if r.status_code != 201:
-        raise RuntimeError(f"WHIP: {r.status_code} {r.text}")
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+    await offer_to(url, f"/api/rooms/{room}/whip", token, pc)
     return pc
 
 

@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from loadtests.bench_hls import cpu_seconds, live_room, start_server
 from loadtests.bench_hls_encoder import publish
-from loadtests.harness.video import ClockPattern, read_clock
+from loadtests.harness.video import ClockPattern, offer_to, read_clock
 
 FPS = 30
 
@@ -64,7 +64,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 async def whep_viewer(url: str, room: str, token: str) -> tuple[Any, list[tuple[float, int | None]]]:
     """An aiortc WHEP viewer; what it decodes: (arrival epoch s, barcode ms or None) per video frame."""
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+    from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
     pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     seen: list[tuple[float, int | None]] = []
@@ -88,16 +88,7 @@ async def whep_viewer(url: str, room: str, token: str) -> tuple[Any, list[tuple[
 
         readers.append(asyncio.ensure_future(read()))
 
-    await pc.setLocalDescription(await pc.createOffer())
-    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
-        r = await c.post(
-            f"/api/rooms/{room}/whep",
-            content=pc.localDescription.sdp,
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"},
-        )
-    if r.status_code != 201:
-        raise RuntimeError(f"WHEP: {r.status_code} {r.text}")
-    await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))
+    await offer_to(url, f"/api/rooms/{room}/whep", token, pc)
     return pc, seen
 
 

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from fractions import Fraction
 
 import av
-from aiortc import VideoStreamTrack
+import httpx
+from aiortc import RTCPeerConnection, RTCSessionDescription, VideoStreamTrack
 
 
 class PacedVideo(VideoStreamTrack):
@@ -221,3 +222,18 @@ def _backgrounds(width: int, height: int, cycle: int, rng: random.Random) -> lis
             rows.append(row)
         planes.append(b"".join(rows))
     return planes
+
+
+async def offer_to(url: str, path: str, token: str, pc: RTCPeerConnection) -> None:
+    """Send ``pc``'s offer to a WHIP or WHEP endpoint (``path`` on the server at ``url``) with ``token`` and
+    take its answer; ``RuntimeError`` unless it is ``201``."""
+    await pc.setLocalDescription(await pc.createOffer())
+    async with httpx.AsyncClient(base_url=url, timeout=30) as c:
+        r = await c.post(
+            path,
+            content=pc.localDescription.sdp,
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/sdp"},
+        )
+    if r.status_code != 201:
+        raise RuntimeError(f"{path}: {r.status_code} {r.text}")
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=r.text, type="answer"))

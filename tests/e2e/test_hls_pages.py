@@ -24,6 +24,7 @@ import pytest
 from aiortc import RTCPeerConnection
 from playwright.async_api import Page, expect
 
+from loadtests.harness import new_card
 from tests.conftest import LiveServer
 from tests.e2e.conftest import Problems, api, open_page, pay_on_page, sign_in_on_page
 from tests.integration.test_video import Room, another_viewer, frames, new_room, publish, watch
@@ -169,18 +170,9 @@ async def test_the_replay_plays_and_shows_each_card_at_its_moment(
         await page.wait_for_function(DECODED, timeout=WAIT * 1000)
 
         # Some seconds into the show a card is pinned, a few seconds later its sale opens; then the end.
-        product = (
-            await client.post("/api/products", json={"name": "Oolong", "price": 1990}, headers=host)
-        ).json()
         await asyncio.sleep(2)
-        body = {
-            "product_id": product["id"],
-            "price": 990,
-            "stock": 5,
-            "per_user_limit": 1,
-            "reserve_seconds": 300,
-        }
-        card = (await client.post(f"/api/rooms/{room.id}/cards", json=body, headers=host)).json()
+        _, card_id = await new_card(client, room.host_token, room.id, stock=5, price=990, open_sale=False)
+        card = {"id": card_id}
         await asyncio.sleep(3)
         assert (await client.post(f"/api/cards/{card['id']}/open", json={}, headers=host)).status_code == 200
         # 从头看: the recording so far plays in place of the live video, until 回到直播.

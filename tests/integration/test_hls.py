@@ -25,6 +25,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import AudioStreamTrack
 
 from live.hls_rules import sign_grant
+from loadtests.harness import new_card
 from loadtests.harness.video import ClockPattern, read_clock
 from tests.conftest import LiveServer
 from tests.integration.test_video import Room, frames, new_room, publish, settings, watch
@@ -332,15 +333,8 @@ async def test_the_replay_timeline_points_at_the_moments_in_the_video(
     host = auth(room.host_token)
     url = await hls_url(client, room)
     await playlist_with(client, url, more_than=1)
-    product = await ok(await client.post("/api/products", json={"name": "茶", "price": 990}, headers=host))
-    body = {
-        "product_id": product["id"],
-        "price": 990,
-        "stock": 5,
-        "per_user_limit": 1,
-        "reserve_seconds": 300,
-    }
-    card = await ok(await client.post(f"/api/rooms/{room.id}/cards", json=body, headers=host))
+    _, card_id = await new_card(client, room.host_token, room.id, stock=5, price=990, open_sale=False)
+    card = {"id": card_id}
     await asyncio.sleep(2.5)
     await ok(await client.post(f"/api/cards/{card['id']}/open", json={}, headers=host))
     await asyncio.sleep(2.5)
