@@ -208,7 +208,7 @@ async def test_the_replay_plays_and_shows_each_card_at_its_moment(
             assert status != "open" or time >= opened, seen
             assert status is not None or time < pinned + 1.0, seen  # timeupdate comes every 250 ms or so
         shown = page.locator(f'#replay-cards [data-card-id="{card["id"]}"]')
-        await expect(shown.locator(".title")).to_have_text("Oolong")
+        await expect(shown.locator(".title")).to_have_text("Tea")  # the harness's product
         await expect(shown.locator(".price-now")).to_have_text("¥9.90")
 
         # Every event is a moment of the list; tapping one seeks there.

@@ -88,8 +88,10 @@ async def test_refusals_have_their_own_states(site: LiveServer, browser: Browser
     await expect(page.locator("#room-status")).to_have_text("Ended")
     _, late = await open_page(browser, problems, "late viewer", phone=True)
     await late.goto(room["invite_url"])
-    await expect(late.locator("#state")).to_have_attribute("data-state", "ended")
+    # It was not recorded (no video): the page says at once there is no replay, before any sign-in.
+    await expect(late.locator("#state")).to_have_attribute("data-state", "no_replay")
     await expect(late.locator("#state-title")).to_have_text("The show has ended")
+    await expect(late.locator("#state-action")).to_be_hidden()
     await expect(late.locator("#intro-title")).to_have_text("Sunday market")
     assert problems.seen == []
 
