@@ -123,12 +123,13 @@ async def card_orders(session: AsyncSession, card_id: str) -> list[Order]:
 
 
 async def cards_to_reconcile(session: AsyncSession) -> list[tuple[Card, Room]]:
-    """Cards whose sale state still matters: in rooms not ended, or holding live reservations."""
+    """Cards whose sale state still matters: in rooms not ended, still open (an ended show's sale kept
+    open for its replay), or holding live reservations."""
     with_reservations = select(OrderRow.card_id).where(OrderRow.status == OrderStatus.RESERVED.value)
     stmt = (
         select(Card, Room)
         .join(Room, Room.id == Card.room_id)
-        .where((Room.status != "ended") | Card.id.in_(with_reservations))
+        .where((Room.status != "ended") | (Card.status == "open") | Card.id.in_(with_reservations))
     )
     return [(c, r) for c, r in (await session.execute(stmt)).all()]
 
