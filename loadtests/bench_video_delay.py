@@ -208,7 +208,10 @@ async def main_async(args: argparse.Namespace) -> int:
     rows = [
         ("WHEP (aiortc viewer, decoded)", whep),
         ("HLS, segment fetchable", hls["fetchable"]),
-        (f"HLS, a player {args.behind} segments behind the edge (hls.js default)", hls["player"]),
+        (
+            f"HLS, a player {args.behind} segments behind the edge (the viewer page: 2; hls.js's default: 3)",
+            hls["player"],
+        ),
     ]
     for name, p in rows:
         frames = p["n"] if name != rows[2][0] else "-"

@@ -208,6 +208,12 @@ export class HlsPlayer {
       workerPath: `${VENDOR}/hls.worker.js`,
       startPosition: this.live ? -1 : this.startAt,
       lowLatencyMode: false,
+      // Two segments behind the live edge (hls.js's default is three): about 5 s behind the camera
+      // instead of 7-8 (docs/benchmarks.md, issue 14); a player that fell further behind catches up by
+      // playing up to 10% faster, and jumps back once it is five segments behind.
+      liveSyncDurationCount: 2,
+      liveMaxLatencyDurationCount: 5,
+      maxLiveSyncPlaybackRate: 1.1,
       backBufferLength: this.live ? 30 : 90,
       xhrSetup: (xhr, url) => {
         const fixed = this.current(url);
