@@ -12,6 +12,9 @@ What every broker guarantees:
   ``value`` equal to the last one that passed is dropped (``"same"``). ``gate_values`` says what passed last.
 - **Bounded history.** About ``history`` events are kept; ``replay`` returns the events after a position,
   or ``None`` when some of them are gone (the client needs a snapshot).
+- **Retraction.** ``retract`` marks a chat line still in the history as deleted: ``replay`` leaves it out
+  from then on (its seq is simply missing; ``None`` still means exactly what it meant). Readers already
+  past it are not told here: the caller publishes its own event for them (``chat_deleted``).
 - **Reading.** After ``start``, every event of a ``watch``ed room after the watched position reaches the
   handler once, in order, and a reader that fell behind the history is told (``on_gap``) before it goes on
   with what is left.
@@ -65,6 +68,13 @@ class Broker(Protocol):
         """The value each of the room's gates last let through (gate name -> value)."""
         ...
 
+    async def retract(self, room_id: str, seq: int) -> bool:
+        """Mark the room's event ``seq`` retracted, so that ``replay`` leaves it out from now on: ``True``
+        when it is a chat line (``{"type": "chat", ...}``) still in the history and not retracted yet;
+        otherwise ``False`` and nothing changes. Atomic: of concurrent retracts of one line, one is
+        ``True``."""
+        ...
+
     def send_personal(self, room_id: str, viewer_id: str, kind: str, body: dict[str, Any]) -> None:
         """Queue a frame ``{"type": kind, **body}`` for one viewer's sockets in the room (no waiting)."""
         ...
@@ -80,7 +90,8 @@ class Broker(Protocol):
         ...
 
     async def replay(self, room_id: str, since: int, epoch: str) -> list[tuple[int, bytes]] | None:
-        """The events after ``since`` if the history still holds all of them for this epoch, else ``None``."""
+        """The events after ``since`` if the history still holds all of them for this epoch, else ``None``;
+        retracted events are left out of the list (and never make it ``None``)."""
         ...
 
     async def watch(self, room_id: str, seq: int) -> None:

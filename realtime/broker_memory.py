@@ -5,8 +5,9 @@ parts, as in the hub:
 
 - ``RoomLog``, sans-I/O: per room a ``seq``, an ``epoch`` (made when the room is first seen, so a restart
   begins a new one), the last ``history`` events for replay, the gate of ``publish.lua`` (one event per
-  interval per gate, a value dropped when it is the last one let through), the room's personal frames, and
-  how far the reader has read each watched room. ``read`` hands what is new to a handler, and tells of a gap
+  interval per gate, a value dropped when it is the last one let through), the room's personal frames, the
+  seqs of the chat lines retracted from the history (``replay`` leaves them out; trimmed with it), and how
+  far the reader has read each watched room. ``read`` hands what is new to a handler, and tells of a gap
   when the history was trimmed past the reader.
 - ``MemoryBroker``, the adapter: an event is handed over as it is published (there is no reader to fall
   behind, so no burst of publishes, however large, loses events for this process's viewers), and personal
@@ -32,6 +33,10 @@ from realtime.personal import PersonalQueue
 log = logging.getLogger("livecart.realtime.broker")
 
 
+#: how a chat line's frame begins (``event_frame`` writes the type first)
+_CHAT_HEAD = b'{"type":"chat",'
+
+
 def event_frame(kind: str, seq: int, body: dict[str, Any]) -> bytes:
     """The frame ``publish.lua`` builds: ``type`` and ``seq`` first, then the body's fields."""
     fields = dumps(body)
@@ -52,6 +57,8 @@ class _Room:
     #: gate name -> when it last let an event through (ms); and the value it let through then
     gate_times: dict[str, int] = field(default_factory=dict)
     gate_values: dict[str, str] = field(default_factory=dict)
+    #: the seqs of the retracted chat lines still in ``events``
+    retracted: set[int] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.events = deque(maxlen=self.history)
@@ -103,8 +110,21 @@ class RoomLog:
             if value:
                 room.gate_values[gate] = value
         room.seq += 1
+        if room.retracted and len(room.events) == self.history:  # the oldest event goes: so does its mark
+            room.retracted.discard(room.events[0][0])
         room.events.append((room.seq, event_frame(kind, room.seq, body)))
         return room.seq
+
+    def retract(self, room_id: str, seq: int) -> bool:
+        """``Broker.retract``."""
+        room = self._rooms.get(room_id)
+        if room is None or not room.events or seq in room.retracted:
+            return False
+        at = seq - room.events[0][0]
+        if not 0 <= at < len(room.events) or not room.events[at][1].startswith(_CHAT_HEAD):
+            return False
+        room.retracted.add(seq)
+        return True
 
     def gate_values(self, room_id: str) -> dict[str, str]:
         """``Broker.gate_values``."""
@@ -135,7 +155,10 @@ class RoomLog:
         start = room.events_after(since)
         if start is None:
             return None  # trimmed away: too old to replay
-        return list(itertools.islice(room.events, start, None))
+        events = itertools.islice(room.events, start, None)
+        if not room.retracted:
+            return list(events)
+        return [event for event in events if event[0] not in room.retracted]
 
     def watch(self, room_id: str, seq: int) -> None:
         """``Broker.watch``."""
@@ -225,6 +248,9 @@ class MemoryBroker:
 
     async def gate_values(self, room_id: str) -> dict[str, str]:
         return self.log.gate_values(room_id)
+
+    async def retract(self, room_id: str, seq: int) -> bool:
+        return self.log.retract(room_id, seq)
 
     def send_personal(self, room_id: str, viewer_id: str, kind: str, body: dict[str, Any]) -> None:
         self._personal.put(room_id, viewer_id, dumps({"type": kind, **body}))

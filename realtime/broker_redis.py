@@ -3,7 +3,8 @@
 Every process publishes with ``publish.lua`` (next seq and append, in one script); every process with
 viewers of a room reads its stream and fans the frames out to its own sockets. The stream, trimmed to
 about ``history`` entries, is the replay buffer of reconnecting viewers. Personal frames (a buyer's order)
-go to a second stream per room and are not part of the room's sequence.
+go to a second stream per room and are not part of the room's sequence. A retracted (deleted) chat line
+stays in the stream; its seq goes in a sorted set beside it (``retract.lua``) and ``replay`` leaves it out.
 
 All keys of a room carry its hash tag (``{room:ID}``); the reader's ``XREAD`` over several rooms is the only
 multi-slot command (on Redis Cluster it would be issued per slot).
@@ -49,6 +50,9 @@ class RedisBroker:
         self._personal_script = redis.register_script(
             resources.files("realtime").joinpath("lua/personal.lua").read_text()
         )
+        self._retract = redis.register_script(
+            resources.files("realtime").joinpath("lua/retract.lua").read_text()
+        )
         #: rooms read by this process: room id -> (last seq read, last personal id read)
         self._watched: dict[str, tuple[int, str]] = {}
         self._task: asyncio.Task[None] | None = None
@@ -90,6 +94,14 @@ class RedisBroker:
             key[len(prefix) :]: text_of(v) for k, v in gate.items() if (key := text_of(k)).startswith(prefix)
         }
 
+    async def retract(self, room_id: str, seq: int) -> bool:
+        """Mark chat line ``seq`` retracted (``retract.lua``: one script on the room's keys); ``False`` when
+        the stream holds no such event, it is not a chat line, or it was retracted already."""
+        if seq < 1:
+            return False
+        k = room_keys(room_id)
+        return bool(await self._retract(keys=[k.events, k.retracted], args=[seq]))
+
     def send_personal(self, room_id: str, viewer_id: str, kind: str, body: dict[str, Any]) -> None:
         """Queue a frame for one viewer's sockets; the frames of the next few ms go in one script call per
         room (``realtime.personal``). A batch Redis refuses is logged and dropped."""
@@ -116,17 +128,25 @@ class RedisBroker:
         return int(seq or 0), text_of(epoch)
 
     async def replay(self, room_id: str, since: int, epoch: str) -> list[tuple[int, bytes]] | None:
-        """The events after ``since`` if the stream still holds all of them for this epoch, else ``None``."""
+        """The events after ``since`` if the stream still holds all of them for this epoch, else ``None``;
+        retracted chat lines are left out."""
         seq, current = await self.position(room_id)
         if epoch != current or since > seq or since < 0:
             return None
         if since == seq:
             return []
-        entries: Any = await self.redis.xrange(room_keys(room_id).events, min=f"{since + 1}-0", max="+")
+        k = room_keys(room_id)
+        async with self.redis.pipeline(transaction=True) as pipe:  # one moment: the stream and the set agree
+            pipe.xrange(k.events, min=f"{since + 1}-0", max="+")
+            pipe.zrangebyscore(k.retracted, since + 1, "+inf")
+            entries, retracted = await pipe.execute()
         events: list[tuple[int, bytes]] = [(int(text_of(i).split("-")[0]), v[b"f"]) for i, v in entries]
         if not events or events[0][0] != since + 1:
             return None  # trimmed away: too old to replay
-        return events
+        if not retracted:
+            return events
+        gone = {int(text_of(s)) for s in retracted}
+        return [event for event in events if event[0] not in gone]
 
     async def watch(self, room_id: str, seq: int) -> None:
         """Read the room's events after ``seq``, and its personal frames from now on (idempotent)."""

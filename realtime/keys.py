@@ -21,6 +21,9 @@ class RoomKeys(NamedTuple):
     gate: str
     #: stream: personal frames, fields ``to`` = the viewer id, ``f`` = the frame's JSON text
     personal: str
+    #: zset: the seqs of the chat lines retracted (deleted) from ``events``, score = the seq; only those
+    #: still in the stream (``retract.lua`` drops the rest)
+    retracted: str
 
 
 class PresenceKeys(NamedTuple):
@@ -43,9 +46,12 @@ def _tag(room_id: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def room_keys(room_id: str) -> RoomKeys:
-    """The keys of the room's events, in the order ``publish.lua`` names them (``personal`` last)."""
+    """The keys of the room's events, in the order ``publish.lua`` names them (then ``personal`` and
+    ``retracted``)."""
     tag = _tag(room_id)
-    return RoomKeys(f"{tag}:seq", f"{tag}:events", f"{tag}:epoch", f"{tag}:gate", f"{tag}:personal")
+    return RoomKeys(
+        f"{tag}:seq", f"{tag}:events", f"{tag}:epoch", f"{tag}:gate", f"{tag}:personal", f"{tag}:retracted"
+    )
 
 
 def presence_keys(room_id: str) -> PresenceKeys:

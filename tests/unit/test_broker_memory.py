@@ -79,6 +79,70 @@ def test_replay_returns_the_missed_events_or_none_when_it_cannot() -> None:
     assert log.replay("rm", -1, epoch) is None
 
 
+def chat_seqs(replayed: list[tuple[int, bytes]] | None) -> list[tuple[int, str]]:
+    """(seq, type) of each replayed event."""
+    assert replayed is not None
+    return [(seq, json.loads(frame)["type"]) for seq, frame in replayed]
+
+
+def test_a_retracted_chat_line_is_left_out_of_replay_and_the_rest_stays_in_order() -> None:
+    log = RoomLog()
+    log.publish("rm", "chat", {"text": "a"}, now_ms=0)  # 1
+    log.publish("rm", "chat", {"text": "rude"}, now_ms=0)  # 2
+    log.publish("rm", "stock", {"left": 3}, now_ms=0)  # 3
+    log.publish("rm", "chat", {"text": "b"}, now_ms=0)  # 4
+    log.publish("rm_other", "chat", {"text": "rude"}, now_ms=0)  # 1 of another room
+    epoch = log.position("rm")[1]
+    assert log.retract("rm", 2) is True
+    assert chat_seqs(log.replay("rm", 0, epoch)) == [(1, "chat"), (3, "stock"), (4, "chat")]
+    assert chat_seqs(log.replay("rm", 1, epoch)) == [(3, "stock"), (4, "chat")]
+    assert chat_seqs(log.replay("rm", 2, epoch)) == [(3, "stock"), (4, "chat")]
+    assert log.replay("rm", 0, "another epoch") is None  # None still means what it meant
+    assert chat_seqs(log.replay("rm_other", 0, log.position("rm_other")[1])) == [(1, "chat")]
+    # Retracting the last event leaves an empty replay after the one before it, never None.
+    assert log.retract("rm", 4) is True
+    assert log.replay("rm", 3, epoch) == []
+    assert log.position("rm") == (4, epoch)  # the sequence does not move
+
+
+def test_only_a_chat_line_still_in_the_history_can_be_retracted_and_only_once() -> None:
+    log = RoomLog(history=5)
+    log.publish("rm", "stock", {"left": 3}, now_ms=0)  # 1
+    for i in range(6):
+        log.publish("rm", "chat", {"n": i}, now_ms=0)  # 2..7; history keeps 3..7
+    epoch = log.position("rm")[1]
+    before = log.replay("rm", 2, epoch)
+    assert log.retract("rm", 1) is False  # not chat (and trimmed)
+    assert log.retract("rm", 2) is False  # chat, but trimmed
+    assert log.retract("rm", 8) is False  # not published yet
+    assert log.retract("rm", 0) is False and log.retract("rm", -3) is False
+    assert log.retract("rm_none", 1) is False
+    assert log.replay("rm", 2, epoch) == before  # nothing changed
+    assert log.retract("rm", 5) is True
+    assert log.retract("rm", 5) is False  # twice
+    log.publish("rm", "viewers", {"count": 2}, now_ms=0)  # 8
+    assert log.retract("rm", 8) is False  # not chat
+    assert [s for s, _ in log.replay("rm", 3, epoch) or []] == [4, 6, 7, 8]
+
+
+def test_the_retracted_marks_are_trimmed_with_the_history() -> None:
+    log = RoomLog(history=10)
+    for round_ in range(50):
+        for i in range(4):
+            seq = log.publish("rm", "chat", {"n": i}, now_ms=0)
+            assert isinstance(seq, int)
+            if i % 2 == 0:
+                assert log.retract("rm", seq) is True
+        room = log._rooms["rm"]
+        kept = {s for s, _ in room.events}
+        assert room.retracted <= kept and len(room.retracted) <= 5, round_
+    seq, epoch = log.position("rm")
+    replayed = log.replay("rm", seq - 10, epoch)
+    assert replayed is not None and [s for s, _ in replayed] == [
+        s for s in range(seq - 9, seq + 1) if s % 2 == 0
+    ]
+
+
 def test_a_reader_gets_the_events_after_its_position_in_order_and_personal_frames_from_its_watch() -> None:
     log = RoomLog()
     log.publish("rm", "chat", {"n": 0}, now_ms=0)
@@ -167,6 +231,21 @@ async def test_a_failing_handler_fails_neither_the_publisher_nor_the_next_event(
     assert await broker.publish("rm", "chat", {}, now_ms=0) == 1
     assert await broker.publish("rm", "chat", {}, now_ms=0) == 2
     assert got == [1, 2]
+    await broker.stop()
+
+
+async def test_the_broker_retracts_and_its_live_handler_already_had_the_line() -> None:
+    broker = MemoryBroker()
+    got: list[int] = []
+    broker.start(lambda room, seq, frame, to: got.append(seq))
+    await broker.watch("rm", 0)
+    assert await broker.publish("rm", "chat", {"text": "rude"}, now_ms=0) == 1
+    assert await broker.publish("rm", "chat", {"text": "fine"}, now_ms=0) == 2
+    assert await broker.retract("rm", 1) is True
+    assert await broker.retract("rm", 1) is False
+    assert got == [1, 2]  # the live path is unchanged: the caller tells connected viewers itself
+    _, epoch = await broker.position("rm")
+    assert [s for s, _ in await broker.replay("rm", 0, epoch) or []] == [2]
     await broker.stop()
 
 
